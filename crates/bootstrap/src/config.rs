@@ -1,0 +1,169 @@
+//! Configuration shared by every service.
+
+use std::path::{Path, PathBuf};
+
+/// A setting that cannot be used. The message names the setting, never its (possibly secret) value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable (and so the flag) at fault, e.g. `OPENWARN_DATABASE_URL`.
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a secret given either directly or as a file path (`*_FILE`, as Kubernetes mounts secrets).
+/// Exactly one of the two must be given when `required`.
+pub fn secret(
+    value: Option<&str>,
+    file: Option<&Path>,
+    setting: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            setting,
+            "given both directly and as a file; give one",
+        )),
+        (Some(v), None) => Ok(Some(v.to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Paths of the PEM files for mutual TLS on internal gRPC (server and client side alike).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signs every internal certificate.
+    #[arg(long = "tls-ca", env = "OPENWARN_TLS_CA")]
+    pub ca: PathBuf,
+    /// This service's certificate (PEM), used as gRPC server and as gRPC client.
+    #[arg(long = "tls-cert", env = "OPENWARN_TLS_CERT")]
+    pub cert: PathBuf,
+    /// This service's private key (PEM).
+    #[arg(long = "tls-key", env = "OPENWARN_TLS_KEY")]
+    pub key: PathBuf,
+}
+
+/// Where a service keeps its data.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// `postgres://…` in production, `sqlite://PATH` as the embedded default.
+    #[arg(
+        long = "database-url",
+        env = "OPENWARN_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// File holding the database URL (for secrets mounted as files).
+    #[arg(long = "database-url-file", env = "OPENWARN_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+    /// Maximum connections in the pool.
+    #[arg(
+        long = "database-pool-size",
+        env = "OPENWARN_DATABASE_POOL_SIZE",
+        default_value_t = 16
+    )]
+    pub pool_size: u32,
+}
+
+impl DatabaseArgs {
+    pub fn url(&self) -> Result<String, ConfigError> {
+        secret(
+            self.database_url.as_deref(),
+            self.database_url_file.as_deref(),
+            "OPENWARN_DATABASE_URL",
+        )?
+        .ok_or_else(|| ConfigError::new("OPENWARN_DATABASE_URL", "is required"))
+    }
+}
+
+/// Logging and tracing options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// `json` (default, for production) or `text`.
+    #[arg(
+        long = "log-format",
+        env = "OPENWARN_LOG_FORMAT",
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info,openwarn_verification=debug`.
+    #[arg(long = "log", env = "OPENWARN_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Parses a duration such as `90s`, `15m`, `1h`, `21d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 21d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?} has an unknown unit; use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("a duration must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration("21d").unwrap(),
+            Duration::from_secs(21 * 86_400)
+        );
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_value_or_file_but_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://x\n").unwrap();
+        assert_eq!(secret(Some("a"), None, "S").unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            secret(None, Some(&path), "S").unwrap().as_deref(),
+            Some("postgres://x")
+        );
+        assert_eq!(secret(None, None, "S").unwrap(), None);
+        let both = secret(Some("a"), Some(&path), "OPENWARN_X").unwrap_err();
+        assert!(both.to_string().contains("OPENWARN_X"));
+        let missing = secret(None, Some(&dir.path().join("nope")), "OPENWARN_Y").unwrap_err();
+        assert!(missing.to_string().contains("OPENWARN_Y"));
+    }
+}

@@ -1,0 +1,15 @@
+//! What every OpenWarn service starts with.
+//!
+//! - [`config`]: shared clap argument groups and secrets read from the environment or from files.
+//! - [`telemetry`]: JSON logs, optional OTLP trace export, W3C trace context across gRPC.
+//! - [`admin`]: `/healthz`, `/readyz` and Prometheus `/metrics` on a separate port.
+//! - [`lifecycle`]: a running service's tasks, addresses and graceful shutdown.
+//! - [`http`]: small pieces every JSON endpoint shares (error bodies, padding, latency reservoirs).
+
+pub mod admin;
+pub mod config;
+pub mod http;
+pub mod lifecycle;
+pub mod telemetry;
+
+pub use lifecycle::{RunningService, ServeError};

@@ -1,0 +1,188 @@
+//! A running service: its tasks (servers, background jobs), the addresses it bound, and one
+//! cancellation token that stops them all gracefully.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why a service task stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{task}: {source}")]
+pub struct ServeError {
+    pub task: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ServeError {
+    pub fn new(
+        task: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            task,
+            source: source.into(),
+        }
+    }
+}
+
+pub struct RunningService {
+    name: &'static str,
+    addrs: BTreeMap<&'static str, SocketAddr>,
+    token: CancellationToken,
+    tasks: JoinSet<Result<(), ServeError>>,
+}
+
+impl RunningService {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            addrs: BTreeMap::new(),
+            token: CancellationToken::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Cancelled when the service stops; every task watches it.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    pub fn add_addr(&mut self, label: &'static str, addr: SocketAddr) {
+        self.addrs.insert(label, addr);
+    }
+
+    /// The address bound for `label` (`http`, `grpc`, `admin`, …).
+    pub fn addr(&self, label: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(label)
+            .unwrap_or_else(|| panic!("{} has no {label} address", self.name))
+    }
+
+    pub fn addrs(&self) -> &BTreeMap<&'static str, SocketAddr> {
+        &self.addrs
+    }
+
+    pub fn spawn<F>(&mut self, task: F)
+    where
+        F: Future<Output = Result<(), ServeError>> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits until any task ends (or the token is cancelled), then stops the rest.
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        let first = tokio::select! {
+            joined = self.tasks.join_next() => joined,
+            () = self.token.cancelled() => None,
+        };
+        self.token.cancel();
+        let mut result = flatten(first);
+        while let Some(joined) = self.tasks.join_next().await {
+            if result.is_ok() {
+                result = flatten(Some(joined));
+            }
+        }
+        result
+    }
+
+    /// Stops every task gracefully and waits for them.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.token.cancel();
+        self.wait().await
+    }
+
+    /// Runs until SIGINT/SIGTERM or until a task fails.
+    pub async fn run_until_signal(self) -> Result<(), ServeError> {
+        let token = self.token();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown signal received");
+            token.cancel();
+        });
+        self.wait().await
+    }
+}
+
+fn flatten(
+    joined: Option<Result<Result<(), ServeError>, tokio::task::JoinError>>,
+) -> Result<(), ServeError> {
+    match joined {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(ServeError::new("task", e)),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Serves an axum router on a bound listener until the token is cancelled.
+pub async fn serve_http(
+    task: &'static str,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    token: CancellationToken,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await
+        .map_err(|e| ServeError::new(task, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_task_stops_the_others_and_is_reported() {
+        let mut service = RunningService::new("t");
+        let token = service.token();
+        service.spawn(async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        service.spawn(async { Err(ServeError::new("job", std::io::Error::other("boom"))) });
+        let err = service.wait().await.unwrap_err();
+        assert_eq!(err.to_string(), "job: boom");
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_every_task() {
+        let mut service = RunningService::new("t");
+        for _ in 0..3 {
+            let token = service.token();
+            service.spawn(async move {
+                token.cancelled().await;
+                Ok(())
+            });
+        }
+        service.shutdown().await.unwrap();
+    }
+}

@@ -1,0 +1,206 @@
+//! Logs and traces.
+//!
+//! Logs are JSON lines on stderr (or text for humans). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set,
+//! spans are also exported over OTLP/gRPC. The W3C trace context travels across internal gRPC
+//! calls: [`TraceContextInterceptor`] injects it on the client, [`grpc_server_span`] picks it up.
+//!
+//! What is never logged: GUIDs or their hashes, registration tokens, TANs, teleTANs, keys, client
+//! addresses. Code logs outcomes and counts, not request contents.
+
+use crate::config::{LogFormat, TelemetryArgs};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid setting OPENWARN_LOG: {0}")]
+    Filter(String),
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// Flushes exported spans when dropped.
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("telemetry: flushing spans failed: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber for a service process. Call once, from `main`.
+pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter =
+        EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let fmt = match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let endpoint_set =
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
+    let provider = if endpoint_set {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service)
+                        .build(),
+                )
+                .build(),
+        )
+    } else {
+        None
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    // A second init in the same process (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(TelemetryGuard { provider })
+}
+
+/// Injects the current span's W3C trace context into every outgoing gRPC request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContextInterceptor;
+
+impl tonic::service::Interceptor for TraceContextInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut MetadataInjector(request.metadata_mut()));
+        });
+        Ok(request)
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            tonic::metadata::MetadataValue::try_from(value.as_str()),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// The span of one incoming gRPC call, child of the caller's span when it sent a trace context.
+/// Use with `tower_http::trace::TraceLayer::new_for_grpc().make_span_with(grpc_server_span)`.
+pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let span =
+        tracing::info_span!("grpc", rpc.method = %request.uri().path(), otel.kind = "server");
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// A gRPC tracing layer that continues the caller's trace.
+pub fn grpc_trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    fn(&http::Request<tonic::body::Body>) -> tracing::Span,
+> {
+    tower_http::trace::TraceLayer::new_for_grpc()
+        .make_span_with(grpc_server_span::<tonic::body::Body> as fn(&_) -> _)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn trace_context_round_trips_through_grpc_metadata() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let remote = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(remote);
+        let mut request = tonic::Request::new(());
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut MetadataInjector(request.metadata_mut()));
+        });
+        let header = request
+            .metadata()
+            .get("traceparent")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            header,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+
+        let mut http_request = http::Request::new(());
+        http_request
+            .headers_mut()
+            .insert("traceparent", header.parse().unwrap());
+        let extracted = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(http_request.headers()))
+        });
+        assert_eq!(
+            extracted.span().span_context().trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+        // Without a current span, the interceptor adds nothing that claims a trace.
+        let out = TraceContextInterceptor
+            .call(tonic::Request::new(()))
+            .unwrap();
+        assert!(out.metadata().get("traceparent").is_none());
+    }
+}

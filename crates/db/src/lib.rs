@@ -1,0 +1,386 @@
+//! Database plumbing shared by the services; the models stay private to the service that owns them.
+//!
+//! The URL scheme picks the backend: `postgres://` (production) or `sqlite://PATH` (embedded
+//! default). Queries are written once against [`AnyConnection`], diesel's `MultiConnection` over
+//! both backends; connections are established per backend so that a bad URL or a server that is
+//! down gives its real error instead of a generic one.
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, Pool};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+/// One connection to either backend. Write queries against this type.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "PostgreSQL",
+            Self::Sqlite => "SQLite",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL: expected postgres://… or sqlite://PATH")]
+    UnsupportedUrl,
+    #[error("cannot connect to {backend}: {message}")]
+    Connect {
+        backend: &'static str,
+        message: String,
+    },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database query failed: {0}")]
+    Query(#[from] DieselError),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+impl DbError {
+    /// The database cannot be reached (as opposed to a query that failed): callers answer 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Unavailable(_) => true,
+            Self::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )) => true,
+            _ => false,
+        }
+    }
+
+    /// A unique or primary-key constraint refused the write.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// Where a URL points.
+#[derive(Debug, Clone)]
+enum Target {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() || path == ":memory:" {
+                // Every pooled connection would get its own empty in-memory database.
+                return Err(DbError::UnsupportedUrl);
+            }
+            Ok(Self::Sqlite(path.to_owned()))
+        } else {
+            Err(DbError::UnsupportedUrl)
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    fn establish(&self) -> Result<AnyConnection, DbError> {
+        let connect_error = |e: diesel::ConnectionError| DbError::Connect {
+            backend: self.backend().name(),
+            message: redact(&e.to_string()),
+        };
+        match self {
+            Self::Postgres(url) => PgConnection::establish(url)
+                .map(AnyConnection::Postgresql)
+                .map_err(connect_error),
+            Self::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path).map_err(connect_error)?;
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| DbError::Connect {
+                    backend: "SQLite",
+                    message: e.to_string(),
+                })?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// Connection errors of libpq can quote the connection string; keep passwords out of messages.
+fn redact(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| {
+            if w.starts_with("password=") {
+                "password=***"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Debug)]
+struct Manager(Target);
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<AnyConnection, DbError> {
+        self.0.establish()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), DbError> {
+        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// A pool of connections to one service's database.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens a pool. One connection is made right away, so that a wrong URL or a server that is
+    /// down fails here with its real error.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self, DbError> {
+        let target = Target::parse(url)?;
+        let backend = target.backend();
+        let probe_target = target.clone();
+        tokio::task::spawn_blocking(move || probe_target.establish().map(drop))
+            .await
+            .map_err(|e| DbError::Unavailable(e.to_string()))??;
+        let pool = Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(3))
+            .test_on_check_out(true)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Manager(target));
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; returns the versions applied. On PostgreSQL an advisory lock
+    /// keeps replicas that start together from migrating at once.
+    /// `postgres` and `sqlite` are the service's `embed_migrations!` constants, one per backend.
+    pub async fn migrate(
+        &self,
+        postgres: EmbeddedMigrations,
+        sqlite: EmbeddedMigrations,
+    ) -> Result<Vec<String>, DbError> {
+        self.with_connection(move |conn| {
+            let applied = match conn {
+                AnyConnection::Postgresql(pg) => {
+                    pg.batch_execute("SELECT pg_advisory_lock(7426)")?;
+                    let result = pg
+                        .run_pending_migrations(postgres)
+                        .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>());
+                    pg.batch_execute("SELECT pg_advisory_unlock(7426)")?;
+                    result
+                }
+                AnyConnection::Sqlite(lite) => lite
+                    .run_pending_migrations(sqlite)
+                    .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            };
+            Ok(applied)
+        })
+        .await?
+        .map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// Runs blocking diesel code on a pooled connection, off the async runtime.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<R, DieselError> + Send + 'static,
+    {
+        self.with_connection(move |conn| f(conn).map_err(DbError::Query))
+            .await
+    }
+
+    /// Runs `f` in one write transaction: all of it commits, or nothing does. On SQLite the
+    /// transaction takes the write lock up front (`BEGIN IMMEDIATE`), so concurrent writers queue
+    /// instead of failing on a lock upgrade. `f` must not open transactions of its own.
+    pub async fn transaction<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<R, DieselError> + Send + 'static,
+    {
+        self.with_connection(move |conn| match conn {
+            AnyConnection::Postgresql(_) => conn.transaction(f).map_err(DbError::Query),
+            AnyConnection::Sqlite(_) => {
+                conn.batch_execute("BEGIN IMMEDIATE")?;
+                match f(conn) {
+                    Ok(value) => match conn.batch_execute("COMMIT") {
+                        Ok(()) => Ok(value),
+                        Err(e) => {
+                            let _ = conn.batch_execute("ROLLBACK");
+                            Err(DbError::Query(e))
+                        }
+                    },
+                    Err(e) => {
+                        let _ = conn.batch_execute("ROLLBACK");
+                        Err(DbError::Query(e))
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Succeeds when a connection can be had and answers.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.run(|conn| conn.batch_execute("SELECT 1")).await
+    }
+
+    async fn with_connection<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<R, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_scheme_picks_the_backend() {
+        assert_eq!(
+            Target::parse("postgres://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Target::parse("postgresql://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Target::parse("sqlite:///tmp/x.db").unwrap().backend(),
+            Backend::Sqlite
+        );
+        assert!(matches!(
+            Target::parse("mysql://h/db"),
+            Err(DbError::UnsupportedUrl)
+        ));
+        assert!(matches!(
+            Target::parse("sqlite://:memory:"),
+            Err(DbError::UnsupportedUrl)
+        ));
+        assert!(matches!(
+            Target::parse("/tmp/x.db"),
+            Err(DbError::UnsupportedUrl)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_gives_its_real_error() {
+        // Port 1 on loopback: nothing listens there.
+        let err = Database::open("postgres://nobody@127.0.0.1:1/none?connect_timeout=2", 1)
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable());
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cannot connect to PostgreSQL"),
+            "{message}"
+        );
+        assert!(
+            message.contains("127.0.0.1") || message.contains("refused"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("host=x password=secret user=y"),
+            "host=x password=*** user=y"
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_transactions_commit_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Database::open(&url, 4).await.unwrap();
+        db.run(|c| c.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+        let err = db
+            .transaction(|c| {
+                c.batch_execute("INSERT INTO t VALUES (1)")?;
+                c.batch_execute("INSERT INTO t VALUES (1)")
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_unique_violation());
+        db.transaction(|c| c.batch_execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)"))
+            .await
+            .unwrap();
+        // The failed transaction left nothing behind: inserting 1 again would fail, 3 succeeds.
+        db.ping().await.unwrap();
+        assert!(
+            db.run(|c| c.batch_execute("INSERT INTO t VALUES (1)"))
+                .await
+                .unwrap_err()
+                .is_unique_violation()
+        );
+        db.run(|c| c.batch_execute("INSERT INTO t VALUES (3)"))
+            .await
+            .unwrap();
+    }
+}
