@@ -7,6 +7,7 @@
 //! - [`http`]: small pieces every JSON endpoint shares (error bodies, padding, latency reservoirs).
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod lifecycle;

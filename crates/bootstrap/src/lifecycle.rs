@@ -186,3 +186,78 @@ mod tests {
         service.shutdown().await.unwrap();
     }
 }
+
+/// A listener that could not be bound; names the setting's purpose and the address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds a TCP listener (port 0 picks a free port; the bound address is on the listener).
+pub async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { what, addr, source })
+}
+
+impl RunningService {
+    /// Binds `addr` and serves `router` there as the task `what`; records the bound address.
+    pub async fn serve_http_on(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+        router: axum::Router,
+    ) -> Result<SocketAddr, BindError> {
+        let listener = bind(what, addr).await?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| BindError { what, addr, source })?;
+        self.add_addr(what, bound);
+        let token = self.token();
+        self.spawn(serve_http(what, listener, router, token));
+        Ok(bound)
+    }
+
+    /// Serves the admin endpoints (`/healthz`, `/readyz`, `/metrics`) on `addr`.
+    pub async fn serve_admin_on(
+        &mut self,
+        addr: SocketAddr,
+        ready: crate::admin::ReadinessCheck,
+    ) -> Result<SocketAddr, BindError> {
+        self.serve_http_on("admin", addr, crate::admin::router(ready))
+            .await
+    }
+
+    /// Runs `job` every `every` (first run right away) until the service stops.
+    pub fn spawn_periodic<F, Fut>(&mut self, every: std::time::Duration, mut job: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let token = self.token();
+        self.spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => job().await,
+                    () = token.cancelled() => return Ok(()),
+                }
+            }
+        });
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -7,6 +7,7 @@
 //! - [`DevPki`] generates a CA and one certificate per service (rcgen), so that a local run uses the
 //!   same code path as production.
 
+pub use rustls::ServerConfig as RustlsServerConfig;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};

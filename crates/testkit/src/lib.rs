@@ -1,0 +1,189 @@
+//! Test harness shared by every crate's tests.
+//!
+//! Storage tests run against SQLite (and the in-memory key-value store) always, and against
+//! PostgreSQL and Redis when `OPENWARN_TEST_POSTGRES_URL` / `OPENWARN_TEST_REDIS_URL` are set. Each
+//! test gets a fresh database (created, then dropped) and its own Redis key namespace. With
+//! `CI=true` an unset or unreachable backend fails the test instead of skipping it.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use openwarn_kv::KvStore;
+use std::sync::Arc;
+
+pub const POSTGRES_ENV: &str = "OPENWARN_TEST_POSTGRES_URL";
+pub const REDIS_ENV: &str = "OPENWARN_TEST_REDIS_URL";
+
+/// Whether this run is CI's (`CI=true`), where every backend is required.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn backend_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !ci(),
+                "CI=true but {var} is not set: this backend is required in CI"
+            );
+            None
+        }
+    }
+}
+
+/// A database that exists for one test.
+pub enum TestDatabase {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self::Sqlite { _dir: dir, url }
+    }
+
+    /// A new, empty PostgreSQL database on the server `admin_url` points to.
+    pub fn postgres(admin_url: &str) -> Self {
+        let name = format!("openwarn_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(admin_url)
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = with_database(admin_url, &name);
+        Self::Postgres {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres {
+            admin_url, name, ..
+        } = self
+            && let Ok(mut admin) = PgConnection::establish(admin_url)
+        {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Replaces the database name in a PostgreSQL URL, keeping its query string.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| i + authority_start);
+    let root = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// One fresh database per backend under test: SQLite, plus PostgreSQL when configured.
+pub fn databases() -> Vec<TestDatabase> {
+    let mut dbs = vec![TestDatabase::sqlite()];
+    if let Some(url) = backend_url(POSTGRES_ENV) {
+        dbs.push(TestDatabase::postgres(&url));
+    }
+    dbs
+}
+
+/// One key-value store per backend under test: in memory, plus Redis (own namespace) when set.
+pub async fn kv_stores() -> Vec<(&'static str, Arc<dyn KvStore>)> {
+    let mut stores: Vec<(&'static str, Arc<dyn KvStore>)> =
+        vec![("memory", Arc::new(openwarn_kv::MemoryStore::default()))];
+    if let Some(url) = backend_url(REDIS_ENV) {
+        let namespace = format!("openwarn-test-{}", uuid::Uuid::new_v4().simple());
+        let store = openwarn_kv::open(&url, &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("{REDIS_ENV} is set but Redis is unreachable: {e}"));
+        stores.push(("redis", store));
+    }
+    stores
+}
+
+/// The Redis URL under test, if any (for tests that start whole services).
+pub fn redis_url() -> Option<String> {
+    backend_url(REDIS_ENV)
+}
+
+/// Pairs of (database, key-value URL) covering every backend: SQLite with the in-memory store,
+/// and PostgreSQL with Redis when configured.
+pub fn backends() -> Vec<(TestDatabase, String)> {
+    let mut out = vec![(TestDatabase::sqlite(), "memory://".to_owned())];
+    let pg = backend_url(POSTGRES_ENV);
+    let redis = backend_url(REDIS_ENV);
+    if let Some(pg) = pg {
+        out.push((
+            TestDatabase::postgres(&pg),
+            redis.unwrap_or_else(|| "memory://".into()),
+        ));
+    }
+    out
+}
+
+/// A development PKI in a temporary directory.
+pub fn dev_pki(names: &[&str]) -> (tempfile::TempDir, openwarn_mtls::DevPki) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = openwarn_mtls::DevPki::ensure(dir.path(), names).expect("dev PKI");
+    (dir, pki)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
+
+    #[tokio::test]
+    async fn every_configured_database_is_fresh_and_usable() {
+        for db in databases() {
+            let conn = openwarn_db::Database::open(db.url(), 2).await.unwrap();
+            conn.run(|c| c.batch_execute("CREATE TABLE fresh (id INTEGER PRIMARY KEY)"))
+                .await
+                .unwrap();
+        }
+    }
+}

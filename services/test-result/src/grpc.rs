@@ -1,0 +1,74 @@
+//! Internal gRPC for verification: `GetTestResult`, `MarkRedeemed`.
+
+use crate::lab::is_hashed_guid;
+use crate::store::Store;
+use openwarn_db::DbError;
+use openwarn_protocol::testresult::v1::test_result_service_server::{
+    TestResultService, TestResultServiceServer,
+};
+use openwarn_protocol::testresult::v1::{
+    GetTestResultRequest, GetTestResultResponse, MarkRedeemedRequest, MarkRedeemedResponse,
+};
+use tonic::{Request, Response, Status};
+
+pub fn server(store: Store) -> TestResultServiceServer<Grpc> {
+    TestResultServiceServer::new(Grpc { store })
+}
+
+pub struct Grpc {
+    store: Store,
+}
+
+fn status(e: &DbError) -> Status {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        Status::unavailable("database unavailable")
+    } else {
+        tracing::error!(error = %e, "database error");
+        Status::internal("internal error")
+    }
+}
+
+fn checked(hashed_guid: String) -> Result<String, Status> {
+    if is_hashed_guid(&hashed_guid) {
+        Ok(hashed_guid)
+    } else {
+        Err(Status::invalid_argument(
+            "hashed_guid must be 64 lowercase hex characters",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl TestResultService for Grpc {
+    async fn get_test_result(
+        &self,
+        request: Request<GetTestResultRequest>,
+    ) -> Result<Response<GetTestResultResponse>, Status> {
+        let hashed_guid = checked(request.into_inner().hashed_guid)?;
+        let now = openwarn_bootstrap::lifecycle::unix_now();
+        let found = self
+            .store
+            .get_or_create_pending(hashed_guid, now)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(GetTestResultResponse {
+            result: i32::from(found.result),
+            sample_collected_at: found.sample_collected_at,
+            lab_id: found.lab_id,
+        }))
+    }
+
+    async fn mark_redeemed(
+        &self,
+        request: Request<MarkRedeemedRequest>,
+    ) -> Result<Response<MarkRedeemedResponse>, Status> {
+        let hashed_guid = checked(request.into_inner().hashed_guid)?;
+        let now = openwarn_bootstrap::lifecycle::unix_now();
+        self.store
+            .mark_redeemed(hashed_guid, now)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(MarkRedeemedResponse {}))
+    }
+}

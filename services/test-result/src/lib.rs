@@ -1,0 +1,277 @@
+//! The test-result service.
+//!
+//! Labs post results by hashed GUID (`POST /api/v1/lab/results`, mutual TLS with allow-listed
+//! client certificates outside dev mode). Verification reads them over gRPC (`GetTestResult`) and
+//! marks them redeemed (`MarkRedeemed`). A retention job redeems results after [21] days and
+//! deletes them after [60].
+
+mod grpc;
+mod lab;
+mod store;
+
+pub use store::{LabResult, Store, StoredResult};
+
+use clap::Args;
+use openwarn_bootstrap::config::{
+    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService, ServeError, bind};
+use openwarn_db::{Database, DbError};
+use openwarn_mtls::{TlsError, TlsFiles};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "test-result";
+
+/// Result codes, as the app sees them.
+pub mod codes {
+    pub const PENDING: i16 = 0;
+    pub const NEGATIVE: i16 = 1;
+    pub const POSITIVE: i16 = 2;
+    pub const INVALID: i16 = 3;
+    pub const REDEEMED: i16 = 4;
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Lab API (HTTPS with client certificates, or plain HTTP with --lab-insecure-http).
+    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8030")]
+    pub http_addr: SocketAddr,
+    /// Internal gRPC (mutual TLS) for verification.
+    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9030")]
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8031")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Serve the lab API over plain HTTP, without client certificates. Local development only.
+    #[arg(long, env = "OPENWARN_LAB_INSECURE_HTTP")]
+    pub lab_insecure_http: bool,
+    /// Server certificate (PEM) of the lab API.
+    #[arg(long, env = "OPENWARN_LAB_TLS_CERT")]
+    pub lab_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the lab API.
+    #[arg(long, env = "OPENWARN_LAB_TLS_KEY")]
+    pub lab_tls_key: Option<PathBuf>,
+    /// SHA-256 fingerprints (hex) of the lab client certificates allowed in, comma-separated.
+    #[arg(long, env = "OPENWARN_LAB_CLIENT_FINGERPRINTS", value_delimiter = ',')]
+    pub lab_client_fingerprints: Vec<String>,
+    /// Most results in one lab request.
+    #[arg(long, env = "OPENWARN_LAB_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Largest lab request body, in bytes.
+    #[arg(long, env = "OPENWARN_LAB_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Results are marked redeemed this long after they were first seen.
+    #[arg(long, env = "OPENWARN_RESULT_REDEEM_AFTER", default_value = "21d", value_parser = parse_duration)]
+    pub redeem_after: Duration,
+    /// Results are deleted this long after they were first seen.
+    #[arg(long, env = "OPENWARN_RESULT_DELETE_AFTER", default_value = "60d", value_parser = parse_duration)]
+    pub delete_after: Duration,
+    /// How often the retention job runs.
+    #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+pub(crate) const MIGRATIONS_PG: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+enum LabTransport {
+    Plain,
+    Tls(Arc<openwarn_mtls::RustlsServerConfig>),
+}
+
+fn lab_transport(config: &Config) -> Result<LabTransport, Error> {
+    if config.lab_insecure_http {
+        return Ok(LabTransport::Plain);
+    }
+    let cert = config.lab_tls_cert.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            "OPENWARN_LAB_TLS_CERT",
+            "is required unless OPENWARN_LAB_INSECURE_HTTP is set",
+        )
+    })?;
+    let key = config.lab_tls_key.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            "OPENWARN_LAB_TLS_KEY",
+            "is required unless OPENWARN_LAB_INSECURE_HTTP is set",
+        )
+    })?;
+    if config.lab_client_fingerprints.is_empty() {
+        return Err(ConfigError::new(
+            "OPENWARN_LAB_CLIENT_FINGERPRINTS",
+            "lists no lab certificate; no lab could post results",
+        )
+        .into());
+    }
+    let tls = openwarn_mtls::lab_server_config(cert, key, &config.lab_client_fingerprints)
+        .map_err(|e| ConfigError::new("OPENWARN_LAB_CLIENT_FINGERPRINTS", e.to_string()))?;
+    Ok(LabTransport::Tls(tls))
+}
+
+fn check(config: &Config) -> Result<(), ConfigError> {
+    if config.delete_after <= config.redeem_after {
+        return Err(ConfigError::new(
+            "OPENWARN_RESULT_DELETE_AFTER",
+            "must be longer than OPENWARN_RESULT_REDEEM_AFTER",
+        ));
+    }
+    if config.max_batch == 0 {
+        return Err(ConfigError::new(
+            "OPENWARN_LAB_MAX_BATCH",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+async fn open_database(config: &Config) -> Result<Database, Error> {
+    let db = Database::open(&config.database.url()?, config.database.pool_size).await?;
+    db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?;
+    Ok(db)
+}
+
+/// Starts the service: migrations, lab API, gRPC, admin port, retention job.
+pub async fn start(config: Config) -> Result<RunningService, Error> {
+    check(&config)?;
+    let transport = lab_transport(&config)?;
+    let tls = TlsFiles::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let db = open_database(&config).await?;
+    let store = Store::new(db.clone());
+    let mut service = RunningService::new(NAME);
+
+    // Lab API.
+    let router = lab::router(lab::LabState {
+        store: store.clone(),
+        max_batch: config.max_batch,
+        max_body_bytes: config.max_body_bytes,
+    });
+    match transport {
+        LabTransport::Plain => {
+            service
+                .serve_http_on("http", config.http_addr, router)
+                .await?;
+        }
+        LabTransport::Tls(tls_config) => {
+            let listener = bind("http", config.http_addr).await?;
+            let bound = listener.local_addr().map_err(|source| BindError {
+                what: "http",
+                addr: config.http_addr,
+                source,
+            })?;
+            service.add_addr("http", bound);
+            let token = service.token();
+            service.spawn(async move {
+                openwarn_mtls::serve_https(listener, tls_config, router, token)
+                    .await
+                    .map_err(|e| ServeError::new("http", e))
+            });
+        }
+    }
+
+    // Internal gRPC.
+    let listener = bind("grpc", config.grpc_addr).await?;
+    let bound = listener.local_addr().map_err(|source| BindError {
+        what: "grpc",
+        addr: config.grpc_addr,
+        source,
+    })?;
+    service.add_addr("grpc", bound);
+    let token = service.token();
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls.grpc_server())
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .layer(openwarn_bootstrap::telemetry::grpc_trace_layer())
+        .add_service(grpc::server(store.clone()));
+    service.spawn(async move {
+        server
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                token.cancelled_owned(),
+            )
+            .await
+            .map_err(|e| ServeError::new("grpc", e))
+    });
+
+    // Admin.
+    let ready_db = db.clone();
+    service
+        .serve_admin_on(
+            config.admin_addr,
+            Arc::new(move || {
+                let db = ready_db.clone();
+                Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+            }),
+        )
+        .await?;
+
+    // Retention.
+    let redeem_after = i64::try_from(config.redeem_after.as_secs()).unwrap_or(i64::MAX);
+    let delete_after = i64::try_from(config.delete_after.as_secs()).unwrap_or(i64::MAX);
+    service.spawn_periodic(config.retention_interval, move || {
+        let store = store.clone();
+        async move {
+            let now = openwarn_bootstrap::lifecycle::unix_now();
+            match store.apply_retention(now, redeem_after, delete_after).await {
+                Ok((redeemed, deleted)) => {
+                    metrics::counter!("openwarn_test_results_redeemed_by_retention_total")
+                        .increment(redeemed as u64);
+                    metrics::counter!("openwarn_test_results_deleted_total")
+                        .increment(deleted as u64);
+                    tracing::info!(redeemed, deleted, "retention applied");
+                }
+                Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),
+            }
+        }
+    });
+    Ok(service)
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    start(config).await?.run_until_signal().await?;
+    Ok(())
+}
+
+/// The service as the shared command line runs it.
+pub struct TestResultService;
+
+impl openwarn_bootstrap::cli::Service for TestResultService {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+    type Error = Error;
+
+    fn telemetry(config: &Config) -> &TelemetryArgs {
+        &config.telemetry
+    }
+
+    async fn start(config: Config) -> Result<RunningService, Error> {
+        start(config).await
+    }
+
+    async fn migrate(config: Config) -> Result<Vec<String>, Error> {
+        let db = Database::open(&config.database.url()?, 1).await?;
+        Ok(db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?)
+    }
+}

@@ -1,0 +1,379 @@
+//! The service's own table. Nothing outside this crate reads it.
+
+use crate::codes;
+use diesel::prelude::*;
+use openwarn_db::{AnyConnection, Database, DbError};
+
+diesel::table! {
+    test_results (hashed_guid) {
+        hashed_guid -> Text,
+        result -> SmallInt,
+        lab_id -> Nullable<Text>,
+        sample_collected_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        redeemed_at -> Nullable<BigInt>,
+    }
+}
+
+use test_results::dsl as t;
+
+/// A result as verification sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct StoredResult {
+    pub result: i16,
+    pub lab_id: Option<String>,
+    pub sample_collected_at: Option<i64>,
+}
+
+/// One validated result from a lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabResult {
+    pub hashed_guid: String,
+    pub result: i16,
+    pub sample_collected_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Stores a lab's batch in one transaction. Results already redeemed are left as they are.
+    /// Returns how many results were stored (created or changed).
+    pub async fn save_lab_results(
+        &self,
+        lab_id: String,
+        results: Vec<LabResult>,
+        now: i64,
+    ) -> Result<usize, DbError> {
+        let attempt = |lab_id: String, results: Vec<LabResult>| {
+            self.db.transaction(move |conn| {
+                let mut stored = 0;
+                for r in &results {
+                    stored += upsert(conn, &lab_id, r, now)?;
+                }
+                Ok(stored)
+            })
+        };
+        match attempt(lab_id.clone(), results.clone()).await {
+            // Another request created one of these ids at the same moment: the rows exist now,
+            // so a second attempt updates them.
+            Err(e) if e.is_unique_violation() => attempt(lab_id, results).await,
+            other => other,
+        }
+    }
+
+    /// The result for a hashed GUID; an unknown one is recorded as pending.
+    pub async fn get_or_create_pending(
+        &self,
+        hashed_guid: String,
+        now: i64,
+    ) -> Result<StoredResult, DbError> {
+        self.db
+            .run(move |conn| {
+                if let Some(found) = find(conn, &hashed_guid)? {
+                    return Ok(found);
+                }
+                let inserted = diesel::insert_into(t::test_results)
+                    .values((
+                        t::hashed_guid.eq(&hashed_guid),
+                        t::result.eq(codes::PENDING),
+                        t::created_at.eq(now),
+                        t::updated_at.eq(now),
+                    ))
+                    .execute(conn);
+                match inserted {
+                    Ok(_)
+                    | Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => {}
+                    Err(e) => return Err(e),
+                }
+                find(conn, &hashed_guid).map(|r| {
+                    r.unwrap_or(StoredResult {
+                        result: codes::PENDING,
+                        lab_id: None,
+                        sample_collected_at: None,
+                    })
+                })
+            })
+            .await
+    }
+
+    /// Marks a result redeemed: from then on it reads 4 and no lab can change it. Its lab id and
+    /// sample time are dropped, as nothing needs them any more. Returns whether a row changed.
+    pub async fn mark_redeemed(&self, hashed_guid: String, now: i64) -> Result<bool, DbError> {
+        self.db
+            .run(move |conn| {
+                diesel::update(
+                    t::test_results
+                        .filter(t::hashed_guid.eq(&hashed_guid))
+                        .filter(t::redeemed_at.is_null()),
+                )
+                .set(redeemed_values(now))
+                .execute(conn)
+                .map(|n| n > 0)
+            })
+            .await
+    }
+
+    /// Redeems results first seen more than `redeem_after` seconds ago and deletes those first seen
+    /// more than `delete_after` seconds ago. Idempotent. Returns (redeemed, deleted).
+    pub async fn apply_retention(
+        &self,
+        now: i64,
+        redeem_after: i64,
+        delete_after: i64,
+    ) -> Result<(usize, usize), DbError> {
+        self.db
+            .run(move |conn| {
+                let deleted = diesel::delete(
+                    t::test_results.filter(t::created_at.lt(now.saturating_sub(delete_after))),
+                )
+                .execute(conn)?;
+                let redeemed = diesel::update(
+                    t::test_results
+                        .filter(t::created_at.lt(now.saturating_sub(redeem_after)))
+                        .filter(t::redeemed_at.is_null()),
+                )
+                .set(redeemed_values(now))
+                .execute(conn)?;
+                Ok((redeemed, deleted))
+            })
+            .await
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn redeemed_values(
+    now: i64,
+) -> (
+    diesel::dsl::Eq<t::result, i16>,
+    diesel::dsl::Eq<t::lab_id, Option<String>>,
+    diesel::dsl::Eq<t::sample_collected_at, Option<i64>>,
+    diesel::dsl::Eq<t::redeemed_at, Option<i64>>,
+    diesel::dsl::Eq<t::updated_at, i64>,
+) {
+    (
+        t::result.eq(codes::REDEEMED),
+        t::lab_id.eq(None::<String>),
+        t::sample_collected_at.eq(None::<i64>),
+        t::redeemed_at.eq(Some(now)),
+        t::updated_at.eq(now),
+    )
+}
+
+fn find(conn: &mut AnyConnection, hashed_guid: &str) -> QueryResult<Option<StoredResult>> {
+    t::test_results
+        .find(hashed_guid)
+        .select((t::result, t::lab_id, t::sample_collected_at))
+        .first::<StoredResult>(conn)
+        .optional()
+}
+
+/// Updates an unredeemed row or creates it; a redeemed row is never touched.
+fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> QueryResult<usize> {
+    let updated = diesel::update(
+        t::test_results
+            .filter(t::hashed_guid.eq(&r.hashed_guid))
+            .filter(t::redeemed_at.is_null()),
+    )
+    .set((
+        t::result.eq(r.result),
+        t::lab_id.eq(lab_id),
+        t::sample_collected_at.eq(r.sample_collected_at),
+        t::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if updated > 0 {
+        return Ok(updated);
+    }
+    let exists = t::test_results
+        .find(&r.hashed_guid)
+        .select(t::hashed_guid)
+        .first::<String>(conn)
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(0); // redeemed
+    }
+    diesel::insert_into(t::test_results)
+        .values((
+            t::hashed_guid.eq(&r.hashed_guid),
+            t::result.eq(r.result),
+            t::lab_id.eq(lab_id),
+            t::sample_collected_at.eq(r.sample_collected_at),
+            t::created_at.eq(now),
+            t::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openwarn_testkit::databases;
+
+    fn guid(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    async fn store(url: &str) -> Store {
+        let db = Database::open(url, 4).await.unwrap();
+        db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
+            .await
+            .unwrap();
+        Store::new(db)
+    }
+
+    fn lab(n: u8, result: i16) -> LabResult {
+        LabResult {
+            hashed_guid: guid(n),
+            result,
+            sample_collected_at: Some(1_700_000_000),
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_recorded_as_pending_then_updated_by_the_lab() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let r = s.get_or_create_pending(guid(1), 100).await.unwrap();
+            assert_eq!(r.result, codes::PENDING, "{}", db.label());
+            assert_eq!(
+                s.save_lab_results("lab-a".into(), vec![lab(1, codes::POSITIVE)], 200)
+                    .await
+                    .unwrap(),
+                1
+            );
+            let r = s.get_or_create_pending(guid(1), 300).await.unwrap();
+            assert_eq!(
+                r,
+                StoredResult {
+                    result: codes::POSITIVE,
+                    lab_id: Some("lab-a".into()),
+                    sample_collected_at: Some(1_700_000_000)
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redeemed_result_is_never_changed() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.save_lab_results("lab".into(), vec![lab(2, codes::POSITIVE)], 100)
+                .await
+                .unwrap();
+            assert!(s.mark_redeemed(guid(2), 150).await.unwrap());
+            assert!(
+                !s.mark_redeemed(guid(2), 160).await.unwrap(),
+                "redeeming twice changes nothing"
+            );
+            let stored = s
+                .save_lab_results(
+                    "lab".into(),
+                    vec![lab(2, codes::NEGATIVE), lab(3, codes::NEGATIVE)],
+                    200,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                stored,
+                1,
+                "{}: only the unredeemed result is stored",
+                db.label()
+            );
+            let r = s.get_or_create_pending(guid(2), 300).await.unwrap();
+            assert_eq!(
+                r,
+                StoredResult {
+                    result: codes::REDEEMED,
+                    lab_id: None,
+                    sample_collected_at: None
+                }
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_redeems_then_deletes_and_is_idempotent() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let day = 86_400;
+            s.save_lab_results("lab".into(), vec![lab(4, codes::POSITIVE)], 0)
+                .await
+                .unwrap();
+            s.save_lab_results("lab".into(), vec![lab(5, codes::NEGATIVE)], 30 * day)
+                .await
+                .unwrap();
+            assert_eq!(
+                s.apply_retention(22 * day, 21 * day, 60 * day)
+                    .await
+                    .unwrap(),
+                (1, 0)
+            );
+            assert_eq!(
+                s.apply_retention(22 * day, 21 * day, 60 * day)
+                    .await
+                    .unwrap(),
+                (0, 0)
+            );
+            assert_eq!(
+                s.get_or_create_pending(guid(4), 22 * day)
+                    .await
+                    .unwrap()
+                    .result,
+                codes::REDEEMED
+            );
+            assert_eq!(
+                s.get_or_create_pending(guid(5), 22 * day)
+                    .await
+                    .unwrap()
+                    .result,
+                codes::NEGATIVE
+            );
+            assert_eq!(
+                s.apply_retention(61 * day, 21 * day, 60 * day)
+                    .await
+                    .unwrap(),
+                (1, 1),
+                "{}",
+                db.label()
+            );
+            // guid(4) is gone: asking for it again records a new pending entry.
+            assert_eq!(
+                s.get_or_create_pending(guid(4), 61 * day)
+                    .await
+                    .unwrap()
+                    .result,
+                codes::PENDING
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_lab_posts_of_the_same_new_id_both_succeed() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let mut tasks = Vec::new();
+            for i in 0..8 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    s.save_lab_results(format!("lab-{i}"), vec![lab(9, codes::POSITIVE)], 10)
+                        .await
+                }));
+            }
+            for t in tasks {
+                assert_eq!(t.await.unwrap().unwrap(), 1, "{}", db.label());
+            }
+        }
+    }
+}
