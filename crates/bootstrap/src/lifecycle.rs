@@ -261,3 +261,54 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+/// The layers every internal gRPC server runs with (trace context continuation).
+pub type GrpcLayers = tower_layer_stack::Stack<
+    tower_http::trace::TraceLayer<
+        tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+        fn(&http::Request<tonic::body::Body>) -> tracing::Span,
+    >,
+    tower_layer_stack::Identity,
+>;
+
+mod tower_layer_stack {
+    pub use tower_layer::{Identity, Stack};
+}
+
+/// A gRPC server builder with mutual TLS and the standard layers; add services, then pass the
+/// router to [`RunningService::serve_grpc_on`].
+pub fn grpc_server(
+    tls: tonic::transport::ServerTlsConfig,
+) -> Result<tonic::transport::Server<GrpcLayers>, tonic::transport::Error> {
+    Ok(tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .layer(crate::telemetry::grpc_trace_layer()))
+}
+
+impl RunningService {
+    /// Binds `addr` and serves the gRPC router there until the service stops.
+    pub async fn serve_grpc_on(
+        &mut self,
+        addr: SocketAddr,
+        router: tonic::transport::server::Router<GrpcLayers>,
+    ) -> Result<SocketAddr, BindError> {
+        let listener = bind("grpc", addr).await?;
+        let bound = listener.local_addr().map_err(|source| BindError {
+            what: "grpc",
+            addr,
+            source,
+        })?;
+        self.add_addr("grpc", bound);
+        let token = self.token();
+        self.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    token.cancelled_owned(),
+                )
+                .await
+                .map_err(|e| ServeError::new("grpc", e))
+        });
+        Ok(bound)
+    }
+}

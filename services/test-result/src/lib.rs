@@ -191,28 +191,10 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     }
 
     // Internal gRPC.
-    let listener = bind("grpc", config.grpc_addr).await?;
-    let bound = listener.local_addr().map_err(|source| BindError {
-        what: "grpc",
-        addr: config.grpc_addr,
-        source,
-    })?;
-    service.add_addr("grpc", bound);
-    let token = service.token();
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls.grpc_server())
+    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .layer(openwarn_bootstrap::telemetry::grpc_trace_layer())
         .add_service(grpc::server(store.clone()));
-    service.spawn(async move {
-        server
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                token.cancelled_owned(),
-            )
-            .await
-            .map_err(|e| ServeError::new("grpc", e))
-    });
+    service.serve_grpc_on(config.grpc_addr, router).await?;
 
     // Admin.
     let ready_db = db.clone();

@@ -1,0 +1,1 @@
+DROP TABLE tele_tans; DROP TABLE tans; DROP TABLE app_sessions;

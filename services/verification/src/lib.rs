@@ -1,0 +1,245 @@
+//! The verification service.
+//!
+//! App REST (through the proxy): registration tokens for a hashed GUID or a teleTAN, test result
+//! polling, TAN issuance. Internal gRPC (mutual TLS): `ReserveTan`/`CommitTan`/`ReleaseTan` and
+//! `VerifyTan` for submission, `IssueTeleTan` for the portal. A retention job deletes sessions,
+//! TANs and teleTANs after [21] days.
+
+mod app;
+mod grpc;
+mod store;
+pub mod teletan;
+mod testresults;
+
+pub use store::{Registered, Source, Store, TanIssue};
+
+use clap::Args;
+use openwarn_bootstrap::config::{
+    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService};
+use openwarn_db::{Database, DbError};
+use openwarn_kv::KvError;
+use openwarn_mtls::{TlsError, TlsFiles};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "verification";
+/// The testResult code of a positive result.
+pub const RESULT_POSITIVE: i32 = 2;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// App REST API (reached through the proxy).
+    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8010")]
+    pub http_addr: SocketAddr,
+    /// Internal gRPC (mutual TLS) for submission and portal.
+    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9010")]
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8011")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Key-value store for counters shared by replicas: `redis://…`, or `memory://` (one process).
+    #[arg(
+        long,
+        env = "OPENWARN_KV_URL",
+        default_value = "memory://",
+        hide_env_values = true
+    )]
+    pub kv_url: String,
+    /// gRPC endpoint of the test-result service.
+    #[arg(
+        long,
+        env = "OPENWARN_TEST_RESULT_URL",
+        default_value = "https://127.0.0.1:9030"
+    )]
+    pub test_result_url: String,
+    /// Name in the test-result service's certificate.
+    #[arg(
+        long,
+        env = "OPENWARN_TEST_RESULT_SERVER_NAME",
+        default_value = "test-result"
+    )]
+    pub test_result_server_name: String,
+    /// How long a TAN is valid.
+    #[arg(long, env = "OPENWARN_TAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
+    pub tan_validity: Duration,
+    /// Most TANs one registration token can get (a new one only while none was redeemed).
+    #[arg(long, env = "OPENWARN_TANS_PER_REGISTRATION", default_value_t = 3)]
+    pub tans_per_registration: i32,
+    /// How long a TAN reservation holds before it lapses by itself.
+    #[arg(long, env = "OPENWARN_TAN_RESERVATION_TTL", default_value = "2m", value_parser = parse_duration)]
+    pub tan_reservation_ttl: Duration,
+    /// How long a teleTAN is valid.
+    #[arg(long, env = "OPENWARN_TELETAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
+    pub tele_tan_validity: Duration,
+    /// teleTANs issued per clock hour, across all replicas.
+    #[arg(long, env = "OPENWARN_TELETANS_PER_HOUR", default_value_t = 1000)]
+    pub tele_tans_per_hour: u64,
+    /// Sessions, TANs and teleTANs are deleted this long after creation.
+    #[arg(long, env = "OPENWARN_SESSION_RETENTION", default_value = "21d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// How often the retention job runs.
+    #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+    /// Largest app request body, in bytes.
+    #[arg(long, env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 10 * 1024)]
+    pub max_body_bytes: usize,
+    /// Length every app response body is padded to.
+    #[arg(long, env = "OPENWARN_RESPONSE_LENGTH", default_value_t = 320)]
+    pub response_length: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("OPENWARN_KV_URL: {0}")]
+    Kv(#[from] KvError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+pub(crate) const MIGRATIONS_PG: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+fn check(config: &Config) -> Result<(), ConfigError> {
+    if config.tans_per_registration < 1 {
+        return Err(ConfigError::new(
+            "OPENWARN_TANS_PER_REGISTRATION",
+            "must be at least 1",
+        ));
+    }
+    if config.response_length < 128 {
+        return Err(ConfigError::new(
+            "OPENWARN_RESPONSE_LENGTH",
+            "must be at least 128 bytes",
+        ));
+    }
+    if config.max_body_bytes < 256 {
+        return Err(ConfigError::new(
+            "OPENWARN_MAX_BODY_BYTES",
+            "must be at least 256 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn open_store(config: &Config) -> Result<Store, Error> {
+    let db = Database::open(&config.database.url()?, config.database.pool_size).await?;
+    db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?;
+    Ok(Store::new(db))
+}
+
+/// Starts the service: migrations, app REST, gRPC, admin port, retention job.
+pub async fn start(config: Config) -> Result<RunningService, Error> {
+    check(&config)?;
+    let tls = TlsFiles::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let channel = tls
+        .grpc_channel(&config.test_result_url, &config.test_result_server_name)
+        .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;
+    let test_results = testresults::TestResults::new(channel);
+    let kv = openwarn_kv::open(&config.kv_url, "openwarn:verification").await?;
+    let store = open_store(&config).await?;
+    let mut service = RunningService::new(NAME);
+
+    let app = app::router(
+        store.clone(),
+        test_results.clone(),
+        app::Limits {
+            max_body_bytes: config.max_body_bytes,
+            response_length: config.response_length,
+            tan_validity: config.tan_validity,
+            max_tans_per_session: config.tans_per_registration,
+        },
+    );
+    service.serve_http_on("http", config.http_addr, app).await?;
+
+    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .add_service(grpc::server(
+            store.clone(),
+            kv.clone(),
+            test_results,
+            grpc::GrpcLimits {
+                reservation_ttl: config.tan_reservation_ttl,
+                tele_tan_validity: config.tele_tan_validity,
+                tele_tans_per_hour: config.tele_tans_per_hour,
+            },
+        ));
+    service.serve_grpc_on(config.grpc_addr, router).await?;
+
+    let ready_store = store.clone();
+    service
+        .serve_admin_on(
+            config.admin_addr,
+            Arc::new(move || {
+                let store = ready_store.clone();
+                let kv = kv.clone();
+                Box::pin(async move {
+                    store.ping().await.map_err(|e| e.to_string())?;
+                    kv.ping().await.map_err(|e| e.to_string())
+                })
+            }),
+        )
+        .await?;
+
+    let keep = i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
+    service.spawn_periodic(config.retention_interval, move || {
+        let store = store.clone();
+        async move {
+            let cutoff = openwarn_bootstrap::lifecycle::unix_now().saturating_sub(keep);
+            match store.apply_retention(cutoff).await {
+                Ok(deleted) => {
+                    metrics::counter!("openwarn_verification_rows_deleted_total")
+                        .increment(deleted as u64);
+                    tracing::info!(deleted, "retention applied");
+                }
+                Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),
+            }
+        }
+    });
+    Ok(service)
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    start(config).await?.run_until_signal().await?;
+    Ok(())
+}
+
+/// The service as the shared command line runs it.
+pub struct VerificationService;
+
+impl openwarn_bootstrap::cli::Service for VerificationService {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+    type Error = Error;
+
+    fn telemetry(config: &Config) -> &TelemetryArgs {
+        &config.telemetry
+    }
+
+    async fn start(config: Config) -> Result<RunningService, Error> {
+        start(config).await
+    }
+
+    async fn migrate(config: Config) -> Result<Vec<String>, Error> {
+        let db = Database::open(&config.database.url()?, 1).await?;
+        Ok(db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?)
+    }
+}
