@@ -149,6 +149,30 @@ impl Store {
             })
             .await
     }
+
+    /// Every row, rendered as text (hashed GUIDs only). For tests that prove a request changed
+    /// nothing, and for debugging.
+    pub async fn dump(&self) -> Result<Vec<String>, DbError> {
+        self.db
+            .run(|conn| {
+                type Row = (
+                    String,
+                    i16,
+                    Option<String>,
+                    Option<i64>,
+                    i64,
+                    i64,
+                    Option<i64>,
+                );
+                Ok(t::test_results
+                    .order(t::hashed_guid)
+                    .load::<Row>(conn)?
+                    .into_iter()
+                    .map(|row| format!("test_results {row:?}"))
+                    .collect())
+            })
+            .await
+    }
 }
 
 #[allow(clippy::type_complexity)]

@@ -54,6 +54,13 @@ pub struct Config {
         hide_env_values = true
     )]
     pub kv_url: String,
+    /// Prefix of every key this service writes to the key-value store.
+    #[arg(
+        long,
+        env = "OPENWARN_KV_NAMESPACE",
+        default_value = "openwarn:verification"
+    )]
+    pub kv_namespace: String,
     /// gRPC endpoint of the test-result service.
     #[arg(
         long,
@@ -153,7 +160,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .grpc_channel(&config.test_result_url, &config.test_result_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;
     let test_results = testresults::TestResults::new(channel);
-    let kv = openwarn_kv::open(&config.kv_url, "openwarn:verification").await?;
+    let kv = openwarn_kv::open(&config.kv_url, &config.kv_namespace).await?;
     let store = open_store(&config).await?;
     let mut service = RunningService::new(NAME);
 

@@ -487,7 +487,9 @@ mod tests {
 
     async fn store(url: &str) -> Store {
         let db = Database::open(url, 8).await.unwrap();
-        db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE).await.unwrap();
+        db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
+            .await
+            .unwrap();
         Store::new(db)
     }
 
@@ -498,9 +500,19 @@ mod tests {
     const NOW: i64 = 1_000_000;
 
     async fn session_with_tan(s: &Store, name: &str) -> String {
-        assert_eq!(s.register_guid(h(name), h(&format!("guid-{name}")), NOW).await.unwrap(), Registered::Created);
+        assert_eq!(
+            s.register_guid(h(name), h(&format!("guid-{name}")), NOW)
+                .await
+                .unwrap(),
+            Registered::Created
+        );
         let tan = h(&format!("tan-{name}"));
-        assert_eq!(s.issue_tan(h(name), tan.clone(), NOW, NOW + 3600, 3).await.unwrap(), TanIssue::Issued);
+        assert_eq!(
+            s.issue_tan(h(name), tan.clone(), NOW, NOW + 3600, 3)
+                .await
+                .unwrap(),
+            TanIssue::Issued
+        );
         tan
     }
 
@@ -508,8 +520,16 @@ mod tests {
     async fn one_session_per_hashed_guid() {
         for db in databases() {
             let s = store(db.url()).await;
-            assert_eq!(s.register_guid(h("t1"), h("g"), NOW).await.unwrap(), Registered::Created);
-            assert_eq!(s.register_guid(h("t2"), h("g"), NOW).await.unwrap(), Registered::AlreadyRegistered, "{}", db.label());
+            assert_eq!(
+                s.register_guid(h("t1"), h("g"), NOW).await.unwrap(),
+                Registered::Created
+            );
+            assert_eq!(
+                s.register_guid(h("t2"), h("g"), NOW).await.unwrap(),
+                Registered::AlreadyRegistered,
+                "{}",
+                db.label()
+            );
             let session = s.session(h("t1")).await.unwrap().unwrap();
             assert_eq!(session.source, Source::Guid);
             assert_eq!(session.hashed_guid, Some(h("g")));
@@ -521,15 +541,55 @@ mod tests {
     async fn a_tele_tan_registers_once_and_only_while_valid() {
         for db in databases() {
             let s = store(db.url()).await;
-            assert!(s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600).await.unwrap());
-            assert!(!s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600).await.unwrap(), "same hash twice");
-            assert!(s.insert_tele_tan(h("TT2"), TELE_TAN_KIND_TEST, NOW, NOW + 3600).await.unwrap());
-            assert_eq!(s.register_tele_tan(h("a"), h("TT1"), NOW + 10).await.unwrap(), Registered::Created);
-            assert_eq!(s.register_tele_tan(h("b"), h("TT1"), NOW + 20).await.unwrap(), Registered::TeleTanRefused, "used");
-            assert_eq!(s.register_tele_tan(h("c"), h("TT2"), NOW + 3600).await.unwrap(), Registered::TeleTanRefused, "expired");
-            assert_eq!(s.register_tele_tan(h("d"), h("nope"), NOW).await.unwrap(), Registered::TeleTanRefused, "unknown");
-            assert!(s.session(h("b")).await.unwrap().is_none(), "a refused teleTAN creates no session");
-            assert_eq!(s.session(h("a")).await.unwrap().unwrap().source, Source::TeleTan);
+            assert!(
+                s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
+                    .await
+                    .unwrap(),
+                "same hash twice"
+            );
+            assert!(
+                s.insert_tele_tan(h("TT2"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                s.register_tele_tan(h("a"), h("TT1"), NOW + 10)
+                    .await
+                    .unwrap(),
+                Registered::Created
+            );
+            assert_eq!(
+                s.register_tele_tan(h("b"), h("TT1"), NOW + 20)
+                    .await
+                    .unwrap(),
+                Registered::TeleTanRefused,
+                "used"
+            );
+            assert_eq!(
+                s.register_tele_tan(h("c"), h("TT2"), NOW + 3600)
+                    .await
+                    .unwrap(),
+                Registered::TeleTanRefused,
+                "expired"
+            );
+            assert_eq!(
+                s.register_tele_tan(h("d"), h("nope"), NOW).await.unwrap(),
+                Registered::TeleTanRefused,
+                "unknown"
+            );
+            assert!(
+                s.session(h("b")).await.unwrap().is_none(),
+                "a refused teleTAN creates no session"
+            );
+            assert_eq!(
+                s.session(h("a")).await.unwrap().unwrap().source,
+                Source::TeleTan
+            );
         }
     }
 
@@ -538,18 +598,63 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let tan = session_with_tan(&s, "s").await;
-            assert_eq!(s.verify_tan(tan.clone(), NOW).await.unwrap(), Some(Source::Guid));
-            let r = s.reserve_tan(tan.clone(), "r1".into(), NOW, NOW + 60).await.unwrap().unwrap();
+            assert_eq!(
+                s.verify_tan(tan.clone(), NOW).await.unwrap(),
+                Some(Source::Guid)
+            );
+            let r = s
+                .reserve_tan(tan.clone(), "r1".into(), NOW, NOW + 60)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(r.reserved_until, NOW + 60);
-            assert!(s.reserve_tan(tan.clone(), "r2".into(), NOW + 1, NOW + 61).await.unwrap().is_none(), "held");
-            assert_eq!(s.commit_tan(tan.clone(), "r2".into(), NOW + 2).await.unwrap(), Committed::NotReserved);
-            let done = s.commit_tan(tan.clone(), "r1".into(), NOW + 2).await.unwrap();
-            assert_eq!(done, Committed::Done { hashed_guid: Some(h("guid-s")) });
-            assert_eq!(s.commit_tan(tan.clone(), "r1".into(), NOW + 3).await.unwrap(), done, "idempotent for the holder");
-            assert!(s.reserve_tan(tan.clone(), "r3".into(), NOW + 100, NOW + 160).await.unwrap().is_none(), "spent");
+            assert!(
+                s.reserve_tan(tan.clone(), "r2".into(), NOW + 1, NOW + 61)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "held"
+            );
+            assert_eq!(
+                s.commit_tan(tan.clone(), "r2".into(), NOW + 2)
+                    .await
+                    .unwrap(),
+                Committed::NotReserved
+            );
+            let done = s
+                .commit_tan(tan.clone(), "r1".into(), NOW + 2)
+                .await
+                .unwrap();
+            assert_eq!(
+                done,
+                Committed::Done {
+                    hashed_guid: Some(h("guid-s"))
+                }
+            );
+            assert_eq!(
+                s.commit_tan(tan.clone(), "r1".into(), NOW + 3)
+                    .await
+                    .unwrap(),
+                done,
+                "idempotent for the holder"
+            );
+            assert!(
+                s.reserve_tan(tan.clone(), "r3".into(), NOW + 100, NOW + 160)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "spent"
+            );
             assert_eq!(s.verify_tan(tan, NOW + 4).await.unwrap(), None);
             // The session is closed: no more TANs.
-            assert_eq!(s.issue_tan(h("s"), h("tan-2"), NOW + 5, NOW + 3600, 3).await.unwrap(), TanIssue::AlreadyRedeemed, "{}", db.label());
+            assert_eq!(
+                s.issue_tan(h("s"), h("tan-2"), NOW + 5, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::AlreadyRedeemed,
+                "{}",
+                db.label()
+            );
         }
     }
 
@@ -558,16 +663,45 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let tan = session_with_tan(&s, "s").await;
-            s.reserve_tan(tan.clone(), "r1".into(), NOW, NOW + 60).await.unwrap().unwrap();
+            s.reserve_tan(tan.clone(), "r1".into(), NOW, NOW + 60)
+                .await
+                .unwrap()
+                .unwrap();
             assert!(!s.release_tan(tan.clone(), "other".into()).await.unwrap());
             assert!(s.release_tan(tan.clone(), "r1".into()).await.unwrap());
-            assert!(!s.release_tan(tan.clone(), "r1".into()).await.unwrap(), "released once");
-            s.reserve_tan(tan.clone(), "r2".into(), NOW + 1, NOW + 61).await.unwrap().unwrap();
+            assert!(
+                !s.release_tan(tan.clone(), "r1".into()).await.unwrap(),
+                "released once"
+            );
+            s.reserve_tan(tan.clone(), "r2".into(), NOW + 1, NOW + 61)
+                .await
+                .unwrap()
+                .unwrap();
             // r2 lapses at NOW + 61; then someone else may reserve, and r2 can no longer commit.
-            assert!(s.reserve_tan(tan.clone(), "r3".into(), NOW + 60, NOW + 120).await.unwrap().is_none());
-            s.reserve_tan(tan.clone(), "r3".into(), NOW + 61, NOW + 121).await.unwrap().unwrap();
-            assert_eq!(s.commit_tan(tan.clone(), "r2".into(), NOW + 62).await.unwrap(), Committed::NotReserved);
-            assert!(matches!(s.commit_tan(tan, "r3".into(), NOW + 62).await.unwrap(), Committed::Done { .. }), "{}", db.label());
+            assert!(
+                s.reserve_tan(tan.clone(), "r3".into(), NOW + 60, NOW + 120)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            s.reserve_tan(tan.clone(), "r3".into(), NOW + 61, NOW + 121)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                s.commit_tan(tan.clone(), "r2".into(), NOW + 62)
+                    .await
+                    .unwrap(),
+                Committed::NotReserved
+            );
+            assert!(
+                matches!(
+                    s.commit_tan(tan, "r3".into(), NOW + 62).await.unwrap(),
+                    Committed::Done { .. }
+                ),
+                "{}",
+                db.label()
+            );
         }
     }
 
@@ -579,7 +713,11 @@ mod tests {
             let mut tasks = Vec::new();
             for i in 0..16 {
                 let (s, tan) = (s.clone(), tan.clone());
-                tasks.push(tokio::spawn(async move { s.reserve_tan(tan, format!("r{i}"), NOW, NOW + 60).await.unwrap() }));
+                tasks.push(tokio::spawn(async move {
+                    s.reserve_tan(tan, format!("r{i}"), NOW, NOW + 60)
+                        .await
+                        .unwrap()
+                }));
             }
             let mut winners = 0;
             for t in tasks {
@@ -594,13 +732,45 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let first = session_with_tan(&s, "s").await;
-            assert_eq!(s.issue_tan(h("s"), h("t2"), NOW + 1, NOW + 3600, 3).await.unwrap(), TanIssue::Issued);
-            assert_eq!(s.verify_tan(first, NOW + 2).await.unwrap(), None, "the earlier TAN stopped being valid");
-            assert_eq!(s.verify_tan(h("t2"), NOW + 2).await.unwrap(), Some(Source::Guid));
-            assert_eq!(s.issue_tan(h("s"), h("t3"), NOW + 2, NOW + 3600, 3).await.unwrap(), TanIssue::Issued);
-            assert_eq!(s.issue_tan(h("s"), h("t4"), NOW + 3, NOW + 3600, 3).await.unwrap(), TanIssue::QuotaUsed);
-            assert_eq!(s.issue_tan(h("unknown"), h("t5"), NOW, NOW + 3600, 3).await.unwrap(), TanIssue::UnknownSession);
-            assert_eq!(s.session(h("s")).await.unwrap().unwrap().tans_issued, 3, "{}", db.label());
+            assert_eq!(
+                s.issue_tan(h("s"), h("t2"), NOW + 1, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::Issued
+            );
+            assert_eq!(
+                s.verify_tan(first, NOW + 2).await.unwrap(),
+                None,
+                "the earlier TAN stopped being valid"
+            );
+            assert_eq!(
+                s.verify_tan(h("t2"), NOW + 2).await.unwrap(),
+                Some(Source::Guid)
+            );
+            assert_eq!(
+                s.issue_tan(h("s"), h("t3"), NOW + 2, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::Issued
+            );
+            assert_eq!(
+                s.issue_tan(h("s"), h("t4"), NOW + 3, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::QuotaUsed
+            );
+            assert_eq!(
+                s.issue_tan(h("unknown"), h("t5"), NOW, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::UnknownSession
+            );
+            assert_eq!(
+                s.session(h("s")).await.unwrap().unwrap().tans_issued,
+                3,
+                "{}",
+                db.label()
+            );
         }
     }
 
@@ -609,9 +779,26 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let tan = session_with_tan(&s, "s").await;
-            assert!(s.verify_tan(tan.clone(), NOW + 3599).await.unwrap().is_some());
-            assert!(s.verify_tan(tan.clone(), NOW + 3600).await.unwrap().is_none());
-            assert!(s.reserve_tan(tan, "r".into(), NOW + 3600, NOW + 3660).await.unwrap().is_none(), "{}", db.label());
+            assert!(
+                s.verify_tan(tan.clone(), NOW + 3599)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                s.verify_tan(tan.clone(), NOW + 3600)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                s.reserve_tan(tan, "r".into(), NOW + 3600, NOW + 3660)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{}",
+                db.label()
+            );
         }
     }
 
@@ -620,9 +807,18 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             session_with_tan(&s, "old").await;
-            s.insert_tele_tan(h("TT"), TELE_TAN_KIND_TEST, NOW, NOW + 3600).await.unwrap();
-            s.register_guid(h("new"), h("g-new"), NOW + 100).await.unwrap();
-            assert_eq!(s.apply_retention(NOW + 50).await.unwrap(), 3, "{}", db.label());
+            s.insert_tele_tan(h("TT"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
+                .await
+                .unwrap();
+            s.register_guid(h("new"), h("g-new"), NOW + 100)
+                .await
+                .unwrap();
+            assert_eq!(
+                s.apply_retention(NOW + 50).await.unwrap(),
+                3,
+                "{}",
+                db.label()
+            );
             assert_eq!(s.apply_retention(NOW + 50).await.unwrap(), 0);
             assert!(s.session(h("old")).await.unwrap().is_none());
             assert!(s.session(h("new")).await.unwrap().is_some());
