@@ -263,17 +263,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// The layers every internal gRPC server runs with (trace context continuation).
-pub type GrpcLayers = tower_layer_stack::Stack<
-    tower_http::trace::TraceLayer<
-        tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-        fn(&http::Request<tonic::body::Body>) -> tracing::Span,
-    >,
-    tower_layer_stack::Identity,
->;
-
-mod tower_layer_stack {
-    pub use tower_layer::{Identity, Stack};
-}
+pub type GrpcLayers = tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>;
 
 /// A gRPC server builder with mutual TLS and the standard layers; add services, then pass the
 /// router to [`RunningService::serve_grpc_on`].

@@ -143,11 +143,14 @@ pub fn grpc_server_span<B>(request: &http::Request<B>) -> tracing::Span {
     span
 }
 
-/// A gRPC tracing layer that continues the caller's trace.
-pub fn grpc_trace_layer() -> tower_http::trace::TraceLayer<
+/// The tracing layer of internal gRPC servers.
+pub type GrpcTraceLayer = tower_http::trace::TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
     fn(&http::Request<tonic::body::Body>) -> tracing::Span,
-> {
+>;
+
+/// A gRPC tracing layer that continues the caller's trace.
+pub fn grpc_trace_layer() -> GrpcTraceLayer {
     tower_http::trace::TraceLayer::new_for_grpc()
         .make_span_with(grpc_server_span::<tonic::body::Body> as fn(&_) -> _)
 }

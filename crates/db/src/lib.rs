@@ -54,14 +54,15 @@ pub enum DbError {
 impl DbError {
     /// The database cannot be reached (as opposed to a query that failed): callers answer 503.
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Connect { .. } | Self::Unavailable(_) => true,
-            Self::Query(DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            )) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Unavailable(_)
+                | Self::Query(DieselError::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ))
+        )
     }
 
     /// A unique or primary-key constraint refused the write.

@@ -256,27 +256,25 @@ async fn test_result(
 }
 
 async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
-    {
-        let session = session_of(state, r.registration_token).await?;
-        let mut body = Map::new();
-        match (session.source, session.hashed_guid) {
-            (Source::Guid, Some(hashed_guid)) => {
-                let result = state.test_results.get(&hashed_guid).await?;
-                body.insert("testResult".into(), result.result.into());
-                if let Some(sc) = result.sample_collected_at {
-                    body.insert("sc".into(), sc.into());
-                }
-                if let Some(lab_id) = result.lab_id {
-                    body.insert("labId".into(), lab_id.into());
-                }
+    let session = session_of(state, r.registration_token).await?;
+    let mut body = Map::new();
+    match (session.source, session.hashed_guid) {
+        (Source::Guid, Some(hashed_guid)) => {
+            let result = state.test_results.get(&hashed_guid).await?;
+            body.insert("testResult".into(), result.result.into());
+            if let Some(sc) = result.sample_collected_at {
+                body.insert("sc".into(), sc.into());
             }
-            // A teleTAN session is positive by definition.
-            _ => {
-                body.insert("testResult".into(), crate::RESULT_POSITIVE.into());
+            if let Some(lab_id) = result.lab_id {
+                body.insert("labId".into(), lab_id.into());
             }
         }
-        Ok(body)
+        // A teleTAN session is positive by definition.
+        _ => {
+            body.insert("testResult".into(), crate::RESULT_POSITIVE.into());
+        }
     }
+    Ok(body)
 }
 
 async fn tan(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -287,58 +285,56 @@ async fn tan(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body)
 }
 
 async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
-    {
-        let token = r
-            .registration_token
-            .as_deref()
-            .and_then(parse_uuid_v4)
-            .ok_or(ApiError::bad_request("invalid_token"))?;
-        let token_hash = sha256_hex(&token);
-        let session = state
-            .store
-            .session(token_hash.clone())
-            .await
-            .map_err(|e| db_error(&e))?
-            .ok_or(ApiError::bad_request("unknown_token"))?;
-        if session.tan_redeemed {
-            return Err(ApiError::bad_request("tan_already_redeemed"));
+    let token = r
+        .registration_token
+        .as_deref()
+        .and_then(parse_uuid_v4)
+        .ok_or(ApiError::bad_request("invalid_token"))?;
+    let token_hash = sha256_hex(&token);
+    let session = state
+        .store
+        .session(token_hash.clone())
+        .await
+        .map_err(|e| db_error(&e))?
+        .ok_or(ApiError::bad_request("unknown_token"))?;
+    if session.tan_redeemed {
+        return Err(ApiError::bad_request("tan_already_redeemed"));
+    }
+    if session.tans_issued >= state.limits.max_tans_per_session {
+        return Err(ApiError::bad_request("tan_quota_used"));
+    }
+    if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
+        // Re-checked now: a result can change (or be redeemed) after the app last polled.
+        let result = state.test_results.get(hashed_guid).await?;
+        if result.result != crate::RESULT_POSITIVE {
+            return Err(ApiError::bad_request("result_not_positive"));
         }
-        if session.tans_issued >= state.limits.max_tans_per_session {
-            return Err(ApiError::bad_request("tan_quota_used"));
+    }
+    let now = unix_now();
+    let tan = uuid::Uuid::new_v4().to_string();
+    let expires_at =
+        now + i64::try_from(state.limits.tan_validity.as_secs()).unwrap_or(i64::MAX / 2);
+    let issued = state
+        .store
+        .issue_tan(
+            token_hash,
+            sha256_hex(&tan),
+            now,
+            expires_at,
+            state.limits.max_tans_per_session,
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    match issued {
+        TanIssue::Issued => {
+            metrics::counter!("openwarn_tans_issued_total").increment(1);
+            let mut body = Map::new();
+            body.insert("tan".into(), tan.into());
+            Ok(body)
         }
-        if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
-            // Re-checked now: a result can change (or be redeemed) after the app last polled.
-            let result = state.test_results.get(hashed_guid).await?;
-            if result.result != crate::RESULT_POSITIVE {
-                return Err(ApiError::bad_request("result_not_positive"));
-            }
-        }
-        let now = unix_now();
-        let tan = uuid::Uuid::new_v4().to_string();
-        let expires_at =
-            now + i64::try_from(state.limits.tan_validity.as_secs()).unwrap_or(i64::MAX / 2);
-        let issued = state
-            .store
-            .issue_tan(
-                token_hash,
-                sha256_hex(&tan),
-                now,
-                expires_at,
-                state.limits.max_tans_per_session,
-            )
-            .await
-            .map_err(|e| db_error(&e))?;
-        match issued {
-            TanIssue::Issued => {
-                metrics::counter!("openwarn_tans_issued_total").increment(1);
-                let mut body = Map::new();
-                body.insert("tan".into(), tan.into());
-                Ok(body)
-            }
-            TanIssue::UnknownSession => Err(ApiError::bad_request("unknown_token")),
-            TanIssue::AlreadyRedeemed => Err(ApiError::bad_request("tan_already_redeemed")),
-            TanIssue::QuotaUsed => Err(ApiError::bad_request("tan_quota_used")),
-        }
+        TanIssue::UnknownSession => Err(ApiError::bad_request("unknown_token")),
+        TanIssue::AlreadyRedeemed => Err(ApiError::bad_request("tan_already_redeemed")),
+        TanIssue::QuotaUsed => Err(ApiError::bad_request("tan_quota_used")),
     }
 }
 

@@ -1,0 +1,106 @@
+//! `openwarn`: run the whole stack on one machine (`up`), run one service (`service`), issue a
+//! teleTAN (`teletan`).
+
+mod up;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openwarn_bootstrap::cli::ServiceCli;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "openwarn",
+    version,
+    about = "OpenWarn exposure-notification backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service as its own process with embedded defaults (SQLite, in-memory key-value
+    /// store, generated dev PKI) on the default ports, until Ctrl-C.
+    Up(up::UpArgs),
+    /// Run one service in this process (what `up` starts for each service).
+    #[command(subcommand)]
+    Service(Service),
+    /// Issue a teleTAN (as the portal will), using the dev PKI of `up`.
+    Teletan(TeletanArgs),
+}
+
+#[derive(Subcommand)]
+enum Service {
+    /// Lab results by hashed GUID.
+    TestResult(Box<ServiceCli<openwarn_test_result::Config>>),
+    /// Registration tokens, test results, TANs, teleTANs.
+    Verification(Box<ServiceCli<openwarn_verification::Config>>),
+}
+
+#[derive(clap::Args)]
+struct TeletanArgs {
+    /// The data directory of `openwarn up` (holds the dev PKI).
+    #[arg(long, env = "OPENWARN_DATA_DIR", default_value = "openwarn-data")]
+    data_dir: PathBuf,
+    /// gRPC endpoint of the verification service.
+    #[arg(long, default_value = "https://127.0.0.1:9010")]
+    verification_url: String,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Service(Service::TestResult(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_test_result::TestResultService>(*cli)
+        }
+        Command::Service(Service::Verification(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_verification::VerificationService>(*cli)
+        }
+        Command::Up(args) => report(up::run(args)),
+        Command::Teletan(args) => report(teletan(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openwarn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn teletan(args: TeletanArgs) -> anyhow::Result<()> {
+    use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
+    use openwarn_protocol::verification::v1::{IssueTeleTanRequest, TeleTanType};
+    let pki_dir = args.data_dir.join("pki");
+    let pki = openwarn_mtls::DevPki::ensure(&pki_dir, &[]).with_context(|| {
+        format!(
+            "no dev PKI in {}; run `openwarn up` first",
+            pki_dir.display()
+        )
+    })?;
+    let channel = pki
+        .files("portal")
+        .with_context(|| {
+            format!(
+                "no portal certificate in {}; run `openwarn up` first",
+                pki_dir.display()
+            )
+        })?
+        .grpc_channel(&args.verification_url, "verification")?;
+    let issued = VerificationServiceClient::new(channel)
+        .issue_tele_tan(IssueTeleTanRequest {
+            r#type: TeleTanType::Test as i32,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("verification refused: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    println!("{}", issued.tele_tan);
+    eprintln!("valid until {} (unix seconds)", issued.expires_at);
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! `openwarn up`: every service as its own child process, with embedded defaults.
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Every name the dev PKI issues a certificate for (services, and callers such as the CLI).
+pub const PKI_NAMES: &[&str] = &[
+    "proxy",
+    "verification",
+    "submission",
+    "test-result",
+    "portal",
+    "distribution",
+    "lab",
+];
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the SQLite files and the generated dev PKI live.
+    #[arg(long, env = "OPENWARN_DATA_DIR", default_value = "openwarn-data")]
+    pub data_dir: PathBuf,
+    /// Added to every default port (to run a second stack beside the first).
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+    /// Log format of the services: `text` for a terminal, `json` as in production.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+}
+
+/// One service of the stack: its name, subcommand and ports.
+struct Spec {
+    name: &'static str,
+    http: u16,
+    grpc: u16,
+    extra: Vec<String>,
+}
+
+impl Spec {
+    fn admin(&self) -> u16 {
+        self.http + 1
+    }
+}
+
+struct Running {
+    name: &'static str,
+    child: Child,
+}
+
+fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
+    let port = |p: u16| {
+        p.checked_add(offset)
+            .context("--port-offset moves a port past 65535")
+    };
+    Ok(vec![
+        Spec {
+            name: "test-result",
+            http: port(8030)?,
+            grpc: port(9030)?,
+            extra: vec!["--lab-insecure-http".into()],
+        },
+        Spec {
+            name: "verification",
+            http: port(8010)?,
+            grpc: port(9010)?,
+            extra: vec![
+                "--test-result-url".into(),
+                format!("https://127.0.0.1:{}", port(9030)?),
+                "--kv-url".into(),
+                "memory://".into(),
+            ],
+        },
+    ])
+}
+
+fn command(
+    exe: &Path,
+    spec: &Spec,
+    data_dir: &Path,
+    pki: &openwarn_mtls::DevPki,
+    log_format: &str,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("service")
+        .arg(spec.name)
+        .args(["--http-addr", &format!("127.0.0.1:{}", spec.http)])
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", spec.grpc)])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", spec.admin())])
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            data_dir.join(format!("{}.db", spec.name)).display()
+        ))
+        .arg("--tls-ca")
+        .arg(pki.ca())
+        .arg("--tls-cert")
+        .arg(pki.cert(spec.name))
+        .arg("--tls-key")
+        .arg(pki.key(spec.name))
+        .args(["--log-format", log_format])
+        .args(&spec.extra)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::main]
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let pki = openwarn_mtls::DevPki::ensure(&data_dir.join("pki"), PKI_NAMES)?;
+    let exe = std::env::current_exe().context("cannot find the openwarn executable")?;
+    let specs = specs(args.port_offset)?;
+
+    let mut running = Vec::new();
+    for spec in &specs {
+        let child = command(&exe, spec, &data_dir, &pki, &args.log_format)
+            .spawn()
+            .with_context(|| format!("cannot start {}", spec.name))?;
+        println!("started {} (pid {})", spec.name, child.id().unwrap_or(0));
+        running.push(Running {
+            name: spec.name,
+            child,
+        });
+    }
+
+    let outcome = tokio::select! {
+        ready = wait_ready(&specs) => match ready {
+            Ok(()) => {
+                print_endpoints(&specs, &data_dir, args.port_offset);
+                supervise(&mut running).await
+            }
+            Err(e) => Err(e),
+        },
+        exited = first_exit(&mut running) => Err(died(exited)),
+    };
+    stop(&mut running).await;
+    match outcome {
+        Ok(()) => {
+            println!("stopped");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn died((name, status): (&'static str, std::io::Result<ExitStatus>)) -> anyhow::Error {
+    match status {
+        Ok(status) => {
+            anyhow::anyhow!("{name} exited ({status}); its error is above. Stopped the others.")
+        }
+        Err(e) => anyhow::anyhow!("{name} could not be watched: {e}"),
+    }
+}
+
+/// Polls every service's `/readyz` until all answer 200.
+async fn wait_ready(specs: &[Spec]) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for spec in specs {
+        let url = format!("http://127.0.0.1:{}/readyz", spec.admin());
+        loop {
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => break,
+                _ if Instant::now() > deadline => {
+                    bail!("{} did not become ready at {url}", spec.name)
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16) {
+    println!();
+    println!("OpenWarn is up. Data and dev PKI: {}", data_dir.display());
+    println!(
+        "  app API (verification)  http://127.0.0.1:{}/version/v1/",
+        8010 + offset
+    );
+    println!(
+        "  lab API (test-result)   http://127.0.0.1:{}/api/v1/lab/results",
+        8030 + offset
+    );
+    for spec in specs {
+        println!(
+            "  {:<12} gRPC (mTLS) 127.0.0.1:{}   admin http://127.0.0.1:{}/metrics",
+            spec.name,
+            spec.grpc,
+            spec.admin()
+        );
+    }
+    println!(
+        "  teleTAN:  openwarn teletan --data-dir {}",
+        data_dir.display()
+    );
+    println!("ready; Ctrl-C stops everything");
+}
+
+/// Runs until a signal (Ok) or until a child dies (Err).
+async fn supervise(running: &mut [Running]) -> anyhow::Result<()> {
+    tokio::select! {
+        () = openwarn_bootstrap::lifecycle::shutdown_signal() => Ok(()),
+        exited = first_exit(running) => Err(died(exited)),
+    }
+}
+
+async fn first_exit(running: &mut [Running]) -> (&'static str, std::io::Result<ExitStatus>) {
+    let waits = running.iter_mut().map(|r| {
+        let name = r.name;
+        Box::pin(async move { (name, r.child.wait().await) })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// SIGTERM to every child that still runs, then SIGKILL after 10 s.
+async fn stop(running: &mut [Running]) {
+    for r in running.iter() {
+        if let Some(pid) = r.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for r in running.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), r.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("{} did not stop in time; killing it", r.name);
+                let _ = r.child.kill().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `openwarn up` as a user runs it: separate processes, endpoints printed, teleTAN issued through
+//! the CLI, a clean stop on SIGTERM, and the whole stack stopping when one service dies.
+
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const OFFSET: u16 = 21_000;
+
+struct Stack {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+async fn up(data_dir: &std::path::Path) -> Stack {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .args(["up", "--port-offset", &OFFSET.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    Stack { child, lines }
+}
+
+impl Stack {
+    /// Reads output until a line contains `needle`; returns everything read.
+    async fn until(&mut self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = self.lines.recv().await {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            found,
+            Ok(true),
+            "no line with {needle:?} in:\n{}",
+            seen.join("\n")
+        );
+        seen
+    }
+}
+
+fn pid_of(lines: &[String], service: &str) -> i32 {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("started {service} (pid ")))
+        .unwrap();
+    line.rsplit("pid ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap()
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+#[tokio::test]
+async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut stack = up(dir.path()).await;
+    let lines = stack.until("ready; Ctrl-C stops everything").await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("http://127.0.0.1:{}/version/v1/", 8010 + OFFSET)))
+    );
+    assert!(dir.path().join("pki/ca.pem").exists());
+    assert!(dir.path().join("verification.db").exists());
+
+    // A teleTAN through the CLI, then the app registers with it over HTTP.
+    let teletan = Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .args([
+            "teletan",
+            "--verification-url",
+            &format!("https://127.0.0.1:{}", 9010 + OFFSET),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        teletan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&teletan.stderr)
+    );
+    let teletan = String::from_utf8(teletan.stdout).unwrap().trim().to_owned();
+    let reply: Value = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/version/v1/registrationToken",
+            8010 + OFFSET
+        ))
+        .json(&json!({"key": teletan, "keyType": "TELETAN"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(reply["registrationToken"].is_string(), "{reply}");
+
+    // SIGTERM: everything stops, exit 0.
+    signal(
+        i32::try_from(stack.child.id().unwrap()).unwrap(),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    stack.until("stopped").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), stack.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // Again on the same data directory; this time a service dies.
+    let mut stack = up(dir.path()).await;
+    let lines = stack.until("ready; Ctrl-C stops everything").await;
+    signal(
+        pid_of(&lines, "verification"),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    stack.until("verification exited").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), stack.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    // test-result was stopped too: its port is free again.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", 8030 + OFFSET)).is_ok());
+}
