@@ -542,7 +542,7 @@ async fn the_lab_api_takes_only_allow_listed_certificates_and_valid_batches() {
 #[tokio::test]
 async fn tele_tan_issuance_is_limited_per_hour() {
     for (db, kv) in openwarn_testkit::backends() {
-        let chain = Chain::start(&db, &kv, &["--tele-tans-per-hour", "2"]).await;
+        let chain = Chain::start(&db, &kv, &["--teletans-per-hour", "2"]).await;
         let mut grpc = chain.verification_grpc("submission");
         let request = || IssueTeleTanRequest {
             r#type: TeleTanType::Test as i32,

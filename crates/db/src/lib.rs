@@ -77,6 +77,20 @@ impl DbError {
     }
 }
 
+impl From<DbError> for tonic::Status {
+    /// `UNAVAILABLE` when the database cannot be reached, `INTERNAL` otherwise; the detail goes to
+    /// the log, never to the caller.
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            tonic::Status::unavailable("database unavailable")
+        } else {
+            tracing::error!(error = %e, "database error");
+            tonic::Status::internal("internal error")
+        }
+    }
+}
+
 /// Where a URL points.
 #[derive(Debug, Clone)]
 enum Target {

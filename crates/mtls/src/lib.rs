@@ -40,6 +40,18 @@ pub enum TlsError {
     },
 }
 
+impl TlsError {
+    /// The file at fault, if the error is about one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Read { path, .. } | Self::Pem { path, .. } | Self::Write { path, .. } => {
+                Some(path)
+            }
+            Self::Config(_) | Self::Generate(_) => None,
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
@@ -82,6 +94,20 @@ impl TlsFiles {
             });
         }
         Ok(files)
+    }
+
+    /// Loads the files the shared TLS settings name; an error names the setting at fault.
+    pub fn from_args(
+        args: &openwarn_bootstrap::config::TlsArgs,
+    ) -> Result<Self, openwarn_bootstrap::config::ConfigError> {
+        Self::load(&args.ca, &args.cert, &args.key).map_err(|e| {
+            let setting = match e.path() {
+                Some(p) if p == args.ca => "OPENWARN_TLS_CA",
+                Some(p) if p == args.cert => "OPENWARN_TLS_CERT",
+                _ => "OPENWARN_TLS_KEY",
+            };
+            openwarn_bootstrap::config::ConfigError::new(setting, e.to_string())
+        })
     }
 
     /// gRPC server side: present our certificate, require a client certificate from the CA.

@@ -2,7 +2,6 @@
 
 use crate::lab::is_hashed_guid;
 use crate::store::Store;
-use openwarn_db::DbError;
 use openwarn_protocol::testresult::v1::test_result_service_server::{
     TestResultService, TestResultServiceServer,
 };
@@ -17,16 +16,6 @@ pub fn server(store: Store) -> TestResultServiceServer<Grpc> {
 
 pub struct Grpc {
     store: Store,
-}
-
-fn status(e: &DbError) -> Status {
-    if e.is_unavailable() {
-        tracing::warn!(error = %e, "database unavailable");
-        Status::unavailable("database unavailable")
-    } else {
-        tracing::error!(error = %e, "database error");
-        Status::internal("internal error")
-    }
 }
 
 fn checked(hashed_guid: String) -> Result<String, Status> {
@@ -47,11 +36,7 @@ impl TestResultService for Grpc {
     ) -> Result<Response<GetTestResultResponse>, Status> {
         let hashed_guid = checked(request.into_inner().hashed_guid)?;
         let now = openwarn_bootstrap::lifecycle::unix_now();
-        let found = self
-            .store
-            .get_or_create_pending(hashed_guid, now)
-            .await
-            .map_err(|e| status(&e))?;
+        let found = self.store.get_or_create_pending(hashed_guid, now).await?;
         Ok(Response::new(GetTestResultResponse {
             result: i32::from(found.result),
             sample_collected_at: found.sample_collected_at,
@@ -65,10 +50,7 @@ impl TestResultService for Grpc {
     ) -> Result<Response<MarkRedeemedResponse>, Status> {
         let hashed_guid = checked(request.into_inner().hashed_guid)?;
         let now = openwarn_bootstrap::lifecycle::unix_now();
-        self.store
-            .mark_redeemed(hashed_guid, now)
-            .await
-            .map_err(|e| status(&e))?;
+        self.store.mark_redeemed(hashed_guid, now).await?;
         Ok(Response::new(MarkRedeemedResponse {}))
     }
 }

@@ -37,13 +37,25 @@ pub mod codes {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Lab API (HTTPS with client certificates, or plain HTTP with --lab-insecure-http).
-    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8030")]
+    #[arg(
+        long = "http-addr",
+        env = "OPENWARN_HTTP_ADDR",
+        default_value = "127.0.0.1:8030"
+    )]
     pub http_addr: SocketAddr,
     /// Internal gRPC (mutual TLS) for verification.
-    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9030")]
+    #[arg(
+        long = "grpc-addr",
+        env = "OPENWARN_GRPC_ADDR",
+        default_value = "127.0.0.1:9030"
+    )]
     pub grpc_addr: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8031")]
+    #[arg(
+        long = "admin-addr",
+        env = "OPENWARN_ADMIN_ADDR",
+        default_value = "127.0.0.1:8031"
+    )]
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -52,31 +64,39 @@ pub struct Config {
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
     /// Serve the lab API over plain HTTP, without client certificates. Local development only.
-    #[arg(long, env = "OPENWARN_LAB_INSECURE_HTTP")]
+    #[arg(long = "lab-insecure-http", env = "OPENWARN_LAB_INSECURE_HTTP")]
     pub lab_insecure_http: bool,
     /// Server certificate (PEM) of the lab API.
-    #[arg(long, env = "OPENWARN_LAB_TLS_CERT")]
+    #[arg(long = "lab-tls-cert", env = "OPENWARN_LAB_TLS_CERT")]
     pub lab_tls_cert: Option<PathBuf>,
     /// Private key (PEM) of the lab API.
-    #[arg(long, env = "OPENWARN_LAB_TLS_KEY")]
+    #[arg(long = "lab-tls-key", env = "OPENWARN_LAB_TLS_KEY")]
     pub lab_tls_key: Option<PathBuf>,
     /// SHA-256 fingerprints (hex) of the lab client certificates allowed in, comma-separated.
-    #[arg(long, env = "OPENWARN_LAB_CLIENT_FINGERPRINTS", value_delimiter = ',')]
+    #[arg(
+        long = "lab-client-fingerprints",
+        env = "OPENWARN_LAB_CLIENT_FINGERPRINTS",
+        value_delimiter = ','
+    )]
     pub lab_client_fingerprints: Vec<String>,
     /// Most results in one lab request.
-    #[arg(long, env = "OPENWARN_LAB_MAX_BATCH", default_value_t = 1000)]
+    #[arg(
+        long = "lab-max-batch",
+        env = "OPENWARN_LAB_MAX_BATCH",
+        default_value_t = 1000
+    )]
     pub max_batch: usize,
     /// Largest lab request body, in bytes.
-    #[arg(long, env = "OPENWARN_LAB_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long = "lab-max-body-bytes", env = "OPENWARN_LAB_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
     /// Results are marked redeemed this long after they were first seen.
-    #[arg(long, env = "OPENWARN_RESULT_REDEEM_AFTER", default_value = "21d", value_parser = parse_duration)]
+    #[arg(long = "result-redeem-after", env = "OPENWARN_RESULT_REDEEM_AFTER", default_value = "21d", value_parser = parse_duration)]
     pub redeem_after: Duration,
     /// Results are deleted this long after they were first seen.
-    #[arg(long, env = "OPENWARN_RESULT_DELETE_AFTER", default_value = "60d", value_parser = parse_duration)]
+    #[arg(long = "result-delete-after", env = "OPENWARN_RESULT_DELETE_AFTER", default_value = "60d", value_parser = parse_duration)]
     pub delete_after: Duration,
     /// How often the retention job runs.
-    #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long = "retention-interval", env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub retention_interval: Duration,
 }
 
@@ -156,7 +176,7 @@ async fn open_database(config: &Config) -> Result<Database, Error> {
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     check(&config)?;
     let transport = lab_transport(&config)?;
-    let tls = TlsFiles::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let tls = TlsFiles::from_args(&config.tls)?;
     let db = open_database(&config).await?;
     let store = Store::new(db.clone());
     let mut service = RunningService::new(NAME);

@@ -224,20 +224,23 @@ async fn register(state: &AppState, request: RegistrationRequest) -> Outcome {
     }
 }
 
+/// The session of a registration token, and the token's hash.
 async fn session_of(
     state: &AppState,
     token: Option<String>,
-) -> Result<crate::store::Session, ApiError> {
+) -> Result<(String, crate::store::Session), ApiError> {
     let token = token
         .as_deref()
         .and_then(parse_uuid_v4)
         .ok_or(ApiError::bad_request("invalid_token"))?;
-    state
+    let token_hash = sha256_hex(&token);
+    let session = state
         .store
-        .session(sha256_hex(&token))
+        .session(token_hash.clone())
         .await
         .map_err(|e| db_error(&e))?
-        .ok_or(ApiError::bad_request("unknown_token"))
+        .ok_or(ApiError::bad_request("unknown_token"))?;
+    Ok((token_hash, session))
 }
 
 async fn test_result(
@@ -256,7 +259,7 @@ async fn test_result(
 }
 
 async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
-    let session = session_of(state, r.registration_token).await?;
+    let (_, session) = session_of(state, r.registration_token).await?;
     let mut body = Map::new();
     match (session.source, session.hashed_guid) {
         (Source::Guid, Some(hashed_guid)) => {
@@ -285,18 +288,7 @@ async fn tan(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body)
 }
 
 async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
-    let token = r
-        .registration_token
-        .as_deref()
-        .and_then(parse_uuid_v4)
-        .ok_or(ApiError::bad_request("invalid_token"))?;
-    let token_hash = sha256_hex(&token);
-    let session = state
-        .store
-        .session(token_hash.clone())
-        .await
-        .map_err(|e| db_error(&e))?
-        .ok_or(ApiError::bad_request("unknown_token"))?;
+    let (token_hash, session) = session_of(state, r.registration_token).await?;
     if session.tan_redeemed {
         return Err(ApiError::bad_request("tan_already_redeemed"));
     }

@@ -5,7 +5,6 @@ use crate::store::{Committed, Source, Store, TELE_TAN_KIND_TEST};
 use crate::teletan;
 use crate::testresults::TestResults;
 use openwarn_bootstrap::lifecycle::unix_now;
-use openwarn_db::DbError;
 use openwarn_kv::KvStore;
 use openwarn_protocol::verification::v1::verification_service_server::{
     VerificationService, VerificationServiceServer,
@@ -47,16 +46,6 @@ pub fn server(
     })
 }
 
-fn status(e: &DbError) -> Status {
-    if e.is_unavailable() {
-        tracing::warn!(error = %e, "database unavailable");
-        Status::unavailable("database unavailable")
-    } else {
-        tracing::error!(error = %e, "database error");
-        Status::internal("internal error")
-    }
-}
-
 fn tan_hash(tan: &str) -> Result<String, Status> {
     parse_uuid_v4(tan)
         .map(|t| sha256_hex(&t))
@@ -86,11 +75,7 @@ impl VerificationService for Grpc {
         request: Request<VerifyTanRequest>,
     ) -> Result<Response<VerifyTanResponse>, Status> {
         let hash = tan_hash(&request.into_inner().tan)?;
-        let found = self
-            .store
-            .verify_tan(hash, unix_now())
-            .await
-            .map_err(|e| status(&e))?;
+        let found = self.store.verify_tan(hash, unix_now()).await?;
         Ok(Response::new(VerifyTanResponse {
             valid: found.is_some(),
             source: found.map_or(TanSource::Unspecified as i32, source),
@@ -112,8 +97,7 @@ impl VerificationService for Grpc {
                 now,
                 now + secs(self.limits.reservation_ttl),
             )
-            .await
-            .map_err(|e| status(&e))?;
+            .await?;
         match reserved {
             Some(r) => Ok(Response::new(ReserveTanResponse {
                 reservation_id,
@@ -139,8 +123,7 @@ impl VerificationService for Grpc {
         match self
             .store
             .commit_tan(hash, reservation_id, unix_now())
-            .await
-            .map_err(|e| status(&e))?
+            .await?
         {
             Committed::Done { hashed_guid } => {
                 metrics::counter!("openwarn_tans_redeemed_total").increment(1);
@@ -169,12 +152,7 @@ impl VerificationService for Grpc {
         let request = request.into_inner();
         let hash = tan_hash(&request.tan)?;
         let reservation_id = reservation(&request.reservation_id)?;
-        if self
-            .store
-            .release_tan(hash, reservation_id)
-            .await
-            .map_err(|e| status(&e))?
-        {
+        if self.store.release_tan(hash, reservation_id).await? {
             Ok(Response::new(ReleaseTanResponse {}))
         } else {
             Err(Status::failed_precondition(
@@ -214,8 +192,7 @@ impl VerificationService for Grpc {
             if self
                 .store
                 .insert_tele_tan(sha256_hex(&tele_tan), kind, now, expires_at)
-                .await
-                .map_err(|e| status(&e))?
+                .await?
             {
                 metrics::counter!("openwarn_tele_tans_issued_total").increment(1);
                 return Ok(Response::new(IssueTeleTanResponse {

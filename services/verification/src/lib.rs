@@ -32,13 +32,25 @@ pub const RESULT_POSITIVE: i32 = 2;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// App REST API (reached through the proxy).
-    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8010")]
+    #[arg(
+        long = "http-addr",
+        env = "OPENWARN_HTTP_ADDR",
+        default_value = "127.0.0.1:8010"
+    )]
     pub http_addr: SocketAddr,
     /// Internal gRPC (mutual TLS) for submission and portal.
-    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9010")]
+    #[arg(
+        long = "grpc-addr",
+        env = "OPENWARN_GRPC_ADDR",
+        default_value = "127.0.0.1:9010"
+    )]
     pub grpc_addr: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8011")]
+    #[arg(
+        long = "admin-addr",
+        env = "OPENWARN_ADMIN_ADDR",
+        default_value = "127.0.0.1:8011"
+    )]
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -76,31 +88,43 @@ pub struct Config {
     )]
     pub test_result_server_name: String,
     /// How long a TAN is valid.
-    #[arg(long, env = "OPENWARN_TAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long = "tan-validity", env = "OPENWARN_TAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
     pub tan_validity: Duration,
     /// Most TANs one registration token can get (a new one only while none was redeemed).
-    #[arg(long, env = "OPENWARN_TANS_PER_REGISTRATION", default_value_t = 3)]
+    #[arg(
+        long = "tans-per-registration",
+        env = "OPENWARN_TANS_PER_REGISTRATION",
+        default_value_t = 3
+    )]
     pub tans_per_registration: i32,
     /// How long a TAN reservation holds before it lapses by itself.
-    #[arg(long, env = "OPENWARN_TAN_RESERVATION_TTL", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long = "tan-reservation-ttl", env = "OPENWARN_TAN_RESERVATION_TTL", default_value = "2m", value_parser = parse_duration)]
     pub tan_reservation_ttl: Duration,
     /// How long a teleTAN is valid.
-    #[arg(long, env = "OPENWARN_TELETAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long = "teletan-validity", env = "OPENWARN_TELETAN_VALIDITY", default_value = "1h", value_parser = parse_duration)]
     pub tele_tan_validity: Duration,
     /// teleTANs issued per clock hour, across all replicas.
-    #[arg(long, env = "OPENWARN_TELETANS_PER_HOUR", default_value_t = 1000)]
+    #[arg(
+        long = "teletans-per-hour",
+        env = "OPENWARN_TELETANS_PER_HOUR",
+        default_value_t = 1000
+    )]
     pub tele_tans_per_hour: u64,
     /// Sessions, TANs and teleTANs are deleted this long after creation.
-    #[arg(long, env = "OPENWARN_SESSION_RETENTION", default_value = "21d", value_parser = parse_duration)]
+    #[arg(long = "session-retention", env = "OPENWARN_SESSION_RETENTION", default_value = "21d", value_parser = parse_duration)]
     pub retention: Duration,
     /// How often the retention job runs.
-    #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long = "retention-interval", env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub retention_interval: Duration,
     /// Largest app request body, in bytes.
-    #[arg(long, env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 10 * 1024)]
+    #[arg(long = "max-body-bytes", env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 10 * 1024)]
     pub max_body_bytes: usize,
     /// Length every app response body is padded to.
-    #[arg(long, env = "OPENWARN_RESPONSE_LENGTH", default_value_t = 320)]
+    #[arg(
+        long = "response-length",
+        env = "OPENWARN_RESPONSE_LENGTH",
+        default_value_t = 320
+    )]
     pub response_length: usize,
 }
 
@@ -155,7 +179,7 @@ pub async fn open_store(config: &Config) -> Result<Store, Error> {
 /// Starts the service: migrations, app REST, gRPC, admin port, retention job.
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     check(&config)?;
-    let tls = TlsFiles::load(&config.tls.ca, &config.tls.cert, &config.tls.key)?;
+    let tls = TlsFiles::from_args(&config.tls)?;
     let channel = tls
         .grpc_channel(&config.test_result_url, &config.test_result_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;

@@ -1,0 +1,122 @@
+//! Invalid configuration: the process exits non-zero and its message names the setting.
+
+use std::process::Output;
+
+fn service(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .arg("service")
+        .args(args)
+        .env_remove("OPENWARN_DATABASE_URL")
+        .env_remove("OPENWARN_DATABASE_URL_FILE")
+        .output()
+        .unwrap()
+}
+
+fn assert_refused(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{needle:?} not named in:\n{stderr}"
+    );
+}
+
+#[test]
+fn invalid_settings_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = openwarn_mtls::DevPki::ensure(dir.path(), &["verification", "test-result"]).unwrap();
+    let tls = |name: &str| {
+        vec![
+            "--tls-ca".to_owned(),
+            pki.ca().display().to_string(),
+            "--tls-cert".to_owned(),
+            pki.cert(name).display().to_string(),
+            "--tls-key".to_owned(),
+            pki.key(name).display().to_string(),
+        ]
+    };
+    let sqlite = format!("sqlite://{}", dir.path().join("v.db").display());
+    let ports = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec![name.to_owned()];
+        args.extend(ports.iter().map(|s| (*s).to_owned()));
+        args.extend(tls(name));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        service(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    assert_refused(&run("verification", &[]), "OPENWARN_DATABASE_URL");
+    assert_refused(
+        &run("verification", &["--database-url", "mysql://x/y"]),
+        "unsupported database URL",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &[
+                "--database-url",
+                "postgres://nobody@127.0.0.1:1/x?connect_timeout=2",
+            ],
+        ),
+        "cannot connect to PostgreSQL",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &["--database-url", &sqlite, "--tan-validity", "5w"],
+        ),
+        "--tan-validity",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &["--database-url", &sqlite, "--kv-url", "memcached://x"],
+        ),
+        "OPENWARN_KV_URL",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &["--database-url", &sqlite, "--tans-per-registration", "0"],
+        ),
+        "OPENWARN_TANS_PER_REGISTRATION",
+    );
+    assert_refused(
+        &run("test-result", &["--database-url", &sqlite]),
+        "OPENWARN_LAB_TLS_CERT",
+    );
+    assert_refused(
+        &run(
+            "test-result",
+            &[
+                "--database-url",
+                &sqlite,
+                "--lab-insecure-http",
+                "--result-delete-after",
+                "1d",
+            ],
+        ),
+        "OPENWARN_RESULT_DELETE_AFTER",
+    );
+
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let output = service(&[
+        "verification",
+        "--tls-ca",
+        &missing,
+        "--tls-cert",
+        &missing,
+        "--tls-key",
+        &missing,
+        "--database-url",
+        &sqlite,
+    ]);
+    assert_refused(&output, "OPENWARN_TLS_CA");
+}
