@@ -1,0 +1,157 @@
+//! Logs never contain GUIDs or their hashes, registration tokens, TANs, teleTANs (or their
+//! hashes) or client addresses — checked on everything the verification chain logs at debug level.
+
+use openwarn_e2e::{Chain, sha256_hex};
+use openwarn_protocol::verification::v1::{
+    CommitTanRequest, IssueTeleTanRequest, ReserveTanRequest, TeleTanType,
+};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn post(url: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn no_secret_or_address_reaches_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .init();
+
+    let db = openwarn_testkit::TestDatabase::sqlite();
+    let chain = Chain::start(&db, "memory://", &[]).await;
+    let server_ports: Vec<u16> = ["http", "grpc", "admin"]
+        .iter()
+        .flat_map(|l| {
+            [
+                chain.verification_addr(l).port(),
+                chain.test_result_addr(l).port(),
+            ]
+        })
+        .collect();
+    let guid = uuid::Uuid::new_v4().to_string();
+    let hashed = sha256_hex(&guid);
+    let lab = chain.lab_client(Some("lab"));
+    lab.post(chain.lab_url())
+        .json(&json!({"labId": "lab-logs", "testResults": [{"id": hashed, "result": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    let token = post(
+        &chain.app_url("registrationToken"),
+        json!({"key": hashed, "keyType": "GUID"}),
+    )
+    .await["registrationToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post(
+        &chain.app_url("testresult"),
+        json!({"registrationToken": token}),
+    )
+    .await;
+    let tan = post(&chain.app_url("tan"), json!({"registrationToken": token})).await["tan"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut grpc = chain.verification_grpc("submission");
+    let reservation = grpc
+        .reserve_tan(ReserveTanRequest { tan: tan.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    grpc.commit_tan(CommitTanRequest {
+        tan: tan.clone(),
+        reservation_id: reservation.reservation_id,
+    })
+    .await
+    .unwrap();
+    let tele_tan = grpc
+        .issue_tele_tan(IssueTeleTanRequest {
+            r#type: TeleTanType::Test as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tele_tan;
+    post(
+        &chain.app_url("registrationToken"),
+        json!({"key": tele_tan, "keyType": "TELETAN"}),
+    )
+    .await;
+    // Errors are logged too: a refused TAN and a malformed request.
+    let _ = grpc
+        .reserve_tan(ReserveTanRequest { tan: tan.clone() })
+        .await;
+    post(
+        &chain.app_url("tan"),
+        json!({"registrationToken": uuid::Uuid::new_v4().to_string()}),
+    )
+    .await;
+    chain.shutdown().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("lab results saved"),
+        "the capture works:\n{logs}"
+    );
+    for (what, secret) in [
+        ("GUID", guid.clone()),
+        ("hashed GUID", hashed.clone()),
+        ("hash of the hashed GUID", sha256_hex(&hashed)),
+        ("registration token", token.clone()),
+        ("hash of the registration token", sha256_hex(&token)),
+        ("TAN", tan.clone()),
+        ("hash of the TAN", sha256_hex(&tan)),
+        ("teleTAN", tele_tan.clone()),
+        ("hash of the teleTAN", sha256_hex(&tele_tan)),
+    ] {
+        assert!(!logs.contains(&secret), "the {what} is in the logs");
+    }
+    // Outgoing connections name the server they connect to; any other address would be a
+    // client's (a peer's ephemeral port).
+    let client_addresses: Vec<&str> = logs
+        .lines()
+        .filter(|line| {
+            line.match_indices("127.0.0.1:").any(|(at, m)| {
+                let port: String = line[at + m.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                port.parse::<u16>()
+                    .map_or(true, |p| !server_ports.contains(&p))
+            })
+        })
+        .collect();
+    assert!(
+        client_addresses.is_empty(),
+        "client addresses in the logs:\n{}",
+        client_addresses.join("\n")
+    );
+}
