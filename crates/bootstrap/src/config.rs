@@ -100,6 +100,9 @@ pub struct TelemetryArgs {
     /// Log filter in `tracing` syntax, e.g. `info,openwarn_verification=debug`.
     #[arg(long = "log", env = "OPENWARN_LOG", default_value = "info")]
     pub log_filter: String,
+    /// OTLP/gRPC collector to export spans to (e.g. `http://otel-collector:4317`); none: no export.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

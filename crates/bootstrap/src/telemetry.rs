@@ -1,15 +1,16 @@
 //! Logs and traces.
 //!
-//! Logs are JSON lines on stderr (or text for humans). When `OTEL_EXPORTER_OTLP_ENDPOINT` is set,
-//! spans are also exported over OTLP/gRPC. The W3C trace context travels across internal gRPC
+//! Logs are JSON lines on stderr (or text for humans). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (`--otlp-endpoint`) is set, spans are also exported over OTLP/gRPC. The W3C trace context travels across internal gRPC
 //! calls: [`TraceContextInterceptor`] injects it on the client, [`grpc_server_span`] picks it up.
 //!
 //! What is never logged: GUIDs or their hashes, registration tokens, TANs, teleTANs, keys, client
 //! addresses. Code logs outcomes and counts, not request contents.
 
 use crate::config::{LogFormat, TelemetryArgs};
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::Injector;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -58,11 +59,12 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let endpoint_set =
-        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
-    let provider = if endpoint_set {
+    let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+    let provider = if let Some(endpoint) = endpoint {
+        use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
+            .with_endpoint(endpoint)
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
         Some(
@@ -117,17 +119,6 @@ impl Injector for MetadataInjector<'_> {
         ) {
             self.0.insert(key, value);
         }
-    }
-}
-
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
     }
 }
 
