@@ -45,13 +45,28 @@ pub fn secret(
 pub struct TlsArgs {
     /// CA certificate (PEM) that signs every internal certificate.
     #[arg(long = "tls-ca", env = "OPENWARN_TLS_CA")]
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     /// This service's certificate (PEM), used as gRPC server and as gRPC client.
     #[arg(long = "tls-cert", env = "OPENWARN_TLS_CERT")]
-    pub cert: PathBuf,
+    pub cert: Option<PathBuf>,
     /// This service's private key (PEM).
     #[arg(long = "tls-key", env = "OPENWARN_TLS_KEY")]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The three paths; serving requires all of them (migrating needs none).
+    pub fn paths(&self) -> Result<(&Path, &Path, &Path), ConfigError> {
+        Ok((
+            required(self.ca.as_deref(), "OPENWARN_TLS_CA")?,
+            required(self.cert.as_deref(), "OPENWARN_TLS_CERT")?,
+            required(self.key.as_deref(), "OPENWARN_TLS_KEY")?,
+        ))
+    }
+}
+
+fn required<'a>(path: Option<&'a Path>, setting: &'static str) -> Result<&'a Path, ConfigError> {
+    path.ok_or_else(|| ConfigError::new(setting, "is required"))
 }
 
 /// Where a service keeps its data.

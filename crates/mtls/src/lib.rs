@@ -100,10 +100,11 @@ impl TlsFiles {
     pub fn from_args(
         args: &openwarn_bootstrap::config::TlsArgs,
     ) -> Result<Self, openwarn_bootstrap::config::ConfigError> {
-        Self::load(&args.ca, &args.cert, &args.key).map_err(|e| {
+        let (ca, cert, key) = args.paths()?;
+        Self::load(ca, cert, key).map_err(|e| {
             let setting = match e.path() {
-                Some(p) if p == args.ca => "OPENWARN_TLS_CA",
-                Some(p) if p == args.cert => "OPENWARN_TLS_CERT",
+                Some(p) if p == ca => "OPENWARN_TLS_CA",
+                Some(p) if p == cert => "OPENWARN_TLS_CERT",
                 _ => "OPENWARN_TLS_KEY",
             };
             openwarn_bootstrap::config::ConfigError::new(setting, e.to_string())

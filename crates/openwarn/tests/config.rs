@@ -106,6 +106,27 @@ fn invalid_settings_are_named() {
         "OPENWARN_RESULT_DELETE_AFTER",
     );
 
+    // Serving needs the TLS settings; migrating does not.
+    assert_refused(
+        &service(&["verification", "--database-url", &sqlite]),
+        "OPENWARN_TLS_CA",
+    );
+    for name in ["verification", "test-result"] {
+        let db = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{name}-migrated.db")).display()
+        );
+        let output = service(&[name, "--database-url", &db, "migrate"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(dir.path().join(format!("{name}-migrated.db")).exists());
+        let again = service(&[name, "--database-url", &db, "migrate"]);
+        assert!(again.status.success(), "migrating twice is fine");
+    }
+
     let missing = dir.path().join("missing.pem").display().to_string();
     let output = service(&[
         "verification",
