@@ -22,20 +22,23 @@ pub trait Service {
     ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
 }
 
+/// `<service> [SETTINGS]` serves; `<service> serve [SETTINGS]` and `<service> migrate [SETTINGS]`
+/// say so explicitly.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServiceCli<C: clap::Args> {
     #[command(subcommand)]
-    pub command: Option<ServiceCommand>,
+    pub command: Option<ServiceCommand<C>>,
     #[command(flatten)]
     pub config: C,
 }
 
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
-pub enum ServiceCommand {
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ServiceCommand<C: clap::Args> {
     /// Serve until SIGINT/SIGTERM (the default). Migrations are applied at start-up.
-    Serve,
+    Serve(C),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate(C),
 }
 
 /// Runs a service from its parsed command line; the process's exit code.
@@ -51,7 +54,12 @@ pub fn main<S: Service>(cli: ServiceCli<S::Config>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let _telemetry = match crate::telemetry::init(S::NAME, S::telemetry(&cli.config)) {
+        let (migrate, config) = match cli.command {
+            None => (false, cli.config),
+            Some(ServiceCommand::Serve(config)) => (false, config),
+            Some(ServiceCommand::Migrate(config)) => (true, config),
+        };
+        let _telemetry = match crate::telemetry::init(S::NAME, S::telemetry(&config)) {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("{}: {e}", S::NAME);
@@ -59,15 +67,15 @@ pub fn main<S: Service>(cli: ServiceCli<S::Config>) -> ExitCode {
             }
         };
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> =
-            match cli.command.unwrap_or(ServiceCommand::Serve) {
-                ServiceCommand::Migrate => match S::migrate(cli.config).await {
+            match migrate {
+                true => match S::migrate(config).await {
                     Ok(applied) => {
                         tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
                         Ok(())
                     }
                     Err(e) => Err(e.into()),
                 },
-                ServiceCommand::Serve => match S::start(cli.config).await {
+                false => match S::start(config).await {
                     Ok(running) => {
                         tracing::info!(service = S::NAME, addrs = ?running.addrs(), "serving");
                         running.run_until_signal().await.map_err(Into::into)

@@ -116,15 +116,19 @@ fn invalid_settings_are_named() {
             "sqlite://{}",
             dir.path().join(format!("{name}-migrated.db")).display()
         );
-        let output = service(&[name, "--database-url", &db, "migrate"]);
+        let output = service(&[name, "migrate", "--database-url", &db]);
         assert!(
             output.status.success(),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(dir.path().join(format!("{name}-migrated.db")).exists());
-        let again = service(&[name, "--database-url", &db, "migrate"]);
+        let again = service(&[name, "migrate", "--database-url", &db]);
         assert!(again.status.success(), "migrating twice is fine");
+        assert_refused(
+            &service(&[name, "--database-url", &db, "migrate"]),
+            "cannot be used with",
+        );
     }
 
     let missing = dir.path().join("missing.pem").display().to_string();

@@ -59,13 +59,11 @@ pub struct Config {
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
     /// Key-value store for counters shared by replicas: `redis://…`, or `memory://` (one process).
-    #[arg(
-        long,
-        env = "OPENWARN_KV_URL",
-        default_value = "memory://",
-        hide_env_values = true
-    )]
-    pub kv_url: String,
+    #[arg(long, env = "OPENWARN_KV_URL", hide_env_values = true)]
+    pub kv_url: Option<String>,
+    /// File holding the key-value store URL (for secrets mounted as files).
+    #[arg(long, env = "OPENWARN_KV_URL_FILE")]
+    pub kv_url_file: Option<std::path::PathBuf>,
     /// Prefix of every key this service writes to the key-value store.
     #[arg(
         long,
@@ -184,7 +182,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .grpc_channel(&config.test_result_url, &config.test_result_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;
     let test_results = testresults::TestResults::new(channel);
-    let kv = openwarn_kv::open(&config.kv_url, &config.kv_namespace).await?;
+    let kv_url = openwarn_bootstrap::config::secret(
+        config.kv_url.as_deref(),
+        config.kv_url_file.as_deref(),
+        "OPENWARN_KV_URL",
+    )?
+    .unwrap_or_else(|| "memory://".to_owned());
+    let kv = openwarn_kv::open(&kv_url, &config.kv_namespace).await?;
     let store = open_store(&config).await?;
     let mut service = RunningService::new(NAME);
 
