@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cwa/submission_payload.proto",
         "openwarn/testresult/v1/testresult.proto",
         "openwarn/verification/v1/verification.proto",
+        "openwarn/submission/v1/submission.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

@@ -2,7 +2,7 @@
 //!
 //! - [`gaen`]: the Apple/Google Exposure Notification export format (`export.bin`, `export.sig`).
 //! - [`cwa`]: the app's `SubmissionPayload`, wire-compatible with the Corona-Warn-App backend.
-//! - [`testresult::v1`], [`verification::v1`]: internal gRPC APIs between services.
+//! - [`testresult::v1`], [`verification::v1`], [`submission::v1`]: internal gRPC APIs.
 
 #![allow(clippy::doc_markdown, clippy::large_enum_variant, missing_docs)]
 
@@ -23,6 +23,12 @@ pub mod testresult {
 pub mod verification {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/openwarn.verification.v1.rs"));
+    }
+}
+
+pub mod submission {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/openwarn.submission.v1.rs"));
     }
 }
 

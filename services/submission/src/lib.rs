@@ -1,0 +1,212 @@
+//! The submission service.
+//!
+//! `POST /version/v1/diagnosis-keys` (through the proxy): a positive-tested person's keys, with a
+//! TAN that verification reserves and, once the keys are stored, commits. Internal gRPC
+//! `StreamDiagnosisKeys` is the only way keys leave (for distribution). A retention job deletes
+//! keys [14] days after submission.
+
+mod grpc;
+mod http;
+pub mod rules;
+mod store;
+mod tans;
+
+pub use store::{Store, StoredKey};
+
+use clap::Args;
+use openwarn_bootstrap::config::{
+    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService};
+use openwarn_db::{Database, DbError};
+use openwarn_mtls::{TlsError, TlsFiles};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "submission";
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// App REST API (reached through the proxy).
+    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8020")]
+    pub http_addr: SocketAddr,
+    /// Internal gRPC (mutual TLS) for distribution.
+    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9020")]
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8021")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// gRPC endpoint of the verification service.
+    #[arg(
+        long,
+        env = "OPENWARN_VERIFICATION_URL",
+        default_value = "https://127.0.0.1:9010"
+    )]
+    pub verification_url: String,
+    /// Name in the verification service's certificate.
+    #[arg(
+        long,
+        env = "OPENWARN_VERIFICATION_SERVER_NAME",
+        default_value = "verification"
+    )]
+    pub verification_server_name: String,
+    /// This backend's country (ISO 3166 alpha-2): the origin of every key.
+    #[arg(long, env = "OPENWARN_COUNTRY", default_value = "DE")]
+    pub country: String,
+    /// Countries a key may list as visited, comma-separated (the own country is always included).
+    #[arg(
+        long,
+        env = "OPENWARN_SUPPORTED_COUNTRIES",
+        value_delimiter = ',',
+        default_value = "DE"
+    )]
+    pub supported_countries: Vec<String>,
+    /// Most keys in one submission (at most 30).
+    #[arg(long, env = "OPENWARN_MAX_KEYS", default_value_t = 14)]
+    pub max_keys: usize,
+    /// Largest submission body, in bytes.
+    #[arg(long, env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 100 * 1024)]
+    pub max_body_bytes: usize,
+    /// Keys are deleted this long after submission.
+    #[arg(long, env = "OPENWARN_KEY_RETENTION", default_value = "14d", value_parser = parse_duration)]
+    pub key_retention: Duration,
+    /// How often the retention job runs.
+    #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+pub(crate) const MIGRATIONS_PG: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+fn is_country(c: &str) -> bool {
+    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
+    if !is_country(&config.country) {
+        return Err(ConfigError::new(
+            "OPENWARN_COUNTRY",
+            "must be two upper-case letters (ISO 3166 alpha-2)",
+        ));
+    }
+    if let Some(bad) = config.supported_countries.iter().find(|c| !is_country(c)) {
+        return Err(ConfigError::new(
+            "OPENWARN_SUPPORTED_COUNTRIES",
+            format!("{bad:?} is not an ISO 3166 alpha-2 code"),
+        ));
+    }
+    if !(1..=30).contains(&config.max_keys) {
+        return Err(ConfigError::new("OPENWARN_MAX_KEYS", "must be 1 to 30"));
+    }
+    let mut supported: std::collections::HashSet<String> =
+        config.supported_countries.iter().cloned().collect();
+    supported.insert(config.country.clone());
+    Ok(rules::Rules {
+        max_keys: config.max_keys,
+        country: config.country.clone(),
+        supported_countries: supported,
+    })
+}
+
+/// Starts the service: migrations, app REST, gRPC, admin port, retention job.
+pub async fn start(config: Config) -> Result<RunningService, Error> {
+    let rules = rules(&config)?;
+    let tls = TlsFiles::from_args(&config.tls)?;
+    let channel = tls
+        .grpc_channel(&config.verification_url, &config.verification_server_name)
+        .map_err(|e| ConfigError::new("OPENWARN_VERIFICATION_URL", e.to_string()))?;
+    let db = Database::open(&config.database.url()?, config.database.pool_size).await?;
+    db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?;
+    let store = Store::new(db);
+    let mut service = RunningService::new(NAME);
+
+    let app = http::router(Arc::new(http::AppState {
+        store: store.clone(),
+        tans: tans::Tans::new(channel),
+        rules,
+        max_body_bytes: config.max_body_bytes,
+    }));
+    service.serve_http_on("http", config.http_addr, app).await?;
+
+    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .add_service(grpc::server(store.clone()));
+    service.serve_grpc_on(config.grpc_addr, router).await?;
+
+    let ready = store.clone();
+    service
+        .serve_admin_on(
+            config.admin_addr,
+            Arc::new(move || {
+                let store = ready.clone();
+                Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+            }),
+        )
+        .await?;
+
+    let keep_hours = i64::try_from(config.key_retention.as_secs() / 3600).unwrap_or(i64::MAX);
+    service.spawn_periodic(config.retention_interval, move || {
+        let store = store.clone();
+        async move {
+            let cutoff = openwarn_bootstrap::lifecycle::unix_now() / 3600 - keep_hours;
+            match store.apply_retention(cutoff).await {
+                Ok(deleted) => {
+                    metrics::counter!("openwarn_diagnosis_keys_deleted_total")
+                        .increment(deleted as u64);
+                    tracing::info!(deleted, "retention applied");
+                }
+                Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),
+            }
+        }
+    });
+    Ok(service)
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    start(config).await?.run_until_signal().await?;
+    Ok(())
+}
+
+/// The service as the shared command line runs it.
+pub struct SubmissionService;
+
+impl openwarn_bootstrap::cli::Service for SubmissionService {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+    type Error = Error;
+
+    fn telemetry(config: &Config) -> &TelemetryArgs {
+        &config.telemetry
+    }
+
+    async fn start(config: Config) -> Result<RunningService, Error> {
+        start(config).await
+    }
+
+    async fn migrate(config: Config) -> Result<Vec<String>, Error> {
+        let db = Database::open(&config.database.url()?, 1).await?;
+        Ok(db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?)
+    }
+}

@@ -1,0 +1,458 @@
+//! The submission rules of the contract, as a pure function of the payload and the clock.
+//!
+//! Checked in order, each with its own machine-readable reason: 1 to `max_keys` keys; `key_data`
+//! exactly 16 bytes; no key twice; `rolling_start_interval_number` a multiple of 144 (UTC
+//! midnight); `rolling_period` 1..144 (144 when absent); transmission risk 1..8 and days since
+//! onset -14..4000, at least one of the two present; `origin` empty or our country; every visited
+//! country supported. Keys whose start lies in the future or more than 14 days back are then
+//! dropped silently. The missing one of transmission risk and days since onset is derived with
+//! [`trl_from_dsos`] / [`dsos_from_trl`].
+
+use openwarn_protocol::cwa::SubmissionPayload;
+use std::collections::HashSet;
+
+/// Rolling intervals (10 minutes) per day.
+pub const INTERVALS_PER_DAY: i32 = 144;
+/// Keys may reach back this many days.
+pub const MAX_KEY_AGE_DAYS: i32 = 14;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub max_keys: usize,
+    /// ISO 3166 alpha-2 of this backend's country, e.g. `DE`.
+    pub country: String,
+    /// Countries a key may have been used in (includes `country`).
+    pub supported_countries: HashSet<String>,
+}
+
+/// Why a payload is refused (400), as its machine-readable reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoKeys,
+    TooManyKeys,
+    InvalidKeyData,
+    DuplicateKey,
+    MisalignedRollingStart,
+    InvalidRollingPeriod,
+    InvalidTransmissionRisk,
+    InvalidDaysSinceOnset,
+    MissingRiskAndOnset,
+    UnsupportedOrigin,
+    UnsupportedCountry,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoKeys => "no_keys",
+            Self::TooManyKeys => "too_many_keys",
+            Self::InvalidKeyData => "invalid_key_data",
+            Self::DuplicateKey => "duplicate_key",
+            Self::MisalignedRollingStart => "misaligned_rolling_start",
+            Self::InvalidRollingPeriod => "invalid_rolling_period",
+            Self::InvalidTransmissionRisk => "invalid_transmission_risk",
+            Self::InvalidDaysSinceOnset => "invalid_days_since_onset",
+            Self::MissingRiskAndOnset => "missing_transmission_risk_and_days_since_onset",
+            Self::UnsupportedOrigin => "unsupported_origin",
+            Self::UnsupportedCountry => "unsupported_country",
+        }
+    }
+}
+
+/// One key ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidKey {
+    pub key_data: Vec<u8>,
+    pub rolling_start_interval_number: i32,
+    pub rolling_period: i32,
+    pub transmission_risk_level: i32,
+    pub report_type: i32,
+    pub days_since_onset_of_symptoms: i32,
+}
+
+/// A payload that passed every rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSubmission {
+    /// The keys to store: possibly fewer than submitted (too old or future keys are dropped).
+    pub keys: Vec<ValidKey>,
+    pub origin: String,
+    pub visited_countries: Vec<String>,
+    pub consent_to_federation: bool,
+    pub submission_type: i32,
+}
+
+/// Transmission risk level (1..8) for days since onset of symptoms, where a report has no risk
+/// level: highest around the onset, lower the further from it.
+///
+/// | days since onset | ≤ -5 | -4..-3 | -2..-1 | 0..2 | 3..4 | 5..6 | 7..9 | 10..14 | > 14 |
+/// |---|---|---|---|---|---|---|---|---|---|
+/// | risk level | 1 | 3 | 6 | 8 | 7 | 5 | 4 | 2 | 1 |
+pub fn trl_from_dsos(dsos: i32) -> i32 {
+    match dsos {
+        i32::MIN..=-5 => 1,
+        -4..=-3 => 3,
+        -2..=-1 => 6,
+        0..=2 => 8,
+        3..=4 => 7,
+        5..=6 => 5,
+        7..=9 => 4,
+        10..=14 => 2,
+        _ => 1,
+    }
+}
+
+/// Days since onset for a risk level, where a report has no days since onset: a representative
+/// day of that level's [`trl_from_dsos`] band, so that deriving back gives the same level.
+///
+/// | risk level | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |
+/// |---|---|---|---|---|---|---|---|---|
+/// | days since onset | 15 | 12 | -3 | 8 | 5 | -1 | 3 | 1 |
+pub fn dsos_from_trl(trl: i32) -> i32 {
+    match trl {
+        1 => 15,
+        2 => 12,
+        3 => -3,
+        4 => 8,
+        5 => 5,
+        6 => -1,
+        7 => 3,
+        _ => 1,
+    }
+}
+
+/// Checks a payload against every rule; `now_interval` is the current 10-minute interval number.
+pub fn validate(
+    payload: &SubmissionPayload,
+    rules: &Rules,
+    now_interval: i32,
+) -> Result<ValidSubmission, Refusal> {
+    if payload.keys.is_empty() {
+        return Err(Refusal::NoKeys);
+    }
+    if payload.keys.len() > rules.max_keys {
+        return Err(Refusal::TooManyKeys);
+    }
+    let mut seen = HashSet::with_capacity(payload.keys.len());
+    let mut checked = Vec::with_capacity(payload.keys.len());
+    for key in &payload.keys {
+        let key_data = key.key_data.clone().unwrap_or_default();
+        if key_data.len() != 16 {
+            return Err(Refusal::InvalidKeyData);
+        }
+        if !seen.insert(key_data.clone()) {
+            return Err(Refusal::DuplicateKey);
+        }
+        let start = key
+            .rolling_start_interval_number
+            .ok_or(Refusal::MisalignedRollingStart)?;
+        if start < 0 || start % INTERVALS_PER_DAY != 0 {
+            return Err(Refusal::MisalignedRollingStart);
+        }
+        let period = key.rolling_period();
+        if !(1..=INTERVALS_PER_DAY).contains(&period) {
+            return Err(Refusal::InvalidRollingPeriod);
+        }
+        let trl = key.transmission_risk_level;
+        let dsos = key.days_since_onset_of_symptoms;
+        if trl.is_some_and(|t| !(1..=8).contains(&t)) {
+            return Err(Refusal::InvalidTransmissionRisk);
+        }
+        if dsos.is_some_and(|d| !(-14..=4000).contains(&d)) {
+            return Err(Refusal::InvalidDaysSinceOnset);
+        }
+        let (trl, dsos) = match (trl, dsos) {
+            (Some(t), Some(d)) => (t, d),
+            (Some(t), None) => (t, dsos_from_trl(t)),
+            (None, Some(d)) => (trl_from_dsos(d), d),
+            (None, None) => return Err(Refusal::MissingRiskAndOnset),
+        };
+        checked.push(ValidKey {
+            key_data,
+            rolling_start_interval_number: start,
+            rolling_period: period,
+            transmission_risk_level: trl,
+            report_type: key.report_type.unwrap_or(1),
+            days_since_onset_of_symptoms: dsos,
+        });
+    }
+    let origin = match payload.origin.as_deref() {
+        None | Some("") => rules.country.clone(),
+        Some(o) if o == rules.country => o.to_owned(),
+        Some(_) => return Err(Refusal::UnsupportedOrigin),
+    };
+    if payload
+        .visited_countries
+        .iter()
+        .any(|c| !rules.supported_countries.contains(c))
+    {
+        return Err(Refusal::UnsupportedCountry);
+    }
+    let mut visited_countries = payload.visited_countries.clone();
+    visited_countries.sort();
+    visited_countries.dedup();
+
+    // Silently drop keys that start in the future or more than 14 days back.
+    let today = now_interval - now_interval.rem_euclid(INTERVALS_PER_DAY);
+    let oldest = today - MAX_KEY_AGE_DAYS * INTERVALS_PER_DAY;
+    checked.retain(|k| {
+        k.rolling_start_interval_number <= now_interval && k.rolling_start_interval_number >= oldest
+    });
+
+    Ok(ValidSubmission {
+        keys: checked,
+        origin,
+        visited_countries,
+        consent_to_federation: payload.consent_to_federation.unwrap_or(false),
+        submission_type: payload.submission_type.unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openwarn_protocol::gaen::TemporaryExposureKey;
+
+    const NOW: i32 = 144 * 20_000 + 50; // 50 intervals into day 20000
+    const TODAY: i32 = 144 * 20_000;
+
+    fn rules() -> Rules {
+        Rules {
+            max_keys: 14,
+            country: "DE".into(),
+            supported_countries: ["DE", "FR", "NL"].iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn key(n: u8, days_back: i32) -> TemporaryExposureKey {
+        TemporaryExposureKey {
+            key_data: Some(vec![n; 16]),
+            transmission_risk_level: Some(5),
+            rolling_start_interval_number: Some(TODAY - days_back * 144),
+            rolling_period: Some(144),
+            report_type: Some(1),
+            days_since_onset_of_symptoms: Some(2),
+        }
+    }
+
+    fn payload(keys: Vec<TemporaryExposureKey>) -> SubmissionPayload {
+        SubmissionPayload {
+            keys,
+            origin: Some("DE".into()),
+            visited_countries: vec!["FR".into()],
+            ..Default::default()
+        }
+    }
+
+    fn refused(p: SubmissionPayload) -> Refusal {
+        validate(&p, &rules(), NOW).unwrap_err()
+    }
+
+    fn with_key(f: impl FnOnce(&mut TemporaryExposureKey)) -> SubmissionPayload {
+        let mut k = key(1, 1);
+        f(&mut k);
+        payload(vec![k])
+    }
+
+    #[test]
+    fn a_valid_payload_passes() {
+        let valid = validate(
+            &payload((0..14).map(|i| key(i, i32::from(i))).collect()),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(valid.keys.len(), 14);
+        assert_eq!(valid.origin, "DE");
+        assert_eq!(valid.visited_countries, vec!["FR"]);
+        assert_eq!(valid.keys[3].rolling_start_interval_number, TODAY - 3 * 144);
+    }
+
+    #[test]
+    fn one_to_max_keys() {
+        assert_eq!(refused(payload(vec![])), Refusal::NoKeys);
+        assert_eq!(
+            refused(payload((0..15).map(|i| key(i, 0)).collect())),
+            Refusal::TooManyKeys
+        );
+        let mut more = rules();
+        more.max_keys = 30;
+        assert!(validate(&payload((0..15).map(|i| key(i, 0)).collect()), &more, NOW).is_ok());
+    }
+
+    #[test]
+    fn key_data_is_16_bytes() {
+        assert_eq!(
+            refused(with_key(|k| k.key_data = Some(vec![1; 15]))),
+            Refusal::InvalidKeyData
+        );
+        assert_eq!(
+            refused(with_key(|k| k.key_data = Some(vec![1; 17]))),
+            Refusal::InvalidKeyData
+        );
+        assert_eq!(
+            refused(with_key(|k| k.key_data = None)),
+            Refusal::InvalidKeyData
+        );
+    }
+
+    #[test]
+    fn no_key_twice() {
+        assert_eq!(
+            refused(payload(vec![key(1, 1), key(1, 2)])),
+            Refusal::DuplicateKey
+        );
+    }
+
+    #[test]
+    fn rolling_start_is_a_utc_midnight() {
+        assert_eq!(
+            refused(with_key(
+                |k| k.rolling_start_interval_number = Some(TODAY - 144 + 1)
+            )),
+            Refusal::MisalignedRollingStart
+        );
+        assert_eq!(
+            refused(with_key(|k| k.rolling_start_interval_number = None)),
+            Refusal::MisalignedRollingStart
+        );
+        assert_eq!(
+            refused(with_key(|k| k.rolling_start_interval_number = Some(-144))),
+            Refusal::MisalignedRollingStart
+        );
+    }
+
+    #[test]
+    fn rolling_period_is_1_to_144_defaulting_to_144() {
+        assert_eq!(
+            refused(with_key(|k| k.rolling_period = Some(0))),
+            Refusal::InvalidRollingPeriod
+        );
+        assert_eq!(
+            refused(with_key(|k| k.rolling_period = Some(145))),
+            Refusal::InvalidRollingPeriod
+        );
+        let valid = validate(&with_key(|k| k.rolling_period = None), &rules(), NOW).unwrap();
+        assert_eq!(valid.keys[0].rolling_period, 144);
+        assert!(validate(&with_key(|k| k.rolling_period = Some(1)), &rules(), NOW).is_ok());
+    }
+
+    #[test]
+    fn transmission_risk_is_1_to_8() {
+        assert_eq!(
+            refused(with_key(|k| k.transmission_risk_level = Some(0))),
+            Refusal::InvalidTransmissionRisk
+        );
+        assert_eq!(
+            refused(with_key(|k| k.transmission_risk_level = Some(9))),
+            Refusal::InvalidTransmissionRisk
+        );
+    }
+
+    #[test]
+    fn days_since_onset_is_minus_14_to_4000() {
+        assert_eq!(
+            refused(with_key(|k| k.days_since_onset_of_symptoms = Some(-15))),
+            Refusal::InvalidDaysSinceOnset
+        );
+        assert_eq!(
+            refused(with_key(|k| k.days_since_onset_of_symptoms = Some(4001))),
+            Refusal::InvalidDaysSinceOnset
+        );
+        assert!(
+            validate(
+                &with_key(|k| k.days_since_onset_of_symptoms = Some(4000)),
+                &rules(),
+                NOW
+            )
+            .is_ok()
+        );
+        assert!(
+            validate(
+                &with_key(|k| k.days_since_onset_of_symptoms = Some(-14)),
+                &rules(),
+                NOW
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn at_least_one_of_risk_and_onset_and_the_other_is_derived() {
+        assert_eq!(
+            refused(with_key(|k| {
+                k.transmission_risk_level = None;
+                k.days_since_onset_of_symptoms = None;
+            })),
+            Refusal::MissingRiskAndOnset
+        );
+        let only_dsos = validate(
+            &with_key(|k| k.transmission_risk_level = None),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(only_dsos.keys[0].transmission_risk_level, trl_from_dsos(2));
+        let only_trl = validate(
+            &with_key(|k| k.days_since_onset_of_symptoms = None),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            only_trl.keys[0].days_since_onset_of_symptoms,
+            dsos_from_trl(5)
+        );
+    }
+
+    #[test]
+    fn derivations_stay_in_range_and_round_trip_to_the_same_risk() {
+        for dsos in -14..=4000 {
+            assert!((1..=8).contains(&trl_from_dsos(dsos)));
+        }
+        for trl in 1..=8 {
+            let dsos = dsos_from_trl(trl);
+            assert!((-14..=4000).contains(&dsos));
+            assert_eq!(trl_from_dsos(dsos), trl, "trl {trl}");
+        }
+    }
+
+    #[test]
+    fn origin_is_empty_or_our_country() {
+        let mut p = payload(vec![key(1, 1)]);
+        p.origin = Some("FR".into());
+        assert_eq!(refused(p.clone()), Refusal::UnsupportedOrigin);
+        p.origin = Some(String::new());
+        assert_eq!(validate(&p, &rules(), NOW).unwrap().origin, "DE");
+        p.origin = None;
+        assert_eq!(validate(&p, &rules(), NOW).unwrap().origin, "DE");
+    }
+
+    #[test]
+    fn visited_countries_are_supported() {
+        let mut p = payload(vec![key(1, 1)]);
+        p.visited_countries = vec!["FR".into(), "XX".into()];
+        assert_eq!(refused(p.clone()), Refusal::UnsupportedCountry);
+        p.visited_countries = vec!["NL".into(), "FR".into(), "NL".into()];
+        assert_eq!(
+            validate(&p, &rules(), NOW).unwrap().visited_countries,
+            vec!["FR", "NL"]
+        );
+    }
+
+    #[test]
+    fn future_and_too_old_keys_are_dropped_silently() {
+        let mut future = key(1, 0);
+        future.rolling_start_interval_number = Some(TODAY + 144);
+        let valid = validate(
+            &payload(vec![future, key(2, 14), key(3, 15), key(4, 0)]),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        let kept: Vec<u8> = valid.keys.iter().map(|k| k.key_data[0]).collect();
+        assert_eq!(kept, vec![2, 4]);
+        // All dropped is still a valid submission (200, nothing stored).
+        let valid = validate(&payload(vec![key(5, 20)]), &rules(), NOW).unwrap();
+        assert!(valid.keys.is_empty());
+    }
+}

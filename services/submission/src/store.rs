@@ -1,0 +1,269 @@
+//! The service's own table of diagnosis keys. Nothing outside this crate reads it; keys leave only
+//! through `StreamDiagnosisKeys`.
+
+use crate::rules::ValidSubmission;
+use diesel::prelude::*;
+use openwarn_db::{AnyConnection, Database, DbError};
+
+diesel::table! {
+    diagnosis_keys (key_data, submission_type) {
+        key_data -> Binary,
+        submission_type -> Integer,
+        rolling_start_interval_number -> Integer,
+        rolling_period -> Integer,
+        transmission_risk_level -> Integer,
+        report_type -> Integer,
+        days_since_onset_of_symptoms -> Integer,
+        origin -> Text,
+        visited_countries -> Text,
+        consent_to_federation -> Bool,
+        submission_hour -> BigInt,
+    }
+}
+
+use diagnosis_keys::dsl as dk;
+
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable)]
+#[diesel(table_name = diagnosis_keys)]
+pub struct StoredKey {
+    pub key_data: Vec<u8>,
+    pub submission_type: i32,
+    pub rolling_start_interval_number: i32,
+    pub rolling_period: i32,
+    pub transmission_risk_level: i32,
+    pub report_type: i32,
+    pub days_since_onset_of_symptoms: i32,
+    pub origin: String,
+    pub visited_countries: String,
+    pub consent_to_federation: bool,
+    pub submission_hour: i64,
+}
+
+/// Where a page of [`Store::keys_page`] continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub submission_hour: i64,
+    pub key_data: Vec<u8>,
+    pub submission_type: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Stores every key of a submission in one transaction; a key already stored (same bytes and
+    /// submission type) is kept as it was. Returns how many were new.
+    pub async fn store(
+        &self,
+        submission: &ValidSubmission,
+        submission_hour: i64,
+    ) -> Result<usize, DbError> {
+        let rows: Vec<StoredKey> = submission
+            .keys
+            .iter()
+            .map(|k| StoredKey {
+                key_data: k.key_data.clone(),
+                submission_type: submission.submission_type,
+                rolling_start_interval_number: k.rolling_start_interval_number,
+                rolling_period: k.rolling_period,
+                transmission_risk_level: k.transmission_risk_level,
+                report_type: k.report_type,
+                days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
+                origin: submission.origin.clone(),
+                visited_countries: submission.visited_countries.join(","),
+                consent_to_federation: submission.consent_to_federation,
+                submission_hour,
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.db
+            .transaction(move |conn| match conn {
+                AnyConnection::Postgresql(pg) => diesel::insert_into(dk::diagnosis_keys)
+                    .values(&rows)
+                    .on_conflict_do_nothing()
+                    .execute(pg),
+                // diesel runs an SQLite batch insert in a transaction of its own; this one
+                // already is, so insert row by row.
+                AnyConnection::Sqlite(lite) => rows.iter().try_fold(0, |n, row| {
+                    diesel::insert_or_ignore_into(dk::diagnosis_keys)
+                        .values(row)
+                        .execute(lite)
+                        .map(|m| n + m)
+                }),
+            })
+            .await
+    }
+
+    /// Up to `limit` keys submitted in `[from_hour, until_hour)`, after `after`, in stream order.
+    pub async fn keys_page(
+        &self,
+        from_hour: i64,
+        until_hour: i64,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<StoredKey>, DbError> {
+        self.db
+            .run(move |conn| {
+                let mut query = dk::diagnosis_keys
+                    .filter(dk::submission_hour.ge(from_hour))
+                    .filter(dk::submission_hour.lt(until_hour))
+                    .into_boxed();
+                if let Some(c) = after {
+                    query = query.filter(
+                        dk::submission_hour
+                            .gt(c.submission_hour)
+                            .or(dk::submission_hour.eq(c.submission_hour).and(
+                                dk::key_data.gt(c.key_data.clone()).or(dk::key_data
+                                    .eq(c.key_data)
+                                    .and(dk::submission_type.gt(c.submission_type))),
+                            )),
+                    );
+                }
+                query
+                    .order((dk::submission_hour, dk::key_data, dk::submission_type))
+                    .limit(limit)
+                    .load::<StoredKey>(conn)
+            })
+            .await
+    }
+
+    /// Deletes keys submitted before `cutoff_hour`. Idempotent. Returns how many were deleted.
+    pub async fn apply_retention(&self, cutoff_hour: i64) -> Result<usize, DbError> {
+        self.db
+            .run(move |conn| {
+                diesel::delete(dk::diagnosis_keys.filter(dk::submission_hour.lt(cutoff_hour)))
+                    .execute(conn)
+            })
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.db.ping().await
+    }
+
+    /// How many keys are stored (diagnostics and tests).
+    pub async fn count(&self) -> Result<i64, DbError> {
+        self.db
+            .run(|conn| dk::diagnosis_keys.count().get_result(conn))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ValidKey;
+    use openwarn_testkit::databases;
+
+    async fn store(url: &str) -> Store {
+        let db = Database::open(url, 4).await.unwrap();
+        db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
+            .await
+            .unwrap();
+        Store::new(db)
+    }
+
+    fn submission(bytes: &[u8], submission_type: i32) -> ValidSubmission {
+        ValidSubmission {
+            keys: bytes
+                .iter()
+                .map(|b| ValidKey {
+                    key_data: vec![*b; 16],
+                    rolling_start_interval_number: 144 * 20_000,
+                    rolling_period: 144,
+                    transmission_risk_level: 5,
+                    report_type: 1,
+                    days_since_onset_of_symptoms: 2,
+                })
+                .collect(),
+            origin: "DE".into(),
+            visited_countries: vec!["DE".into(), "FR".into()],
+            consent_to_federation: true,
+            submission_type,
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_stored_once_per_submission_type() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            assert_eq!(s.store(&submission(&[1, 2, 3], 0), 100).await.unwrap(), 3);
+            assert_eq!(
+                s.store(&submission(&[3, 4], 0), 101).await.unwrap(),
+                1,
+                "{}: key 3 exists",
+                db.label()
+            );
+            assert_eq!(
+                s.store(&submission(&[3], 1), 101).await.unwrap(),
+                1,
+                "another submission type"
+            );
+            assert_eq!(s.count().await.unwrap(), 5);
+            let first = s.keys_page(100, 101, None, 10).await.unwrap();
+            assert_eq!(first.len(), 3);
+            assert_eq!(first[0].visited_countries, "DE,FR");
+            assert!(first[0].consent_to_federation);
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_walk_every_key_in_order_once() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.store(&submission(&[9, 1, 5], 0), 10).await.unwrap();
+            s.store(&submission(&[5, 2], 1), 10).await.unwrap();
+            s.store(&submission(&[7, 3], 0), 11).await.unwrap();
+            s.store(&submission(&[8], 0), 12).await.unwrap();
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.keys_page(10, 12, after.clone(), 2).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(Cursor {
+                    submission_hour: last.submission_hour,
+                    key_data: last.key_data.clone(),
+                    submission_type: last.submission_type,
+                });
+                seen.extend(
+                    page.iter()
+                        .map(|k| (k.submission_hour, k.key_data[0], k.submission_type)),
+                );
+            }
+            assert_eq!(
+                seen,
+                vec![
+                    (10, 1, 0),
+                    (10, 2, 1),
+                    (10, 5, 0),
+                    (10, 5, 1),
+                    (10, 9, 0),
+                    (11, 3, 0),
+                    (11, 7, 0)
+                ],
+                "{}",
+                db.label()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_old_keys_idempotently() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.store(&submission(&[1], 0), 10).await.unwrap();
+            s.store(&submission(&[2], 0), 20).await.unwrap();
+            assert_eq!(s.apply_retention(15).await.unwrap(), 1);
+            assert_eq!(s.apply_retention(15).await.unwrap(), 0);
+            assert_eq!(s.count().await.unwrap(), 1, "{}", db.label());
+        }
+    }
+}
