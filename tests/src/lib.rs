@@ -4,6 +4,10 @@
 use clap::Parser;
 use openwarn_bootstrap::RunningService;
 use openwarn_mtls::DevPki;
+use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_protocol::submission::v1::submission_service_client::SubmissionServiceClient;
+use openwarn_protocol::submission::v1::{DiagnosisKey, StreamDiagnosisKeysRequest};
 use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
 use openwarn_testkit::TestDatabase;
 use std::net::SocketAddr;
@@ -15,6 +19,7 @@ pub const PKI_NAMES: &[&str] = &[
     "test-result",
     "verification",
     "submission",
+    "distribution",
     "lab",
     "rogue-lab",
 ];
@@ -52,16 +57,18 @@ const EPHEMERAL: [&str; 6] = [
     "127.0.0.1:0",
 ];
 
-/// test-result and verification, wired together.
+/// test-result, verification and submission, wired together.
 pub struct Chain {
     pub pki: DevPki,
     _pki_dir: tempfile::TempDir,
     pub test_result_db: TestDatabase,
     pub verification_db: TestDatabase,
+    pub submission_db: TestDatabase,
     pub kv_url: String,
     pub kv_namespace: String,
     pub test_result: Option<RunningService>,
     pub verification: Option<RunningService>,
+    pub submission: Option<RunningService>,
 }
 
 impl Chain {
@@ -112,15 +119,121 @@ impl Chain {
         let verification = openwarn_verification::start(config(&args))
             .await
             .expect("verification starts");
+
+        let submission_db = fresh(backend);
+        let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(tls_args(&pki, "submission"));
+        args.extend([
+            "--database-url".into(),
+            submission_db.url().to_owned(),
+            "--verification-url".into(),
+            format!("https://{}", verification.addr("grpc")),
+            "--supported-countries".into(),
+            "DE,FR,NL".into(),
+        ]);
+        let submission = openwarn_submission::start(config(&args))
+            .await
+            .expect("submission starts");
         Self {
             pki,
             _pki_dir: pki_dir,
             test_result_db,
             verification_db,
+            submission_db,
             kv_url: kv_url.to_owned(),
             kv_namespace,
             test_result: Some(test_result),
             verification: Some(verification),
+            submission: Some(submission),
+        }
+    }
+
+    pub fn submission_addr(&self, label: &str) -> SocketAddr {
+        self.submission
+            .as_ref()
+            .expect("submission runs")
+            .addr(label)
+    }
+
+    pub fn submission_url(&self) -> String {
+        format!(
+            "http://{}/version/v1/diagnosis-keys",
+            self.submission_addr("http")
+        )
+    }
+
+    /// A gRPC client of submission, authenticated as distribution.
+    pub fn submission_grpc(&self) -> SubmissionServiceClient<Channel> {
+        let channel = self
+            .pki
+            .files("distribution")
+            .unwrap()
+            .grpc_channel(
+                &format!("https://{}", self.submission_addr("grpc")),
+                "submission",
+            )
+            .unwrap();
+        SubmissionServiceClient::new(channel)
+    }
+
+    /// Every key submission streams for the hours around now.
+    pub async fn streamed_keys(&self) -> Vec<DiagnosisKey> {
+        let hour = openwarn_bootstrap::lifecycle::unix_now() / 3600;
+        let mut stream = self
+            .submission_grpc()
+            .stream_diagnosis_keys(StreamDiagnosisKeysRequest {
+                from_hour: hour - 1,
+                until_hour: hour + 2,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut keys = Vec::new();
+        while let Some(batch) = stream.message().await.unwrap() {
+            keys.extend(batch.keys);
+        }
+        keys
+    }
+
+    /// A registration with a positive result, and a fresh TAN for it.
+    pub async fn fresh_tan(&self) -> String {
+        let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
+        let lab = self.lab_client(Some("lab"));
+        let r = lab
+            .post(self.lab_url())
+            .json(
+                &serde_json::json!({"labId": "lab", "testResults": [{"id": hashed, "result": 2}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let client = reqwest::Client::new();
+        let reply: serde_json::Value = client
+            .post(self.app_url("registrationToken"))
+            .json(&serde_json::json!({"key": hashed, "keyType": "GUID"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = reply["registrationToken"].as_str().unwrap().to_owned();
+        let reply: serde_json::Value = client
+            .post(self.app_url("tan"))
+            .json(&serde_json::json!({"registrationToken": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply["tan"].as_str().expect("a TAN").to_owned()
+    }
+
+    pub async fn stop_verification(&mut self) {
+        if let Some(s) = self.verification.take() {
+            s.shutdown().await.unwrap();
         }
     }
 
@@ -200,9 +313,10 @@ impl Chain {
     }
 
     pub async fn shutdown(mut self) {
-        if let Some(s) = self.verification.take() {
+        if let Some(s) = self.submission.take() {
             s.shutdown().await.unwrap();
         }
+        self.stop_verification().await;
         self.stop_test_result().await;
     }
 }
@@ -211,4 +325,31 @@ impl Chain {
 pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A payload of `n` keys for the last `n` days, as a phone sends it, with distinct key bytes
+/// derived from `seed`.
+pub fn payload(n: usize, seed: u8) -> SubmissionPayload {
+    let today = i32::try_from(openwarn_bootstrap::lifecycle::unix_now() / 600 / 144 * 144).unwrap();
+    SubmissionPayload {
+        keys: (0..n)
+            .map(|i| {
+                let mut key_data = vec![seed; 16];
+                key_data[0] = u8::try_from(i).unwrap();
+                TemporaryExposureKey {
+                    key_data: Some(key_data),
+                    transmission_risk_level: Some(6),
+                    rolling_start_interval_number: Some(today - 144 * i32::try_from(i).unwrap()),
+                    rolling_period: Some(144),
+                    report_type: Some(1),
+                    days_since_onset_of_symptoms: None,
+                }
+            })
+            .collect(),
+        request_padding: Some(vec![0; 16]),
+        visited_countries: vec!["FR".into()],
+        origin: Some("DE".into()),
+        consent_to_federation: Some(true),
+        submission_type: Some(0),
+    }
 }

@@ -38,6 +38,8 @@ enum Service {
     TestResult(Box<ServiceCli<openwarn_test_result::Config>>),
     /// Registration tokens, test results, TANs, teleTANs.
     Verification(Box<ServiceCli<openwarn_verification::Config>>),
+    /// Diagnosis keys uploaded with a TAN.
+    Submission(Box<ServiceCli<openwarn_submission::Config>>),
 }
 
 #[derive(clap::Args)]
@@ -57,6 +59,9 @@ fn main() -> ExitCode {
         }
         Command::Service(Service::Verification(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_verification::VerificationService>(*cli)
+        }
+        Command::Service(Service::Submission(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_submission::SubmissionService>(*cli)
         }
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),

@@ -74,6 +74,15 @@ fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
                 "memory://".into(),
             ],
         },
+        Spec {
+            name: "submission",
+            http: port(8020)?,
+            grpc: port(9020)?,
+            extra: vec![
+                "--verification-url".into(),
+                format!("https://127.0.0.1:{}", port(9010)?),
+            ],
+        },
     ])
 }
 

@@ -1,0 +1,286 @@
+//! Uploads over real sockets: TAN reserve → store → commit, every error code, a TAN spent exactly
+//! once under concurrency, a storage failure that keeps the TAN usable, a verification outage.
+
+use openwarn_e2e::{Chain, payload};
+use openwarn_protocol::Message;
+use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::verification::v1::VerifyTanRequest;
+use serde_json::Value;
+
+struct Reply {
+    status: u16,
+    reason: Option<String>,
+}
+
+async fn submit(
+    chain: &Chain,
+    tan: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+    fake: bool,
+) -> Reply {
+    let mut request = reqwest::Client::new()
+        .post(chain.submission_url())
+        .header("content-type", content_type)
+        .header("cwa-fake", if fake { "1" } else { "0" })
+        .body(body);
+    if let Some(tan) = tan {
+        request = request.header("cwa-authorization", tan);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Reply {
+        status,
+        reason: body["error"].as_str().map(str::to_owned),
+    }
+}
+
+async fn upload(chain: &Chain, tan: &str, p: &SubmissionPayload) -> Reply {
+    submit(
+        chain,
+        Some(tan),
+        "application/x-protobuf",
+        p.encode_to_vec(),
+        false,
+    )
+    .await
+}
+
+async fn stored(chain: &Chain) -> i64 {
+    let db = openwarn_db::Database::open(chain.submission_db.url(), 1)
+        .await
+        .unwrap();
+    openwarn_submission::Store::new(db).count().await.unwrap()
+}
+
+#[tokio::test]
+async fn keys_uploaded_with_a_tan_come_back_through_the_stream() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let tan = chain.fresh_tan().await;
+        let reply = upload(&chain, &tan, &payload(14, 7)).await;
+        assert_eq!(reply.status, 200, "{}: {:?}", db.label(), reply.reason);
+        // The TAN is spent.
+        let again = upload(&chain, &tan, &payload(14, 8)).await;
+        assert_eq!(
+            (again.status, again.reason.as_deref()),
+            (403, Some("tan_not_valid"))
+        );
+
+        let keys = chain.streamed_keys().await;
+        assert_eq!(keys.len(), 14, "{}", db.label());
+        let hour = openwarn_bootstrap::lifecycle::unix_now() / 3600;
+        for k in &keys {
+            assert_eq!(k.key_data.len(), 16);
+            assert_eq!(k.key_data[1], 7);
+            assert_eq!(k.transmission_risk_level, 6);
+            assert_eq!(
+                k.days_since_onset_of_symptoms,
+                openwarn_submission::rules::dsos_from_trl(6),
+                "derived"
+            );
+            assert_eq!(k.origin, "DE");
+            assert_eq!(k.visited_countries, vec!["FR"]);
+            assert!(k.consent_to_federation);
+            assert!((hour - 1..=hour).contains(&k.submission_hour));
+        }
+        let mut sorted = keys.iter().map(|k| k.key_data.clone()).collect::<Vec<_>>();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            keys.iter().map(|k| k.key_data.clone()).collect::<Vec<_>>(),
+            "ordered by key bytes"
+        );
+        chain.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn every_error_has_its_code_and_changes_nothing() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let tan = chain.fresh_tan().await;
+        let good = payload(3, 1).encode_to_vec();
+        let proto = "application/x-protobuf";
+        let mut too_many = payload(15, 1);
+        too_many.keys.truncate(15);
+        let mut misaligned = payload(1, 1);
+        misaligned.keys[0].rolling_start_interval_number =
+            Some(misaligned.keys[0].rolling_start_interval_number() - 1);
+        let mut bad_country = payload(1, 1);
+        bad_country.visited_countries = vec!["XX".into()];
+        let cases: Vec<(Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+            (
+                Some(&tan),
+                "application/json",
+                good.clone(),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                Some(&tan),
+                proto,
+                vec![0; 101 * 1024],
+                413,
+                "payload_too_large",
+            ),
+            (None, proto, good.clone(), 400, "missing_authorization"),
+            (Some("not-a-tan"), proto, good.clone(), 403, "tan_not_valid"),
+            (
+                Some(&tan),
+                proto,
+                vec![0xff, 0xff, 0xff],
+                400,
+                "invalid_payload",
+            ),
+            (
+                Some(&tan),
+                proto,
+                too_many.encode_to_vec(),
+                400,
+                "too_many_keys",
+            ),
+            (
+                Some(&tan),
+                proto,
+                misaligned.encode_to_vec(),
+                400,
+                "misaligned_rolling_start",
+            ),
+            (
+                Some(&tan),
+                proto,
+                bad_country.encode_to_vec(),
+                400,
+                "unsupported_country",
+            ),
+        ];
+        for (t, content_type, body, status, reason) in cases {
+            let reply = submit(&chain, t, content_type, body, false).await;
+            assert_eq!(
+                (reply.status, reply.reason.as_deref()),
+                (status, Some(reason)),
+                "{}",
+                db.label()
+            );
+        }
+        let unknown = upload(&chain, &uuid::Uuid::new_v4().to_string(), &payload(3, 1)).await;
+        assert_eq!(
+            (unknown.status, unknown.reason.as_deref()),
+            (403, Some("tan_not_valid"))
+        );
+        // A fake is answered 200 and does nothing: nothing stored, the TAN still valid.
+        let fake = submit(&chain, Some(&tan), proto, good.clone(), true).await;
+        assert_eq!(fake.status, 200);
+        assert_eq!(stored(&chain).await, 0, "{}", db.label());
+        // None of it cost the user the TAN.
+        assert_eq!(upload(&chain, &tan, &payload(3, 1)).await.status, 200);
+        assert_eq!(stored(&chain).await, 3);
+        chain.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_tan_is_spent_exactly_once_under_concurrent_uploads() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = std::sync::Arc::new(Chain::start(&db, &kv, &[]).await);
+        let tan = chain.fresh_tan().await;
+        let mut tasks = Vec::new();
+        for seed in 0..8u8 {
+            let (chain, tan) = (chain.clone(), tan.clone());
+            tasks.push(tokio::spawn(async move {
+                upload(&chain, &tan, &payload(5, seed + 10)).await.status
+            }));
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            vec![200, 403, 403, 403, 403, 403, 403, 403],
+            "{}",
+            db.label()
+        );
+        assert_eq!(stored(&chain).await, 5, "only the winner's keys");
+        std::sync::Arc::into_inner(chain).unwrap().shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_keeps_the_tan_usable() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let tan = chain.fresh_tan().await;
+        let admin = openwarn_db::Database::open(chain.submission_db.url(), 1)
+            .await
+            .unwrap();
+        // Inject the failure: the table the keys go to is gone.
+        admin
+            .run(|c| {
+                diesel::connection::SimpleConnection::batch_execute(
+                    c,
+                    "ALTER TABLE diagnosis_keys RENAME TO diagnosis_keys_away",
+                )
+            })
+            .await
+            .unwrap();
+        let reply = upload(&chain, &tan, &payload(4, 3)).await;
+        assert_eq!(
+            (reply.status, reply.reason.as_deref()),
+            (503, Some("dependency_unavailable")),
+            "{}",
+            db.label()
+        );
+        let verified = chain
+            .verification_grpc("submission")
+            .verify_tan(VerifyTanRequest { tan: tan.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            verified.valid,
+            "{}: the TAN survived the failed write",
+            db.label()
+        );
+        admin
+            .run(|c| {
+                diesel::connection::SimpleConnection::batch_execute(
+                    c,
+                    "ALTER TABLE diagnosis_keys_away RENAME TO diagnosis_keys",
+                )
+            })
+            .await
+            .unwrap();
+        let retry = upload(&chain, &tan, &payload(4, 3)).await;
+        assert_eq!(
+            retry.status,
+            200,
+            "{}: the retry with the same TAN succeeds: {:?}",
+            db.label(),
+            retry.reason
+        );
+        assert_eq!(stored(&chain).await, 4);
+        chain.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_verification_outage_is_a_503_and_stores_nothing() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let mut chain = Chain::start(&db, &kv, &[]).await;
+        let tan = chain.fresh_tan().await;
+        chain.stop_verification().await;
+        let reply = upload(&chain, &tan, &payload(2, 5)).await;
+        assert_eq!(
+            (reply.status, reply.reason.as_deref()),
+            (503, Some("dependency_unavailable")),
+            "{}",
+            db.label()
+        );
+        assert_eq!(stored(&chain).await, 0);
+        chain.shutdown().await;
+    }
+}
