@@ -7,6 +7,9 @@ use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::verification::v1::VerifyTanRequest;
 use serde_json::Value;
 
+/// TAN header, content type, body, expected status, expected reason.
+type Case<'a> = (Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+
 struct Reply {
     status: u16,
     reason: Option<String>,
@@ -110,7 +113,7 @@ async fn every_error_has_its_code_and_changes_nothing() {
             Some(misaligned.keys[0].rolling_start_interval_number() - 1);
         let mut bad_country = payload(1, 1);
         bad_country.visited_countries = vec!["XX".into()];
-        let cases: Vec<(Option<&str>, &str, Vec<u8>, u16, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 Some(&tan),
                 "application/json",
