@@ -20,6 +20,7 @@ pub const PKI_NAMES: &[&str] = &[
     "verification",
     "submission",
     "distribution",
+    "proxy",
     "lab",
     "rogue-lab",
 ];
@@ -69,6 +70,8 @@ pub struct Chain {
     pub test_result: Option<RunningService>,
     pub verification: Option<RunningService>,
     pub submission: Option<RunningService>,
+    /// An HTTPS client with the proxy's certificate: how app requests reach the backends.
+    pub app: reqwest::Client,
 }
 
 impl Chain {
@@ -134,6 +137,7 @@ impl Chain {
         let submission = openwarn_submission::start(config(&args))
             .await
             .expect("submission starts");
+        let app = https_client(&pki, Some("proxy"));
         Self {
             pki,
             _pki_dir: pki_dir,
@@ -145,6 +149,7 @@ impl Chain {
             test_result: Some(test_result),
             verification: Some(verification),
             submission: Some(submission),
+            app,
         }
     }
 
@@ -157,7 +162,7 @@ impl Chain {
 
     pub fn submission_url(&self) -> String {
         format!(
-            "http://{}/version/v1/diagnosis-keys",
+            "https://{}/version/v1/diagnosis-keys",
             self.submission_addr("http")
         )
     }
@@ -208,7 +213,7 @@ impl Chain {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 204);
-        let client = reqwest::Client::new();
+        let client = &self.app;
         let reply: serde_json::Value = client
             .post(self.app_url("registrationToken"))
             .json(&serde_json::json!({"key": hashed, "keyType": "GUID"}))
@@ -274,7 +279,7 @@ impl Chain {
 
     pub fn app_url(&self, path: &str) -> String {
         format!(
-            "http://{}/version/v1/{path}",
+            "https://{}/version/v1/{path}",
             self.verification_addr("http")
         )
     }
@@ -319,6 +324,20 @@ impl Chain {
         self.stop_verification().await;
         self.stop_test_result().await;
     }
+}
+
+/// An HTTPS client trusting the test CA and presenting the named certificate, if any.
+pub fn https_client(pki: &DevPki, name: Option<&str>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .use_rustls_tls();
+    if let Some(name) = name {
+        let mut pem = std::fs::read(pki.cert(name)).unwrap();
+        pem.extend(std::fs::read(pki.key(name)).unwrap());
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
 }
 
 /// Lowercase hex SHA-256, as the app hashes a GUID.

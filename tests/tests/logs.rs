@@ -22,8 +22,9 @@ impl Write for Captured {
     }
 }
 
-async fn post(url: &str, body: Value) -> Value {
-    reqwest::Client::new()
+async fn post(chain: &Chain, url: &str, body: Value) -> Value {
+    chain
+        .app
         .post(url)
         .json(&body)
         .send()
@@ -64,6 +65,7 @@ async fn no_secret_or_address_reaches_the_logs() {
         .await
         .unwrap();
     let token = post(
+        &chain,
         &chain.app_url("registrationToken"),
         json!({"key": hashed, "keyType": "GUID"}),
     )
@@ -72,11 +74,17 @@ async fn no_secret_or_address_reaches_the_logs() {
         .unwrap()
         .to_owned();
     post(
+        &chain,
         &chain.app_url("testresult"),
         json!({"registrationToken": token}),
     )
     .await;
-    let tan = post(&chain.app_url("tan"), json!({"registrationToken": token})).await["tan"]
+    let tan = post(
+        &chain,
+        &chain.app_url("tan"),
+        json!({"registrationToken": token}),
+    )
+    .await["tan"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -101,6 +109,7 @@ async fn no_secret_or_address_reaches_the_logs() {
         .into_inner()
         .tele_tan;
     post(
+        &chain,
         &chain.app_url("registrationToken"),
         json!({"key": tele_tan, "keyType": "TELETAN"}),
     )
@@ -110,6 +119,7 @@ async fn no_secret_or_address_reaches_the_logs() {
         .reserve_tan(ReserveTanRequest { tan: tan.clone() })
         .await;
     post(
+        &chain,
         &chain.app_url("tan"),
         json!({"registrationToken": uuid::Uuid::new_v4().to_string()}),
     )

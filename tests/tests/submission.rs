@@ -22,7 +22,8 @@ async fn submit(
     body: Vec<u8>,
     fake: bool,
 ) -> Reply {
-    let mut request = reqwest::Client::new()
+    let mut request = chain
+        .app
         .post(chain.submission_url())
         .header("content-type", content_type)
         .header("cwa-fake", if fake { "1" } else { "0" })

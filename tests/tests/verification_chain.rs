@@ -15,8 +15,9 @@ struct Reply {
     body: Value,
 }
 
-async fn post(url: &str, body: &Value, fake: bool) -> Reply {
-    let response = reqwest::Client::new()
+async fn post(chain: &Chain, url: &str, body: &Value, fake: bool) -> Reply {
+    let response = chain
+        .app
         .post(url)
         .header("content-type", "application/json")
         .header("cwa-fake", if fake { "1" } else { "0" })
@@ -54,6 +55,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
 
         // The app registers the GUID hash and polls: pending.
         let reg = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": hashed, "keyType": "GUID"}),
             false,
@@ -63,6 +65,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         let token = reg.body["registrationToken"].as_str().unwrap().to_owned();
         assert!(uuid::Uuid::parse_str(&token).unwrap().get_version_num() == 4);
         let poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": token}),
             false,
@@ -76,6 +79,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
 
         // No TAN while pending.
         let early = post(
+            &chain,
             &chain.app_url("tan"),
             &json!({"registrationToken": token}),
             false,
@@ -89,6 +93,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         // The lab posts positive; the app sees it.
         lab_post(&chain, &hashed, 2).await;
         let poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": token}),
             false,
@@ -101,6 +106,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
 
         // A second registration of the same GUID is refused.
         let again = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": hashed, "keyType": "GUID"}),
             false,
@@ -113,6 +119,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
 
         // A TAN; submission reserves it, a concurrent reservation loses, commit spends it.
         let tan_reply = post(
+            &chain,
             &chain.app_url("tan"),
             &json!({"registrationToken": token}),
             false,
@@ -155,6 +162,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         );
         // The session is closed and the result is redeemed at test-result.
         let more = post(
+            &chain,
             &chain.app_url("tan"),
             &json!({"registrationToken": token}),
             false,
@@ -162,6 +170,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         .await;
         assert_eq!(more.status, 400);
         let poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": token}),
             false,
@@ -171,6 +180,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         // A lab can no longer change it.
         lab_post(&chain, &hashed, 1).await;
         let poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": token}),
             false,
@@ -188,6 +198,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
             .into_inner();
         assert!(openwarn_verification::teletan::is_valid(&issued.tele_tan));
         let reg = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": issued.tele_tan, "keyType": "TELETAN"}),
             false,
@@ -195,6 +206,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         .await;
         assert_eq!(reg.status, 201, "{label}: {:?}", reg.body);
         let used = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": issued.tele_tan, "keyType": "TELETAN"}),
             false,
@@ -206,6 +218,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         );
         let tele_token = reg.body["registrationToken"].as_str().unwrap().to_owned();
         let poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": tele_token}),
             false,
@@ -213,6 +226,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         .await;
         assert_eq!(poll.body["testResult"], 2);
         let tan = post(
+            &chain,
             &chain.app_url("tan"),
             &json!({"registrationToken": tele_token}),
             false,
@@ -273,6 +287,7 @@ async fn fake_requests_change_nothing_and_look_like_real_ones() {
 
         // Real requests, one per endpoint.
         let real_reg = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": hashed, "keyType": "GUID"}),
             false,
@@ -283,12 +298,14 @@ async fn fake_requests_change_nothing_and_look_like_real_ones() {
             .unwrap()
             .to_owned();
         let real_poll = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": token}),
             false,
         )
         .await;
         let real_tan = post(
+            &chain,
             &chain.app_url("tan"),
             &json!({"registrationToken": token}),
             false,
@@ -327,7 +344,7 @@ async fn fake_requests_change_nothing_and_look_like_real_ones() {
             ),
         ];
         for (path, body, real) in fakes {
-            let fake = post(&chain.app_url(path), &body, true).await;
+            let fake = post(&chain, &chain.app_url(path), &body, true).await;
             assert_eq!(
                 (fake.status, fake.len),
                 (real.status, real.len),
@@ -342,6 +359,7 @@ async fn fake_requests_change_nothing_and_look_like_real_ones() {
 
         // Errors are padded to the same length as successes.
         let unknown = post(
+            &chain,
             &chain.app_url("testresult"),
             &json!({"registrationToken": uuid::Uuid::new_v4().to_string()}),
             false,
@@ -358,7 +376,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     for (db, kv) in openwarn_testkit::backends() {
         let chain = Chain::start(&db, &kv, &[]).await;
         let before = chain.tables().await;
-        let client = reqwest::Client::new();
+        let client = &chain.app;
         let cases: Vec<(&str, &str, String, u16, &str)> = vec![
             (
                 "registrationToken",
@@ -566,6 +584,7 @@ async fn a_down_test_result_service_is_a_503_not_a_crash() {
         let mut chain = Chain::start(&db, &kv, &[]).await;
         let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
         let reg = post(
+            &chain,
             &chain.app_url("registrationToken"),
             &json!({"key": hashed, "keyType": "GUID"}),
             false,
@@ -575,6 +594,7 @@ async fn a_down_test_result_service_is_a_503_not_a_crash() {
         chain.stop_test_result().await;
         for path in ["testresult", "tan"] {
             let r = post(
+                &chain,
                 &chain.app_url(path),
                 &json!({"registrationToken": token}),
                 false,
@@ -663,6 +683,7 @@ async fn admin_endpoints_answer() {
     }
     // Traffic shows up in the metrics, labelled by route template only.
     post(
+        &chain,
         &chain.app_url("testresult"),
         &json!({"registrationToken": uuid::Uuid::new_v4().to_string()}),
         false,

@@ -111,6 +111,48 @@ impl TlsFiles {
         })
     }
 
+    /// HTTPS server side for internal callers (the proxy): our certificate, and a client
+    /// certificate signed by the internal CA required.
+    pub fn https_server(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in parse_certs(&self.ca) {
+            roots.add(ca).map_err(|e| TlsError::Config(e.to_string()))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+        let key = parse_key(&self.key).ok_or_else(|| TlsError::Config("no private key".into()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(parse_certs(&self.cert), key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// HTTPS client side towards internal services: trust only the internal CA, present our
+    /// certificate.
+    pub fn https_client(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in parse_certs(&self.ca) {
+            roots.add(ca).map_err(|e| TlsError::Config(e.to_string()))?;
+        }
+        let key = parse_key(&self.key).ok_or_else(|| TlsError::Config("no private key".into()))?;
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(parse_certs(&self.cert), key)
+            .map_err(|e| TlsError::Config(e.to_string()))
+    }
+
     /// gRPC server side: present our certificate, require a client certificate from the CA.
     pub fn grpc_server(&self) -> tonic::transport::ServerTlsConfig {
         tonic::transport::ServerTlsConfig::new()
@@ -440,6 +482,29 @@ impl DevPki {
     pub fn files(&self, name: &str) -> Result<TlsFiles, TlsError> {
         TlsFiles::load(&self.ca(), &self.cert(name), &self.key(name))
     }
+}
+
+/// Binds `addr` and serves `router` over TLS there as the task `what` of `service`.
+pub async fn serve_https_on(
+    service: &mut openwarn_bootstrap::RunningService,
+    what: &'static str,
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+) -> Result<SocketAddr, openwarn_bootstrap::lifecycle::BindError> {
+    use openwarn_bootstrap::lifecycle::{BindError, ServeError, bind};
+    let listener = bind(what, addr).await?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| BindError { what, addr, source })?;
+    service.add_addr(what, bound);
+    let token = service.token();
+    service.spawn(async move {
+        serve_https(listener, config, router, token)
+            .await
+            .map_err(|e| ServeError::new(what, e))
+    });
+    Ok(bound)
 }
 
 #[cfg(test)]

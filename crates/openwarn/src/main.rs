@@ -40,6 +40,8 @@ enum Service {
     Verification(Box<ServiceCli<openwarn_verification::Config>>),
     /// Diagnosis keys uploaded with a TAN.
     Submission(Box<ServiceCli<openwarn_submission::Config>>),
+    /// The app gateway.
+    Proxy(Box<ServiceCli<openwarn_proxy::Config>>),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +64,9 @@ fn main() -> ExitCode {
         }
         Command::Service(Service::Submission(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_submission::SubmissionService>(*cli)
+        }
+        Command::Service(Service::Proxy(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_proxy::ProxyService>(*cli)
         }
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),

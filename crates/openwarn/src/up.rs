@@ -32,11 +32,12 @@ pub struct UpArgs {
     pub log_format: String,
 }
 
-/// One service of the stack: its name, subcommand and ports.
+/// One service of the stack: its name and ports (`grpc: None` for a service without gRPC).
 struct Spec {
     name: &'static str,
     http: u16,
-    grpc: u16,
+    grpc: Option<u16>,
+    database: bool,
     extra: Vec<String>,
 }
 
@@ -60,13 +61,15 @@ fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
         Spec {
             name: "test-result",
             http: port(8030)?,
-            grpc: port(9030)?,
+            grpc: Some(port(9030)?),
+            database: true,
             extra: vec!["--lab-insecure-http".into()],
         },
         Spec {
             name: "verification",
             http: port(8010)?,
-            grpc: port(9010)?,
+            grpc: Some(port(9010)?),
+            database: true,
             extra: vec![
                 "--test-result-url".into(),
                 format!("https://127.0.0.1:{}", port(9030)?),
@@ -77,10 +80,25 @@ fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
         Spec {
             name: "submission",
             http: port(8020)?,
-            grpc: port(9020)?,
+            grpc: Some(port(9020)?),
+            database: true,
             extra: vec![
                 "--verification-url".into(),
                 format!("https://127.0.0.1:{}", port(9010)?),
+            ],
+        },
+        Spec {
+            name: "proxy",
+            http: port(8000)?,
+            grpc: None,
+            database: false,
+            extra: vec![
+                "--verification-http-url".into(),
+                format!("https://127.0.0.1:{}", port(8010)?),
+                "--submission-http-url".into(),
+                format!("https://127.0.0.1:{}", port(8020)?),
+                "--kv-url".into(),
+                "memory://".into(),
             ],
         },
     ])
@@ -97,14 +115,16 @@ fn command(
     cmd.arg("service")
         .arg(spec.name)
         .args(["--http-addr", &format!("127.0.0.1:{}", spec.http)])
-        .args(["--grpc-addr", &format!("127.0.0.1:{}", spec.grpc)])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", spec.admin())])
-        .arg("--database-url")
-        .arg(format!(
-            "sqlite://{}",
-            data_dir.join(format!("{}.db", spec.name)).display()
-        ))
-        .arg("--tls-ca")
+        .args(["--admin-addr", &format!("127.0.0.1:{}", spec.admin())]);
+    if let Some(grpc) = spec.grpc {
+        cmd.args(["--grpc-addr", &format!("127.0.0.1:{grpc}")]);
+    }
+    if spec.database {
+        let file = data_dir.join(format!("{}.db", spec.name));
+        cmd.arg("--database-url")
+            .arg(format!("sqlite://{}", file.display()));
+    }
+    cmd.arg("--tls-ca")
         .arg(pki.ca())
         .arg("--tls-cert")
         .arg(pki.cert(spec.name))
@@ -196,18 +216,20 @@ fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16) {
     println!();
     println!("OpenWarn is up. Data and dev PKI: {}", data_dir.display());
     println!(
-        "  app API (verification)  http://127.0.0.1:{}/version/v1/",
-        8010 + offset
+        "  app API (proxy)         http://127.0.0.1:{}/version/v1/",
+        8000 + offset
     );
     println!(
         "  lab API (test-result)   http://127.0.0.1:{}/api/v1/lab/results",
         8030 + offset
     );
     for spec in specs {
+        let grpc = spec
+            .grpc
+            .map_or_else(|| "-".to_owned(), |p| format!("127.0.0.1:{p}"));
         println!(
-            "  {:<12} gRPC (mTLS) 127.0.0.1:{}   admin http://127.0.0.1:{}/metrics",
+            "  {:<12} gRPC (mTLS) {grpc:<15}  admin http://127.0.0.1:{}/metrics",
             spec.name,
-            spec.grpc,
             spec.admin()
         );
     }

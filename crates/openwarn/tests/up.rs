@@ -90,7 +90,7 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains(&format!("http://127.0.0.1:{}/version/v1/", 8010 + OFFSET)))
+            .any(|l| l.contains(&format!("http://127.0.0.1:{}/version/v1/", 8000 + OFFSET)))
     );
     assert!(dir.path().join("pki/ca.pem").exists());
     assert!(dir.path().join("verification.db").exists());
@@ -116,7 +116,7 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     let reply: Value = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{}/version/v1/registrationToken",
-            8010 + OFFSET
+            8000 + OFFSET
         ))
         .json(&json!({"key": teletan, "keyType": "TELETAN"}))
         .send()

@@ -28,7 +28,7 @@ pub const NAME: &str = "submission";
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// App REST API (reached through the proxy).
+    /// App REST API: HTTPS, client certificates from the internal CA (the proxy's).
     #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8020")]
     pub http_addr: SocketAddr,
     /// Internal gRPC (mutual TLS) for distribution.
@@ -147,7 +147,15 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         rules,
         max_body_bytes: config.max_body_bytes,
     }));
-    service.serve_http_on("http", config.http_addr, app).await?;
+    // Only the proxy calls this port: mutual TLS with the internal CA.
+    openwarn_mtls::serve_https_on(
+        &mut service,
+        "http",
+        config.http_addr,
+        tls.https_server()?,
+        app,
+    )
+    .await?;
 
     let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
         .map_err(|e| TlsError::Config(e.to_string()))?

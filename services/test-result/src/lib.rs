@@ -15,7 +15,7 @@ use clap::Args;
 use openwarn_bootstrap::config::{
     ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
 };
-use openwarn_bootstrap::lifecycle::{BindError, RunningService, ServeError, bind};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_db::{Database, DbError};
 use openwarn_mtls::{TlsError, TlsFiles};
 use std::net::SocketAddr;
@@ -194,19 +194,14 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
                 .await?;
         }
         LabTransport::Tls(tls_config) => {
-            let listener = bind("http", config.http_addr).await?;
-            let bound = listener.local_addr().map_err(|source| BindError {
-                what: "http",
-                addr: config.http_addr,
-                source,
-            })?;
-            service.add_addr("http", bound);
-            let token = service.token();
-            service.spawn(async move {
-                openwarn_mtls::serve_https(listener, tls_config, router, token)
-                    .await
-                    .map_err(|e| ServeError::new("http", e))
-            });
+            openwarn_mtls::serve_https_on(
+                &mut service,
+                "http",
+                config.http_addr,
+                tls_config,
+                router,
+            )
+            .await?;
         }
     }
 

@@ -31,7 +31,7 @@ pub const RESULT_POSITIVE: i32 = 2;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// App REST API (reached through the proxy).
+    /// App REST API: HTTPS, client certificates from the internal CA (the proxy's).
     #[arg(
         long = "http-addr",
         env = "OPENWARN_HTTP_ADDR",
@@ -202,7 +202,15 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             max_tans_per_session: config.tans_per_registration,
         },
     );
-    service.serve_http_on("http", config.http_addr, app).await?;
+    // Only the proxy calls this port: mutual TLS with the internal CA.
+    openwarn_mtls::serve_https_on(
+        &mut service,
+        "http",
+        config.http_addr,
+        tls.https_server()?,
+        app,
+    )
+    .await?;
 
     let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -1,0 +1,359 @@
+//! The request path: route → rate limit → read the whole body (size cap, read timeout) → answer a
+//! fake here, or forward a real request with only allow-listed headers over pooled mutual-TLS
+//! connections, and return only allow-listed response headers.
+
+use crate::ratelimit::Limiter;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use openwarn_bootstrap::http::{LatencyReservoir, is_fake, padded_json};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Request headers that reach a backend. Everything else (X-Forwarded-For, Forwarded, X-Real-IP,
+/// User-Agent, Cookie, Via, traceparent, tracestate, …) stays here.
+pub static FORWARDED_REQUEST_HEADERS: [HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    HeaderName::from_static("cwa-authorization"),
+    HeaderName::from_static("cwa-fake"),
+];
+
+/// Response headers that reach the app.
+pub static FORWARDED_RESPONSE_HEADERS: [HeaderName; 2] =
+    [header::CONTENT_TYPE, header::RETRY_AFTER];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Verification,
+    Submission,
+}
+
+/// What a real success on a route looked like: a fake gets the same status, content type and
+/// body length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub length: usize,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub path: &'static str,
+    pub upstream: Upstream,
+    pub max_body: usize,
+    pub reservoir: LatencyReservoir,
+    pub template: Mutex<Template>,
+}
+
+impl Route {
+    fn new(
+        path: &'static str,
+        upstream: Upstream,
+        max_body: usize,
+        template: Template,
+        reservoir: usize,
+    ) -> Self {
+        Self {
+            path,
+            upstream,
+            max_body,
+            reservoir: LatencyReservoir::new(reservoir, Duration::from_millis(20)),
+            template: Mutex::new(template),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_submission_bytes: usize,
+    pub max_verification_bytes: usize,
+    pub read_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub reservoir_size: usize,
+    /// Length of verification's padded JSON responses, until a real one has been seen.
+    pub verification_response_length: usize,
+}
+
+pub struct Gateway {
+    pub routes: Vec<Route>,
+    pub client: HttpsClient,
+    pub verification: String,
+    pub submission: String,
+    pub limiter: Limiter,
+    pub limits: Limits,
+    /// Header an ingress in front of the proxy puts the client address in (rightmost entry).
+    pub client_address_header: Option<HeaderName>,
+}
+
+fn json_template(status: StatusCode, length: usize) -> Template {
+    Template {
+        status,
+        content_type: Some(HeaderValue::from_static("application/json")),
+        length,
+    }
+}
+
+pub fn routes(limits: &Limits) -> Vec<Route> {
+    let v = limits.verification_response_length;
+    let n = limits.reservoir_size;
+    vec![
+        Route::new(
+            "/version/v1/registrationToken",
+            Upstream::Verification,
+            limits.max_verification_bytes,
+            json_template(StatusCode::CREATED, v),
+            n,
+        ),
+        Route::new(
+            "/version/v1/testresult",
+            Upstream::Verification,
+            limits.max_verification_bytes,
+            json_template(StatusCode::OK, v),
+            n,
+        ),
+        Route::new(
+            "/version/v1/tan",
+            Upstream::Verification,
+            limits.max_verification_bytes,
+            json_template(StatusCode::CREATED, v),
+            n,
+        ),
+        Route::new(
+            "/version/v1/diagnosis-keys",
+            Upstream::Submission,
+            limits.max_submission_bytes,
+            Template {
+                status: StatusCode::OK,
+                content_type: None,
+                length: 0,
+            },
+            n,
+        ),
+    ]
+}
+
+fn error(status: StatusCode, reason: &'static str) -> Response<Full<Bytes>> {
+    metrics::counter!("openwarn_proxy_refused_total", "reason" => reason).increment(1);
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(format!(
+            "{{\"error\":\"{reason}\"}}"
+        ))))
+        .expect("static response parts are valid")
+}
+
+fn retry_after(secs: u64) -> Response<Full<Bytes>> {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
+/// A body shaped like the route's real successes, of exactly the recorded length.
+fn fake_body(template: &Template) -> Bytes {
+    if template.length == 0 {
+        return Bytes::new();
+    }
+    let is_json = template
+        .content_type
+        .as_ref()
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    let mut body = if is_json {
+        padded_json(&serde_json::Map::new(), template.length)
+    } else {
+        Vec::new()
+    };
+    body.resize(template.length, b' ');
+    Bytes::from(body)
+}
+
+impl Gateway {
+    fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        self.client_address_header
+            .as_ref()
+            .and_then(|name| headers.get_all(name).iter().next_back())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    /// Handles one request. `peer` is used for the rate-limit key only and never kept.
+    pub async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let Some(route) = self.routes.iter().find(|r| r.path == request.uri().path()) else {
+            return error(StatusCode::NOT_FOUND, "not_found");
+        };
+        if request.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        }
+        let now = u64::try_from(openwarn_bootstrap::lifecycle::unix_now()).unwrap_or(0);
+        match self
+            .limiter
+            .check(self.client_ip(request.headers(), peer), now)
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(limited)) => return retry_after(limited.retry_after_secs),
+            Err(e) => {
+                // Failing open: an outage of the counter store must not lock every phone out.
+                metrics::counter!("openwarn_proxy_rate_limit_unavailable_total").increment(1);
+                tracing::warn!(error = %e, "rate limit store unavailable; request let through");
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > route.max_body) {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+        }
+        let body = match tokio::time::timeout(
+            self.limits.read_timeout,
+            Limited::new(body, route.max_body).collect(),
+        )
+        .await
+        {
+            Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+            }
+            Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "unreadable_body"),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+
+        if is_fake(&parts.headers) {
+            let delay = route.reservoir.sample().saturating_sub(started.elapsed());
+            tokio::time::sleep(delay).await;
+            let template = route.template.lock().expect("template lock").clone();
+            let mut response = Response::new(Full::new(fake_body(&template)));
+            *response.status_mut() = template.status;
+            if let Some(content_type) = template.content_type {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            return response;
+        }
+
+        let base = match route.upstream {
+            Upstream::Verification => &self.verification,
+            Upstream::Submission => &self.submission,
+        };
+        let mut upstream = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{base}{}", route.path));
+        for name in &FORWARDED_REQUEST_HEADERS {
+            for value in parts.headers.get_all(name) {
+                upstream = upstream.header(name, value);
+            }
+        }
+        let upstream = match upstream.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request"),
+        };
+        let answer = tokio::time::timeout(self.limits.upstream_timeout, async {
+            let response = self.client.request(upstream).await?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
+        })
+        .await;
+        let (parts, body) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, upstream = ?route.upstream, "upstream unavailable");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
+            }
+            Err(_) => {
+                tracing::warn!(upstream = ?route.upstream, "upstream timed out");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
+            }
+        };
+        if parts.status.is_success() {
+            route.reservoir.record(started.elapsed());
+            *route.template.lock().expect("template lock") = Template {
+                status: parts.status,
+                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                length: body.len(),
+            };
+        }
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = parts.status;
+        for name in &FORWARDED_RESPONSE_HEADERS {
+            if let Some(value) = parts.headers.get(name) {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_bodies_have_the_recorded_length() {
+        let json = json_template(StatusCode::CREATED, 320);
+        let body = fake_body(&json);
+        assert_eq!(body.len(), 320);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+        assert_eq!(
+            fake_body(&Template {
+                status: StatusCode::OK,
+                content_type: None,
+                length: 0
+            })
+            .len(),
+            0
+        );
+        assert_eq!(
+            fake_body(&Template {
+                status: StatusCode::OK,
+                content_type: None,
+                length: 7
+            })
+            .len(),
+            7
+        );
+        assert_eq!(
+            fake_body(&json_template(StatusCode::OK, 5)).len(),
+            5,
+            "even below a JSON object's size"
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_are_only_the_allow_list() {
+        let names: Vec<&str> = FORWARDED_REQUEST_HEADERS
+            .iter()
+            .map(HeaderName::as_str)
+            .collect();
+        assert_eq!(names, ["content-type", "cwa-authorization", "cwa-fake"]);
+        for forbidden in [
+            "x-forwarded-for",
+            "forwarded",
+            "x-real-ip",
+            "user-agent",
+            "cookie",
+            "via",
+            "traceparent",
+            "tracestate",
+        ] {
+            assert!(!names.contains(&forbidden));
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The proxy: the app gateway every phone request passes through.
+//!
+//! It routes the four app endpoints to verification and submission over mutual TLS (pooled,
+//! reused connections) and everything else to a 404 without touching a backend; forwards only an
+//! allow-list of headers, so no client address, user agent, cookie or trace context reaches a
+//! backend; rate-limits per client by a keyed, daily-rotating hash of its address (counters in
+//! Redis, or in memory); caps body sizes and read times; and answers every fake request itself
+//! with the status, headers and body length of a real success, after a delay drawn from that
+//! route's recent real latencies.
+
+mod gateway;
+pub mod ratelimit;
+
+pub use gateway::{FORWARDED_REQUEST_HEADERS, FORWARDED_RESPONSE_HEADERS};
+
+use clap::Args;
+use openwarn_bootstrap::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration, secret};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService, ServeError, bind};
+use openwarn_kv::KvError;
+use openwarn_mtls::{TlsError, TlsFiles};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "proxy";
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// App-facing HTTP (behind the TLS-terminating ingress).
+    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8001")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Verification's app API (HTTPS, mutual TLS).
+    #[arg(
+        long,
+        env = "OPENWARN_VERIFICATION_HTTP_URL",
+        default_value = "https://127.0.0.1:8010"
+    )]
+    pub verification_http_url: String,
+    /// Submission's app API (HTTPS, mutual TLS).
+    #[arg(
+        long,
+        env = "OPENWARN_SUBMISSION_HTTP_URL",
+        default_value = "https://127.0.0.1:8020"
+    )]
+    pub submission_http_url: String,
+    /// Key-value store for rate-limit counters: `redis://…`, or `memory://` (one process).
+    #[arg(long, env = "OPENWARN_KV_URL", hide_env_values = true)]
+    pub kv_url: Option<String>,
+    /// File holding the key-value store URL.
+    #[arg(long, env = "OPENWARN_KV_URL_FILE")]
+    pub kv_url_file: Option<std::path::PathBuf>,
+    /// Prefix of every key the proxy writes to the key-value store.
+    #[arg(long, env = "OPENWARN_KV_NAMESPACE", default_value = "openwarn:proxy")]
+    pub kv_namespace: String,
+    /// Secret of the keyed hash of client addresses; the same on every replica. Without it each
+    /// process draws its own (fine for one process; replicas then count apart).
+    #[arg(long, env = "OPENWARN_RATE_LIMIT_SECRET", hide_env_values = true)]
+    pub rate_limit_secret: Option<String>,
+    /// File holding the rate-limit secret.
+    #[arg(long, env = "OPENWARN_RATE_LIMIT_SECRET_FILE")]
+    pub rate_limit_secret_file: Option<std::path::PathBuf>,
+    /// Requests per client per window.
+    #[arg(long, env = "OPENWARN_RATE_LIMIT", default_value_t = 60)]
+    pub rate_limit: u64,
+    /// Rate-limit window.
+    #[arg(long, env = "OPENWARN_RATE_LIMIT_WINDOW", default_value = "1m", value_parser = parse_duration)]
+    pub rate_limit_window: Duration,
+    /// How often the keyed hash of client addresses changes.
+    #[arg(long, env = "OPENWARN_RATE_LIMIT_ROTATION", default_value = "1d", value_parser = parse_duration)]
+    pub rate_limit_rotation: Duration,
+    /// Header in which the ingress passes the client address (its rightmost entry is used), e.g.
+    /// `x-forwarded-for`. Without it, the TCP peer address is used. Never forwarded.
+    #[arg(long, env = "OPENWARN_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
+    /// Largest submission body, in bytes.
+    #[arg(long, env = "OPENWARN_MAX_SUBMISSION_BYTES", default_value_t = 100 * 1024)]
+    pub max_submission_bytes: usize,
+    /// Largest verification request body, in bytes.
+    #[arg(long, env = "OPENWARN_MAX_VERIFICATION_BYTES", default_value_t = 10 * 1024)]
+    pub max_verification_bytes: usize,
+    /// Time allowed to send request headers and, separately, the whole body.
+    #[arg(long, env = "OPENWARN_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+    /// Time allowed for a backend to answer.
+    #[arg(long, env = "OPENWARN_UPSTREAM_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Recent real latencies kept per route for fake requests to draw from.
+    #[arg(long, env = "OPENWARN_FAKE_RESERVOIR", default_value_t = 1024)]
+    pub fake_reservoir: usize,
+    /// Length of verification's padded responses (OPENWARN_RESPONSE_LENGTH there), used for fakes
+    /// until a real response has been seen.
+    #[arg(long, env = "OPENWARN_RESPONSE_LENGTH", default_value_t = 320)]
+    pub response_length: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("OPENWARN_KV_URL: {0}")]
+    Kv(#[from] KvError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+fn upstream_base(url: &str, setting: &'static str) -> Result<String, ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::new(setting, "is not a URL"))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(ConfigError::new(
+            setting,
+            "must be an https:// URL (backends are mutual TLS)",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Starts the proxy.
+pub async fn start(config: Config) -> Result<RunningService, Error> {
+    let verification = upstream_base(
+        &config.verification_http_url,
+        "OPENWARN_VERIFICATION_HTTP_URL",
+    )?;
+    let submission = upstream_base(&config.submission_http_url, "OPENWARN_SUBMISSION_HTTP_URL")?;
+    if config.rate_limit == 0 {
+        return Err(ConfigError::new("OPENWARN_RATE_LIMIT", "must be at least 1").into());
+    }
+    let client_address_header = config
+        .client_address_header
+        .as_deref()
+        .map(|h| {
+            http::HeaderName::try_from(h).map_err(|_| {
+                ConfigError::new("OPENWARN_CLIENT_ADDRESS_HEADER", "is not a header name")
+            })
+        })
+        .transpose()?;
+    let tls = TlsFiles::from_args(&config.tls)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.https_client()?)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let kv_url = secret(
+        config.kv_url.as_deref(),
+        config.kv_url_file.as_deref(),
+        "OPENWARN_KV_URL",
+    )?
+    .unwrap_or_else(|| "memory://".to_owned());
+    let kv = openwarn_kv::open(&kv_url, &config.kv_namespace).await?;
+    let rate_secret = match secret(
+        config.rate_limit_secret.as_deref(),
+        config.rate_limit_secret_file.as_deref(),
+        "OPENWARN_RATE_LIMIT_SECRET",
+    )? {
+        Some(s) if s.len() >= 16 => s.into_bytes(),
+        Some(_) => {
+            return Err(ConfigError::new(
+                "OPENWARN_RATE_LIMIT_SECRET",
+                "must be at least 16 characters",
+            )
+            .into());
+        }
+        None => {
+            tracing::warn!("OPENWARN_RATE_LIMIT_SECRET not set: this process draws its own");
+            let mut bytes = vec![0; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+            bytes
+        }
+    };
+    let limits = gateway::Limits {
+        max_submission_bytes: config.max_submission_bytes,
+        max_verification_bytes: config.max_verification_bytes,
+        read_timeout: config.read_timeout,
+        upstream_timeout: config.upstream_timeout,
+        reservoir_size: config.fake_reservoir,
+        verification_response_length: config.response_length,
+    };
+    let gateway = Arc::new(gateway::Gateway {
+        routes: gateway::routes(&limits),
+        client,
+        verification,
+        submission,
+        limiter: ratelimit::Limiter::new(
+            kv.clone(),
+            rate_secret,
+            config.rate_limit,
+            config.rate_limit_window,
+            config.rate_limit_rotation,
+        ),
+        limits,
+        client_address_header,
+    });
+
+    let mut service = RunningService::new(NAME);
+    let listener = bind("http", config.http_addr).await?;
+    let bound = listener.local_addr().map_err(|source| BindError {
+        what: "http",
+        addr: config.http_addr,
+        source,
+    })?;
+    service.add_addr("http", bound);
+    let token = service.token();
+    let header_timeout = config.read_timeout;
+    service.spawn(async move {
+        serve(listener, gateway, header_timeout, token)
+            .await
+            .map_err(|e| ServeError::new("http", e))
+    });
+    service
+        .serve_admin_on(
+            config.admin_addr,
+            Arc::new(move || {
+                let kv = kv.clone();
+                Box::pin(async move { kv.ping().await.map_err(|e| e.to_string()) })
+            }),
+        )
+        .await?;
+    Ok(service)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<gateway::Gateway>,
+    header_timeout: Duration,
+    token: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = token.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let token = token.clone();
+        connections.spawn(async move {
+            let ip = peer.ip();
+            let service = hyper::service::service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, ip).await) }
+            });
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Runs the proxy until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    start(config).await?.run_until_signal().await?;
+    Ok(())
+}
+
+/// The service as the shared command line runs it.
+pub struct ProxyService;
+
+impl openwarn_bootstrap::cli::Service for ProxyService {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+    type Error = Error;
+
+    fn telemetry(config: &Config) -> &TelemetryArgs {
+        &config.telemetry
+    }
+
+    async fn start(config: Config) -> Result<RunningService, Error> {
+        start(config).await
+    }
+
+    /// The proxy keeps nothing persistent.
+    async fn migrate(_config: Config) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
+}
