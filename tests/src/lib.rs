@@ -70,6 +70,7 @@ pub struct Chain {
     pub test_result: Option<RunningService>,
     pub verification: Option<RunningService>,
     pub submission: Option<RunningService>,
+    pub proxy: Option<RunningService>,
     /// An HTTPS client with the proxy's certificate: how app requests reach the backends.
     pub app: reqwest::Client,
 }
@@ -137,6 +138,14 @@ impl Chain {
         let submission = openwarn_submission::start(config(&args))
             .await
             .expect("submission starts");
+        let proxy = start_proxy(
+            &pki,
+            &format!("https://{}", verification.addr("http")),
+            &format!("https://{}", submission.addr("http")),
+            kv_url,
+            &["--rate-limit", "1000000"],
+        )
+        .await;
         let app = https_client(&pki, Some("proxy"));
         Self {
             pki,
@@ -149,8 +158,17 @@ impl Chain {
             test_result: Some(test_result),
             verification: Some(verification),
             submission: Some(submission),
+            proxy: Some(proxy),
             app,
         }
+    }
+
+    /// The app-facing URL of `path` (e.g. `tan`, `diagnosis-keys`) at the proxy.
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!(
+            "http://{}/version/v1/{path}",
+            self.proxy.as_ref().expect("proxy runs").addr("http")
+        )
     }
 
     pub fn submission_addr(&self, label: &str) -> SocketAddr {
@@ -318,12 +336,44 @@ impl Chain {
     }
 
     pub async fn shutdown(mut self) {
+        if let Some(s) = self.proxy.take() {
+            s.shutdown().await.unwrap();
+        }
         if let Some(s) = self.submission.take() {
             s.shutdown().await.unwrap();
         }
         self.stop_verification().await;
         self.stop_test_result().await;
     }
+}
+
+/// Starts a proxy in front of the given app API base URLs (HTTPS, mutual TLS).
+pub async fn start_proxy(
+    pki: &DevPki,
+    verification: &str,
+    submission: &str,
+    kv_url: &str,
+    extra: &[&str],
+) -> RunningService {
+    let mut args: Vec<String> = ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(tls_args(pki, "proxy"));
+    args.extend([
+        "--verification-http-url".into(),
+        verification.to_owned(),
+        "--submission-http-url".into(),
+        submission.to_owned(),
+        "--kv-url".into(),
+        kv_url.to_owned(),
+        "--kv-namespace".into(),
+        format!("openwarn-e2e-proxy-{}", uuid::Uuid::new_v4().simple()),
+    ]);
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    openwarn_proxy::start(config(&args))
+        .await
+        .expect("proxy starts")
 }
 
 /// An HTTPS client trusting the test CA and presenting the named certificate, if any.
