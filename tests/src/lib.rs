@@ -143,7 +143,14 @@ impl Chain {
             &format!("https://{}", verification.addr("http")),
             &format!("https://{}", submission.addr("http")),
             kv_url,
-            &["--rate-limit", "1000000"],
+            &[
+                "--rate-limit",
+                "1000000",
+                "--fake-seed",
+                "20261123",
+                "--fake-reservoir",
+                "64",
+            ],
         )
         .await;
         let app = https_client(&pki, Some("proxy"));

@@ -288,3 +288,69 @@ async fn a_verification_outage_is_a_503_and_stores_nothing() {
         chain.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn the_whole_path_through_the_proxy() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let phone = reqwest::Client::new();
+        // Lab result, registration, TAN: all of the phone's requests go through the proxy.
+        let hashed = openwarn_e2e::sha256_hex(&uuid::Uuid::new_v4().to_string());
+        let lab = chain.lab_client(Some("lab"));
+        let r = lab
+            .post(chain.lab_url())
+            .json(
+                &serde_json::json!({"labId": "lab", "testResults": [{"id": hashed, "result": 2}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let reg: Value = phone
+            .post(chain.proxy_url("registrationToken"))
+            .json(&serde_json::json!({"key": hashed, "keyType": "GUID"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = reg["registrationToken"]
+            .as_str()
+            .expect("a registration token")
+            .to_owned();
+        let tan: Value = phone
+            .post(chain.proxy_url("tan"))
+            .json(&serde_json::json!({"registrationToken": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tan = tan["tan"].as_str().expect("a TAN").to_owned();
+        let r = phone
+            .post(chain.proxy_url("diagnosis-keys"))
+            .header("content-type", "application/x-protobuf")
+            .header("cwa-authorization", &tan)
+            .header("cwa-fake", "0")
+            .body(payload(10, 42).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", db.label());
+        let again = phone
+            .post(chain.proxy_url("diagnosis-keys"))
+            .header("content-type", "application/x-protobuf")
+            .header("cwa-authorization", &tan)
+            .body(payload(10, 43).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status().as_u16(), 403, "the TAN is spent");
+        let keys = chain.streamed_keys().await;
+        assert_eq!(keys.len(), 10, "{}", db.label());
+        assert!(keys.iter().all(|k| k.key_data[1] == 42));
+        chain.shutdown().await;
+    }
+}

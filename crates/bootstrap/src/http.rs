@@ -141,21 +141,31 @@ pub struct LatencyReservoir {
     fallback: Duration,
 }
 
+type SamplerRng = rand::rngs::StdRng;
+
 #[derive(Debug)]
 struct Ring {
     samples: Vec<Duration>,
     next: usize,
     capacity: usize,
+    rng: SamplerRng,
 }
 
 impl LatencyReservoir {
     /// `fallback` is used (with ±50% jitter) until the first real request has been timed.
     pub fn new(capacity: usize, fallback: Duration) -> Self {
+        Self::seeded(capacity, fallback, rand::random())
+    }
+
+    /// A reservoir whose draws are reproducible (for tests; an observer never sees the seed).
+    pub fn seeded(capacity: usize, fallback: Duration, seed: u64) -> Self {
+        use rand::SeedableRng;
         Self {
             inner: Mutex::new(Ring {
                 samples: Vec::with_capacity(capacity),
                 next: 0,
                 capacity: capacity.max(1),
+                rng: SamplerRng::seed_from_u64(seed),
             }),
             fallback,
         }
@@ -173,12 +183,14 @@ impl LatencyReservoir {
     }
 
     pub fn sample(&self) -> Duration {
-        let ring = self.inner.lock().expect("reservoir lock");
-        let mut rng = rand::rng();
+        let mut ring = self.inner.lock().expect("reservoir lock");
         if ring.samples.is_empty() {
-            self.fallback.mul_f64(rng.random_range(0.5..1.5))
+            let factor = ring.rng.random_range(0.5..1.5);
+            self.fallback.mul_f64(factor)
         } else {
-            ring.samples[rng.random_range(0..ring.samples.len())]
+            let len = ring.samples.len();
+            let i = ring.rng.random_range(0..len);
+            ring.samples[i]
         }
     }
 
@@ -303,6 +315,153 @@ mod tests {
         assert_eq!(
             read(&json, "{not json", 100).await.unwrap_err().reason,
             "malformed_json"
+        );
+    }
+}
+
+/// Sleeps with sub-millisecond precision for fake requests, so that a fake's delay matches the
+/// real latency it was drawn from. (Tokio's timer works in whole milliseconds and an idle worker
+/// wakes late, which a statistical test of fake against real latencies detects.) One thread keeps
+/// the pending deadlines in a heap and wakes each waiter through a oneshot channel: no spinning.
+#[derive(Debug, Clone)]
+pub struct PreciseTimer {
+    requests: std::sync::mpsc::Sender<(std::time::Instant, tokio::sync::oneshot::Sender<()>)>,
+    /// Moving average of how late waiters resume (µs); the timer fires that much early.
+    lateness_micros: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for PreciseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PreciseTimer {
+    /// Starts the timer thread; it ends when the last clone of this timer is dropped.
+    pub fn new() -> Self {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        use std::sync::mpsc::RecvTimeoutError;
+        use std::time::Instant;
+
+        struct Due(Instant, u64, tokio::sync::oneshot::Sender<()>);
+        impl PartialEq for Due {
+            fn eq(&self, other: &Self) -> bool {
+                (self.0, self.1) == (other.0, other.1)
+            }
+        }
+        impl Eq for Due {}
+        impl PartialOrd for Due {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for Due {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                (self.0, self.1).cmp(&(other.0, other.1))
+            }
+        }
+
+        let (requests, incoming) =
+            std::sync::mpsc::channel::<(Instant, tokio::sync::oneshot::Sender<()>)>();
+        std::thread::Builder::new()
+            .name("openwarn-precise-timer".into())
+            .spawn(move || {
+                let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+                let mut seq = 0u64;
+                loop {
+                    let next = heap.peek().map(|Reverse(d)| d.0);
+                    let received = match next {
+                        None => incoming.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(at) => {
+                            incoming.recv_timeout(at.saturating_duration_since(Instant::now()))
+                        }
+                    };
+                    match received {
+                        Ok((at, waker)) => {
+                            seq += 1;
+                            heap.push(Reverse(Due(at, seq, waker)));
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) if heap.is_empty() => return,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            if let Some(Reverse(d)) = heap.peek() {
+                                std::thread::sleep(d.0.saturating_duration_since(Instant::now()));
+                            }
+                        }
+                    }
+                    let now = Instant::now();
+                    while heap.peek().is_some_and(|Reverse(d)| d.0 <= now) {
+                        if let Some(Reverse(Due(_, _, waker))) = heap.pop() {
+                            let _ = waker.send(());
+                        }
+                    }
+                }
+            })
+            .expect("spawn the timer thread");
+        Self {
+            requests,
+            lateness_micros: std::sync::Arc::default(),
+        }
+    }
+
+    /// Resolves at `deadline` (at once if it has passed), as close to it as the machine allows:
+    /// the timer fires early by the average lateness it has observed in resuming waiters.
+    pub async fn sleep_until(&self, deadline: std::time::Instant) {
+        use std::sync::atomic::Ordering;
+        let lead = std::time::Duration::from_micros(self.lateness_micros.load(Ordering::Relaxed));
+        let fire_at = deadline.checked_sub(lead).unwrap_or(deadline);
+        if fire_at <= std::time::Instant::now() {
+            return;
+        }
+        let (waker, woken) = tokio::sync::oneshot::channel();
+        if self.requests.send((fire_at, waker)).is_ok() {
+            let _ = woken.await;
+            let late = std::time::Instant::now().saturating_duration_since(fire_at);
+            let late = u64::try_from(late.as_micros())
+                .unwrap_or(u64::MAX)
+                .min(5_000);
+            let old = self.lateness_micros.load(Ordering::Relaxed);
+            // Weight 1/16; concurrent updates only blur the average.
+            self.lateness_micros
+                .store((old * 15 + late) / 16, Ordering::Relaxed);
+        } else {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::PreciseTimer;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn wakes_every_waiter_in_deadline_order_and_never_early() {
+        let timer = PreciseTimer::new();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for ms in [30u64, 10, 20, 0] {
+            let timer = timer.clone();
+            tasks.push(tokio::spawn(async move {
+                let deadline = start + Duration::from_millis(ms);
+                timer.sleep_until(deadline).await;
+                // Calibration may wake a waiter a little early, never by more than 5 ms.
+                assert!(
+                    Instant::now() + Duration::from_millis(5) >= deadline,
+                    "woke far too early"
+                );
+                (ms, Instant::now())
+            }));
+        }
+        let mut woken = Vec::new();
+        for t in tasks {
+            woken.push(t.await.unwrap());
+        }
+        woken.sort_by_key(|(_, at)| *at);
+        assert_eq!(
+            woken.iter().map(|(ms, _)| *ms).collect::<Vec<_>>(),
+            vec![0, 10, 20, 30]
         );
     }
 }

@@ -348,6 +348,7 @@ pub async fn serve_https(
             },
             () = token.cancelled() => break,
         };
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let token = token.clone();

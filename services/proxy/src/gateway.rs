@@ -59,13 +59,20 @@ impl Route {
         upstream: Upstream,
         max_body: usize,
         template: Template,
-        reservoir: usize,
+        limits: &Limits,
     ) -> Self {
+        let fallback = Duration::from_millis(20);
+        let reservoir = match limits.fake_seed {
+            Some(seed) => {
+                LatencyReservoir::seeded(limits.reservoir_size, fallback, seed ^ path.len() as u64)
+            }
+            None => LatencyReservoir::new(limits.reservoir_size, fallback),
+        };
         Self {
             path,
             upstream,
             max_body,
-            reservoir: LatencyReservoir::new(reservoir, Duration::from_millis(20)),
+            reservoir,
             template: Mutex::new(template),
         }
     }
@@ -78,6 +85,7 @@ pub struct Limits {
     pub read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub reservoir_size: usize,
+    pub fake_seed: Option<u64>,
     /// Length of verification's padded JSON responses, until a real one has been seen.
     pub verification_response_length: usize,
 }
@@ -91,6 +99,8 @@ pub struct Gateway {
     pub limits: Limits,
     /// Header an ingress in front of the proxy puts the client address in (rightmost entry).
     pub client_address_header: Option<HeaderName>,
+    /// Sub-millisecond sleeps for fakes.
+    pub timer: openwarn_bootstrap::http::PreciseTimer,
 }
 
 fn json_template(status: StatusCode, length: usize) -> Template {
@@ -103,7 +113,7 @@ fn json_template(status: StatusCode, length: usize) -> Template {
 
 pub fn routes(limits: &Limits) -> Vec<Route> {
     let v = limits.verification_response_length;
-    let n = limits.reservoir_size;
+    let n = limits;
     vec![
         Route::new(
             "/version/v1/registrationToken",
@@ -235,8 +245,7 @@ impl Gateway {
         };
 
         if is_fake(&parts.headers) {
-            let delay = route.reservoir.sample().saturating_sub(started.elapsed());
-            tokio::time::sleep(delay).await;
+            // Build the answer first: only then wait, until the drawn latency has passed.
             let template = route.template.lock().expect("template lock").clone();
             let mut response = Response::new(Full::new(fake_body(&template)));
             *response.status_mut() = template.status;
@@ -245,6 +254,9 @@ impl Gateway {
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, content_type);
             }
+            self.timer
+                .sleep_until(started + route.reservoir.sample())
+                .await;
             return response;
         }
 

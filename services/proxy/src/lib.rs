@@ -94,6 +94,9 @@ pub struct Config {
     /// Recent real latencies kept per route for fake requests to draw from.
     #[arg(long, env = "OPENWARN_FAKE_RESERVOIR", default_value_t = 1024)]
     pub fake_reservoir: usize,
+    /// Seed of the fake-delay sampler, for reproducible tests; random when absent.
+    #[arg(long, env = "OPENWARN_FAKE_SEED", hide = true)]
+    pub fake_seed: Option<u64>,
     /// Length of verification's padded responses (OPENWARN_RESPONSE_LENGTH there), used for fakes
     /// until a real response has been seen.
     #[arg(long, env = "OPENWARN_RESPONSE_LENGTH", default_value_t = 320)]
@@ -145,12 +148,15 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         })
         .transpose()?;
     let tls = TlsFiles::from_args(&config.tls)?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.https_client()?)
         .https_only()
         .enable_http1()
         .enable_http2()
-        .build();
+        .wrap_connector(http);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
@@ -188,6 +194,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         read_timeout: config.read_timeout,
         upstream_timeout: config.upstream_timeout,
         reservoir_size: config.fake_reservoir,
+        fake_seed: config.fake_seed,
         verification_response_length: config.response_length,
     };
     let gateway = Arc::new(gateway::Gateway {
@@ -204,6 +211,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         ),
         limits,
         client_address_header,
+        timer: openwarn_bootstrap::http::PreciseTimer::new(),
     });
 
     let mut service = RunningService::new(NAME);
