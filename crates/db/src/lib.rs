@@ -209,7 +209,7 @@ impl Database {
             .max_size(pool_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(3))
-            .test_on_check_out(true)
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager(target));
         Ok(Self { pool, backend })
@@ -283,6 +283,23 @@ impl Database {
                     }
                 }
             }
+        })
+        .await
+    }
+
+    /// Like [`Database::transaction`], but on PostgreSQL the commit does not wait for the WAL to
+    /// reach disk (`synchronous_commit = off` for this transaction only): a crash of the database
+    /// within a fraction of a second may lose it. Only for writes whose loss is harmless.
+    pub async fn transaction_not_durable<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<R, DieselError> + Send + 'static,
+    {
+        self.transaction(move |conn| {
+            if let AnyConnection::Postgresql(pg) = conn {
+                pg.batch_execute("SET LOCAL synchronous_commit TO OFF")?;
+            }
+            f(conn)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! `openwarn`: run the whole stack on one machine (`up`), run one service (`service`), issue a
 //! teleTAN (`teletan`).
 
+mod bench;
 mod up;
 
 use anyhow::Context;
@@ -30,6 +31,8 @@ enum Command {
     Service(Service),
     /// Issue a teleTAN (as the portal will), using the dev PKI of `up`.
     Teletan(TeletanArgs),
+    /// Benchmark submissions end to end on PostgreSQL, fakes at the proxy, and PostgreSQL's ceiling.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         }
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),
+        Command::Bench(args) => report(bench::run(args)),
     }
 }
 

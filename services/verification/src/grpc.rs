@@ -129,13 +129,17 @@ impl VerificationService for Grpc {
                 metrics::counter!("openwarn_tans_redeemed_total").increment(1);
                 if let Some(hashed_guid) = hashed_guid {
                     // The TAN is spent here whatever happens next; the mark at test-result only
-                    // keeps labs from changing a result that was used. A failure is reported,
-                    // and the session (redeemed here) still refuses further TANs.
-                    if let Err(e) = self.test_results.mark_redeemed(&hashed_guid).await {
-                        metrics::counter!("openwarn_test_result_redeem_failures_total")
-                            .increment(1);
-                        tracing::warn!(code = ?e.code(), "could not mark the test result redeemed");
-                    }
+                    // keeps labs from changing a result that was used, so it runs off the
+                    // submission's path. A failure is counted and logged; the session (redeemed
+                    // here) refuses further TANs either way.
+                    let test_results = self.test_results.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = test_results.mark_redeemed(&hashed_guid).await {
+                            metrics::counter!("openwarn_test_result_redeem_failures_total")
+                                .increment(1);
+                            tracing::warn!(code = ?e.code(), "could not mark the test result redeemed");
+                        }
+                    });
                 }
                 Ok(Response::new(CommitTanResponse {}))
             }

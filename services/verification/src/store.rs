@@ -258,8 +258,10 @@ impl Store {
             .await
     }
 
-    /// Reserves a valid TAN that no one holds (or whose reservation lapsed). One statement, so
-    /// of concurrent callers exactly one wins.
+    /// Reserves a valid TAN that no one holds (or whose reservation lapsed). One conditional
+    /// update, so of concurrent callers exactly one wins. Not durable on purpose: a reservation
+    /// lost in a database crash leaves the TAN usable, as a lapsed reservation does; the commit
+    /// that spends the TAN is durable.
     pub async fn reserve_tan(
         &self,
         tan_hash: String,
@@ -268,7 +270,7 @@ impl Store {
         reserved_until: i64,
     ) -> Result<Option<Reservation>, DbError> {
         self.db
-            .run(move |conn| {
+            .transaction_not_durable(move |conn| {
                 let won = diesel::update(
                     t::tans
                         .filter(t::tan_hash.eq(&tan_hash))

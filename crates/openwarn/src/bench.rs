@@ -1,0 +1,491 @@
+//! `openwarn bench`: submissions end to end — proxy → submission → verification → PostgreSQL —
+//! and fake submissions at the proxy; then PostgreSQL's own ceiling for the same write (pgbench
+//! inserting the same 14 rows per transaction), and our throughput as a ratio of it.
+//!
+//! Every service runs in this process on 127.0.0.1 with fresh databases and a fresh dev PKI, over
+//! the same mutual-TLS paths as in production. TANs are prepared before the clock starts.
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use openwarn_bootstrap::RunningService;
+use openwarn_protocol::Message;
+use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// PostgreSQL server (a user that may create databases); fresh `openwarn_bench_*` databases are made.
+    #[arg(
+        long,
+        env = "OPENWARN_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+    /// Redis for the shared counters (`memory://` for none).
+    #[arg(
+        long,
+        env = "OPENWARN_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Real submissions (each with its own TAN, prepared beforehand).
+    #[arg(long, default_value_t = 4000)]
+    pub submissions: usize,
+    /// Fake submissions.
+    #[arg(long, default_value_t = 50_000)]
+    pub fakes: usize,
+    /// Real submissions in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Fake submissions in flight at once (each waits out a real latency, so many are needed to
+    /// load the proxy).
+    #[arg(long, default_value_t = 2048)]
+    pub fake_concurrency: usize,
+    /// Concurrent clients of pgbench.
+    #[arg(long, default_value_t = 16)]
+    pub pgbench_clients: usize,
+    /// pgbench run time.
+    #[arg(long, default_value = "15s", value_parser = openwarn_bootstrap::config::parse_duration)]
+    pub pgbench_time: Duration,
+    /// The pgbench executable.
+    #[arg(long, default_value = "pgbench")]
+    pub pgbench: String,
+}
+
+#[derive(Parser)]
+struct Parse<C: clap::Args> {
+    #[command(flatten)]
+    config: C,
+}
+
+fn config<C: clap::Args>(args: Vec<String>) -> anyhow::Result<C> {
+    Ok(Parse::<C>::try_parse_from(std::iter::once("bench".to_owned()).chain(args))?.config)
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = base
+        .rfind('/')
+        .filter(|i| *i > base.find("://").map_or(0, |j| j + 2))
+        .map_or(base, |i| &base[..i]);
+    query.map_or_else(
+        || format!("{root}/{name}"),
+        |q| format!("{root}/{name}?{q}"),
+    )
+}
+
+fn fresh_database(admin: &str, name: &str) -> anyhow::Result<String> {
+    let mut conn = diesel::PgConnection::establish(admin).context("connecting to PostgreSQL")?;
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    Ok(with_database(admin, name))
+}
+
+struct Stack {
+    _pki_dir: tempfile::TempDir,
+    services: Vec<RunningService>,
+    proxy: std::net::SocketAddr,
+    lab: std::net::SocketAddr,
+    submission_db: String,
+}
+
+async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
+    let pki_dir = tempfile::tempdir()?;
+    let pki = openwarn_mtls::DevPki::ensure(pki_dir.path(), crate::up::PKI_NAMES)?;
+    let tls = |name: &str| {
+        vec![
+            "--tls-ca".to_owned(),
+            pki.ca().display().to_string(),
+            "--tls-cert".to_owned(),
+            pki.cert(name).display().to_string(),
+            "--tls-key".to_owned(),
+            pki.key(name).display().to_string(),
+            "--http-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--admin-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--log".to_owned(),
+            "warn".to_owned(),
+        ]
+    };
+    let grpc = ["--grpc-addr".to_owned(), "127.0.0.1:0".to_owned()];
+    let namespace = format!("openwarn-bench-{}", std::process::id());
+
+    let mut a = tls("test-result");
+    a.extend(grpc.clone());
+    a.extend([
+        "--database-url".into(),
+        fresh_database(&args.postgres_url, "openwarn_bench_test_result")?,
+        "--lab-insecure-http".into(),
+    ]);
+    let test_result = openwarn_test_result::start(config(a)?).await?;
+
+    let mut a = tls("verification");
+    a.extend(grpc.clone());
+    a.extend([
+        "--database-url".into(),
+        fresh_database(&args.postgres_url, "openwarn_bench_verification")?,
+        "--kv-url".into(),
+        args.redis_url.clone(),
+        "--kv-namespace".into(),
+        namespace.clone(),
+        "--test-result-url".into(),
+        format!("https://{}", test_result.addr("grpc")),
+    ]);
+    let verification = openwarn_verification::start(config(a)?).await?;
+
+    let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
+    let mut a = tls("submission");
+    a.extend(grpc);
+    a.extend([
+        "--database-url".into(),
+        submission_db.clone(),
+        "--verification-url".into(),
+        format!("https://{}", verification.addr("grpc")),
+    ]);
+    let submission = openwarn_submission::start(config(a)?).await?;
+
+    let mut a = tls("proxy");
+    a.extend([
+        "--verification-http-url".into(),
+        format!("https://{}", verification.addr("http")),
+        "--submission-http-url".into(),
+        format!("https://{}", submission.addr("http")),
+        "--kv-url".into(),
+        args.redis_url.clone(),
+        "--kv-namespace".into(),
+        namespace,
+        "--rate-limit".into(),
+        "100000000".into(),
+    ]);
+    let proxy = openwarn_proxy::start(config(a)?).await?;
+    Ok(Stack {
+        _pki_dir: pki_dir,
+        proxy: proxy.addr("http"),
+        lab: test_result.addr("http"),
+        services: vec![proxy, submission, verification, test_result],
+        submission_db,
+    })
+}
+
+/// 14 keys for the last 14 days, distinct for every `n`.
+fn payload(n: u64) -> Vec<u8> {
+    let today =
+        i32::try_from(openwarn_bootstrap::lifecycle::unix_now() / 600 / 144 * 144).unwrap_or(0);
+    SubmissionPayload {
+        keys: (0..14u8)
+            .map(|day| {
+                let mut key_data = [0u8; 16];
+                key_data[..8].copy_from_slice(&n.to_be_bytes());
+                key_data[8] = day;
+                TemporaryExposureKey {
+                    key_data: Some(key_data.to_vec()),
+                    transmission_risk_level: Some(6),
+                    rolling_start_interval_number: Some(today - 144 * i32::from(day)),
+                    rolling_period: Some(144),
+                    report_type: Some(1),
+                    days_since_onset_of_symptoms: None,
+                }
+            })
+            .collect(),
+        request_padding: Some(vec![0; 32]),
+        visited_countries: vec![],
+        origin: Some("DE".into()),
+        consent_to_federation: Some(true),
+        submission_type: Some(0),
+    }
+    .encode_to_vec()
+}
+
+async fn prepare_tans(
+    client: &reqwest::Client,
+    stack: &Stack,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let guids: Vec<String> = (0..count)
+        .map(|_| sha256(&uuid::Uuid::new_v4().to_string()))
+        .collect();
+    for chunk in guids.chunks(1000) {
+        let results: Vec<_> = chunk
+            .iter()
+            .map(|g| serde_json::json!({"id": g, "result": 2}))
+            .collect();
+        let r = client
+            .post(format!("http://{}/api/v1/lab/results", stack.lab))
+            .json(&serde_json::json!({"labId": "bench", "testResults": results}))
+            .send()
+            .await?;
+        if r.status().as_u16() != 204 {
+            bail!("lab post failed: {}", r.status());
+        }
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let guids = Arc::new(guids);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, guids, proxy) =
+            (client.clone(), next.clone(), guids.clone(), stack.proxy);
+        tasks.push(tokio::spawn(async move {
+            let mut tans = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(g) = guids.get(i) else {
+                    return Ok::<_, anyhow::Error>(tans);
+                };
+                let reg: serde_json::Value = client
+                    .post(format!("http://{proxy}/version/v1/registrationToken"))
+                    .json(&serde_json::json!({"key": g, "keyType": "GUID"}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let token = reg["registrationToken"]
+                    .as_str()
+                    .context("no registration token")?
+                    .to_owned();
+                let tan: serde_json::Value = client
+                    .post(format!("http://{proxy}/version/v1/tan"))
+                    .json(&serde_json::json!({"registrationToken": token}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                tans.push(tan["tan"].as_str().context("no TAN")?.to_owned());
+            }
+        }));
+    }
+    let mut tans = Vec::with_capacity(count);
+    for t in tasks {
+        tans.extend(t.await??);
+    }
+    Ok(tans)
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+struct Run {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn quantile(&self, q: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        l.get(((l.len().saturating_sub(1)) as f64 * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+    fn report(&self, what: &str) {
+        println!(
+            "{what:<22} {:>7} requests  {:>9.0}/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            self.requests,
+            self.per_second(),
+            self.quantile(0.5).as_secs_f64() * 1000.0,
+            self.quantile(0.99).as_secs_f64() * 1000.0,
+            self.errors
+        );
+    }
+}
+
+/// Sends `count` submissions (`tans[i]`, or fakes) with `concurrency` in flight; times each.
+async fn drive(
+    client: &reqwest::Client,
+    proxy: std::net::SocketAddr,
+    tans: Option<Arc<Vec<String>>>,
+    count: usize,
+    concurrency: usize,
+) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let fake_body = bytes::Bytes::from(payload(u64::MAX));
+    for _ in 0..concurrency {
+        let (client, next, tans, fake_body) = (
+            client.clone(),
+            next.clone(),
+            tans.clone(),
+            fake_body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let url = format!("http://{proxy}/version/v1/diagnosis-keys");
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return (latencies, errors);
+                }
+                let (tan, fake, body) = match &tans {
+                    Some(tans) => (tans[i].clone(), "0", bytes::Bytes::from(payload(i as u64))),
+                    None => (uuid::Uuid::new_v4().to_string(), "1", fake_body.clone()),
+                };
+                let t = Instant::now();
+                let ok = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .header("cwa-authorization", tan)
+                    .header("cwa-fake", fake)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+                    .unwrap_or(false);
+                latencies.push(t.elapsed());
+                errors += usize::from(!ok);
+            }
+        }));
+    }
+    let mut run = Run {
+        requests: count,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(count),
+    };
+    for t in tasks {
+        if let Ok((latencies, errors)) = t.await {
+            run.latencies.extend(latencies);
+            run.errors += errors;
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+/// PostgreSQL's ceiling for the same write: 14 rows per transaction into the same table.
+fn pgbench(args: &BenchArgs, database: &str) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("submission.sql");
+    let rows: Vec<String> = (0..14)
+        .map(|day| {
+            format!(
+                "(decode(md5(random()::text || clock_timestamp()::text), 'hex'), 0, {}, 144, 6, 1, 1, 'DE', '', true, :hour)",
+                2_900_000 - 144 * day
+            )
+        })
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "\\set hour {}\nBEGIN;\nINSERT INTO diagnosis_keys (key_data, submission_type, rolling_start_interval_number, rolling_period, transmission_risk_level, report_type, days_since_onset_of_symptoms, origin, visited_countries, consent_to_federation, submission_hour) VALUES {} ON CONFLICT DO NOTHING;\nCOMMIT;\n",
+            openwarn_bootstrap::lifecycle::unix_now() / 3600,
+            rows.join(", ")
+        ),
+    )?;
+    let output = std::process::Command::new(&args.pgbench)
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &args.pgbench_clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &args.pgbench_time.as_secs().to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(database)
+        .output()
+        .with_context(|| format!("running {}", args.pgbench))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    stdout
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no tps in pgbench's output")
+}
+
+#[tokio::main]
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    println!(
+        "starting the stack on PostgreSQL ({}) and {} ...",
+        args.postgres_url.split('@').next_back().unwrap_or(""),
+        args.redis_url
+    );
+    let stack = start_stack(&args).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .build()?;
+    let prepared = Instant::now();
+    let tans = prepare_tans(&client, &stack, args.submissions, args.concurrency).await?;
+    println!(
+        "prepared {} TANs in {:.1} s",
+        tans.len(),
+        prepared.elapsed().as_secs_f64()
+    );
+
+    let real = drive(
+        &client,
+        stack.proxy,
+        Some(Arc::new(tans)),
+        args.submissions,
+        args.concurrency,
+    )
+    .await;
+    let fake = drive(
+        &client,
+        stack.proxy,
+        None,
+        args.fakes,
+        args.fake_concurrency,
+    )
+    .await;
+    for service in stack.services {
+        service.shutdown().await?;
+    }
+    // The same write, straight into PostgreSQL, on the submission database's table.
+    let ceiling = pgbench(&args, &stack.submission_db)?;
+
+    println!();
+    println!(
+        "machine: {} cores; in flight: {} real, {} fake",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        args.concurrency,
+        args.fake_concurrency
+    );
+    real.report("real submissions");
+    fake.report("fake submissions");
+    println!(
+        "{:<22} {:>7} clients   {:>9.0}/s  (14-row INSERT per transaction)",
+        "pgbench ceiling", args.pgbench_clients, ceiling
+    );
+    println!(
+        "{:<22} {:.2} x PostgreSQL's ceiling",
+        "real / ceiling",
+        real.per_second() / ceiling
+    );
+    if real.errors > 0 || fake.errors > 0 {
+        bail!(
+            "{} real and {} fake submissions failed",
+            real.errors,
+            fake.errors
+        );
+    }
+    Ok(())
+}
