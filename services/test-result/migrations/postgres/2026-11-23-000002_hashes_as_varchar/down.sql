@@ -1,0 +1,1 @@
+ALTER TABLE test_results ALTER COLUMN hashed_guid TYPE CHAR(64);

@@ -1,0 +1,3 @@
+ALTER TABLE app_sessions ALTER COLUMN token_hash TYPE CHAR(64), ALTER COLUMN hashed_guid TYPE CHAR(64);
+ALTER TABLE tans ALTER COLUMN tan_hash TYPE CHAR(64), ALTER COLUMN session_hash TYPE CHAR(64);
+ALTER TABLE tele_tans ALTER COLUMN tele_tan_hash TYPE CHAR(64);
