@@ -271,26 +271,36 @@ impl Store {
     ) -> Result<Option<Reservation>, DbError> {
         self.db
             .transaction_not_durable(move |conn| {
-                let won = diesel::update(
-                    t::tans
-                        .filter(t::tan_hash.eq(&tan_hash))
-                        .filter(t::redeemed_at.is_null())
-                        .filter(t::expires_at.gt(now))
-                        .filter(t::reserved_until.is_null().or(t::reserved_until.le(now))),
-                )
-                .set((
-                    t::reservation_id.eq(Some(&reservation_id)),
+                let reservable = t::tans
+                    .filter(t::tan_hash.eq(tan_hash.clone()))
+                    .filter(t::redeemed_at.is_null())
+                    .filter(t::expires_at.gt(now))
+                    .filter(t::reserved_until.is_null().or(t::reserved_until.le(now)));
+                let values = (
+                    t::reservation_id.eq(Some(reservation_id.clone())),
                     t::reserved_until.eq(Some(reserved_until)),
-                ))
-                .execute(conn)?;
-                if won == 0 {
-                    return Ok(None);
-                }
-                let source = t::tans
-                    .find(&tan_hash)
-                    .select(t::source)
-                    .first::<i16>(conn)?;
-                Ok(Some(Reservation {
+                );
+                let source = match conn {
+                    // One round trip on PostgreSQL.
+                    AnyConnection::Postgresql(pg) => diesel::update(reservable)
+                        .set(values)
+                        .returning(t::source)
+                        .get_result::<i16>(pg)
+                        .optional()?,
+                    AnyConnection::Sqlite(_) => {
+                        if diesel::update(reservable).set(values).execute(conn)? == 0 {
+                            None
+                        } else {
+                            Some(
+                                t::tans
+                                    .find(&tan_hash)
+                                    .select(t::source)
+                                    .first::<i16>(conn)?,
+                            )
+                        }
+                    }
+                };
+                Ok(source.map(|source| Reservation {
                     source: Source::from_code(source),
                     reserved_until,
                 }))
@@ -308,41 +318,74 @@ impl Store {
     ) -> Result<Committed, DbError> {
         self.db
             .transaction(move |conn| {
-                let held = t::tans
-                    .filter(t::tan_hash.eq(&tan_hash))
-                    .filter(t::reservation_id.eq(&reservation_id))
-                    .select((t::session_hash, t::redeemed_at))
-                    .first::<(String, Option<i64>)>(conn)
-                    .optional()?;
-                let Some((session_hash, redeemed_at)) = held else {
-                    return Ok(Committed::NotReserved);
+                let spend = diesel::update(
+                    t::tans
+                        .filter(t::tan_hash.eq(tan_hash.clone()))
+                        .filter(t::reservation_id.eq(reservation_id.clone()))
+                        .filter(t::redeemed_at.is_null()),
+                )
+                .set((
+                    t::redeemed_at.eq(Some(now)),
+                    t::reserved_until.eq(None::<i64>),
+                ));
+                let spent_session = match conn {
+                    AnyConnection::Postgresql(pg) => spend
+                        .returning(t::session_hash)
+                        .get_result::<String>(pg)
+                        .optional()?,
+                    AnyConnection::Sqlite(_) => {
+                        if spend.execute(conn)? == 0 {
+                            None
+                        } else {
+                            Some(
+                                t::tans
+                                    .find(&tan_hash)
+                                    .select(t::session_hash)
+                                    .first::<String>(conn)?,
+                            )
+                        }
+                    }
                 };
-                if redeemed_at.is_none() {
-                    diesel::update(t::tans.filter(t::tan_hash.eq(&tan_hash)))
-                        .set((
-                            t::redeemed_at.eq(Some(now)),
-                            t::reserved_until.eq(None::<i64>),
-                        ))
-                        .execute(conn)?;
-                    diesel::update(s::app_sessions.filter(s::token_hash.eq(&session_hash)))
-                        .set(s::tan_redeemed_at.eq(Some(now)))
-                        .execute(conn)?;
-                    // Other TANs of the session are of no use any more.
-                    diesel::update(
-                        t::tans
-                            .filter(t::session_hash.eq(&session_hash))
-                            .filter(t::redeemed_at.is_null())
-                            .filter(t::expires_at.gt(now)),
-                    )
-                    .set(t::expires_at.eq(now))
-                    .execute(conn)?;
-                }
-                let hashed_guid = s::app_sessions
-                    .find(&session_hash)
-                    .select(s::hashed_guid)
-                    .first::<Option<String>>(conn)
-                    .optional()?
-                    .flatten();
+                let Some(session_hash) = spent_session else {
+                    // Not spendable: already spent by this same reservation (a retried commit)
+                    // is success; anything else is not held.
+                    let again = t::tans
+                        .filter(t::tan_hash.eq(&tan_hash))
+                        .filter(t::reservation_id.eq(&reservation_id))
+                        .filter(t::redeemed_at.is_not_null())
+                        .select(t::session_hash)
+                        .first::<String>(conn)
+                        .optional()?;
+                    return match again {
+                        Some(session_hash) => Ok(Committed::Done {
+                            hashed_guid: hashed_guid_of(conn, &session_hash)?,
+                        }),
+                        None => Ok(Committed::NotReserved),
+                    };
+                };
+                let close =
+                    diesel::update(s::app_sessions.filter(s::token_hash.eq(session_hash.clone())))
+                        .set(s::tan_redeemed_at.eq(Some(now)));
+                let hashed_guid = match conn {
+                    AnyConnection::Postgresql(pg) => close
+                        .returning(s::hashed_guid)
+                        .get_result::<Option<String>>(pg)
+                        .optional()?
+                        .flatten(),
+                    AnyConnection::Sqlite(_) => {
+                        close.execute(conn)?;
+                        hashed_guid_of(conn, &session_hash)?
+                    }
+                };
+                // Other TANs of the session are of no use any more.
+                diesel::update(
+                    t::tans
+                        .filter(t::session_hash.eq(&session_hash))
+                        .filter(t::redeemed_at.is_null())
+                        .filter(t::expires_at.gt(now)),
+                )
+                .set(t::expires_at.eq(now))
+                .execute(conn)?;
                 Ok(Committed::Done { hashed_guid })
             })
             .await
@@ -452,6 +495,15 @@ impl Store {
             })
             .await
     }
+}
+
+fn hashed_guid_of(conn: &mut AnyConnection, session_hash: &str) -> QueryResult<Option<String>> {
+    s::app_sessions
+        .find(session_hash)
+        .select(s::hashed_guid)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
 }
 
 fn find_session(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<Session>> {
