@@ -360,3 +360,48 @@ async fn an_upstream_outage_is_a_503() {
     assert_eq!(body["error"], "dependency_unavailable");
     proxy.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_rate_limit_key_is_the_ingress_supplied_address_and_cannot_be_spoofed() {
+    let rig = rig(&[
+        "--rate-limit",
+        "2",
+        "--rate-limit-window",
+        "1h",
+        "--client-address-header",
+        "x-forwarded-for",
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let send = |xff: &'static str| {
+        client
+            .post(rig.url("/version/v1/tan"))
+            .header("content-type", "application/json")
+            .header("cwa-fake", "1")
+            .header("x-forwarded-for", xff)
+            .body("{}")
+            .send()
+    };
+    // The ingress appends the real client address last; what a phone put before it is ignored.
+    assert_eq!(send("198.51.100.1").await.unwrap().status().as_u16(), 201);
+    assert_eq!(
+        send("10.0.0.1, 198.51.100.1")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+    assert_eq!(
+        send("10.0.0.2, 198.51.100.1")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        429,
+        "same client, spoofed prefix"
+    );
+    // Another client has its own quota, though the TCP peer is the same ingress.
+    assert_eq!(send("198.51.100.2").await.unwrap().status().as_u16(), 201);
+    rig.stop().await;
+}

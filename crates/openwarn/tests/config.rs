@@ -131,6 +131,54 @@ fn invalid_settings_are_named() {
         );
     }
 
+    // Submission and proxy settings.
+    let sub = |extra: &[&str]| {
+        let mut args = vec![
+            "submission".to_owned(),
+            "--database-url".to_owned(),
+            sqlite.clone(),
+        ];
+        args.extend(tls("verification"));
+        args.extend(ports.iter().map(|s| (*s).to_owned()));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        service(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_refused(&sub(&["--country", "Germany"]), "OPENWARN_COUNTRY");
+    assert_refused(
+        &sub(&["--supported-countries", "DE,fr"]),
+        "OPENWARN_SUPPORTED_COUNTRIES",
+    );
+    assert_refused(&sub(&["--max-keys", "31"]), "OPENWARN_MAX_KEYS");
+    let proxy = |extra: &[&str]| {
+        let mut args = vec![
+            "proxy".to_owned(),
+            "--http-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--admin-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+        ];
+        args.extend(tls("verification"));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        service(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_refused(
+        &proxy(&["--verification-http-url", "http://127.0.0.1:8010"]),
+        "OPENWARN_VERIFICATION_HTTP_URL",
+    );
+    assert_refused(
+        &proxy(&["--submission-http-url", "not a url"]),
+        "OPENWARN_SUBMISSION_HTTP_URL",
+    );
+    assert_refused(
+        &proxy(&["--rate-limit-secret", "short"]),
+        "OPENWARN_RATE_LIMIT_SECRET",
+    );
+    assert_refused(&proxy(&["--rate-limit", "0"]), "OPENWARN_RATE_LIMIT");
+    assert_refused(
+        &proxy(&["--client-address-header", "bad header"]),
+        "OPENWARN_CLIENT_ADDRESS_HEADER",
+    );
+
     let missing = dir.path().join("missing.pem").display().to_string();
     let output = service(&[
         "verification",
