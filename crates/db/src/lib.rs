@@ -287,23 +287,6 @@ impl Database {
         .await
     }
 
-    /// Like [`Database::transaction`], but on PostgreSQL the commit does not wait for the WAL to
-    /// reach disk (`synchronous_commit = off` for this transaction only): a crash of the database
-    /// within a fraction of a second may lose it. Only for writes whose loss is harmless.
-    pub async fn transaction_not_durable<R, F>(&self, f: F) -> Result<R, DbError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut AnyConnection) -> Result<R, DieselError> + Send + 'static,
-    {
-        self.transaction(move |conn| {
-            if let AnyConnection::Postgresql(pg) = conn {
-                pg.batch_execute("SET LOCAL synchronous_commit TO OFF")?;
-            }
-            f(conn)
-        })
-        .await
-    }
-
     /// Succeeds when a connection can be had and answers.
     pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| conn.batch_execute("SELECT 1")).await

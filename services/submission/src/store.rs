@@ -85,18 +85,21 @@ impl Store {
             return Ok(0);
         }
         self.db
-            .transaction(move |conn| match conn {
+            .run(move |conn| match conn {
+                // One multi-row INSERT is atomic by itself: all keys or none.
                 AnyConnection::Postgresql(pg) => diesel::insert_into(dk::diagnosis_keys)
                     .values(&rows)
                     .on_conflict_do_nothing()
                     .execute(pg),
-                // diesel runs an SQLite batch insert in a transaction of its own; this one
-                // already is, so insert row by row.
-                AnyConnection::Sqlite(lite) => rows.iter().try_fold(0, |n, row| {
-                    diesel::insert_or_ignore_into(dk::diagnosis_keys)
-                        .values(row)
-                        .execute(lite)
-                        .map(|m| n + m)
+                // diesel runs an SQLite batch insert row by row; one transaction makes it all or
+                // nothing (and takes the write lock once).
+                AnyConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
+                    rows.iter().try_fold(0, |n, row| {
+                        diesel::insert_or_ignore_into(dk::diagnosis_keys)
+                            .values(row)
+                            .execute(lite)
+                            .map(|m| n + m)
+                    })
                 }),
             })
             .await

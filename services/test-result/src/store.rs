@@ -109,11 +109,9 @@ impl Store {
 
     /// Marks a result redeemed: from then on it reads 4 and no lab can change it. Its lab id and
     /// sample time are dropped, as nothing needs them any more. Returns whether a row changed.
-    /// Not durable on purpose (verification's own record of the redeemed TAN is): a mark lost in
-    /// a database crash is set again by retention.
     pub async fn mark_redeemed(&self, hashed_guid: String, now: i64) -> Result<bool, DbError> {
         self.db
-            .transaction_not_durable(move |conn| {
+            .run(move |conn| {
                 diesel::update(
                     t::test_results
                         .filter(t::hashed_guid.eq(&hashed_guid))

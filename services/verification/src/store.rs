@@ -259,9 +259,7 @@ impl Store {
     }
 
     /// Reserves a valid TAN that no one holds (or whose reservation lapsed). One conditional
-    /// update, so of concurrent callers exactly one wins. Not durable on purpose: a reservation
-    /// lost in a database crash leaves the TAN usable, as a lapsed reservation does; the commit
-    /// that spends the TAN is durable.
+    /// update, so of concurrent callers exactly one wins.
     pub async fn reserve_tan(
         &self,
         tan_hash: String,
@@ -270,7 +268,7 @@ impl Store {
         reserved_until: i64,
     ) -> Result<Option<Reservation>, DbError> {
         self.db
-            .transaction_not_durable(move |conn| {
+            .run(move |conn| {
                 let reservable = t::tans
                     .filter(t::tan_hash.eq(tan_hash.clone()))
                     .filter(t::redeemed_at.is_null())
@@ -318,6 +316,35 @@ impl Store {
     ) -> Result<Committed, DbError> {
         self.db
             .transaction(move |conn| {
+                if let AnyConnection::Postgresql(pg) = conn {
+                    // One statement: spend the TAN, close its session, void the session's other
+                    // TANs. (A single statement is atomic; the explicit transaction around it
+                    // costs nothing extra on the server.)
+                    if let Some(row) = diesel::sql_query(COMMIT_TAN_PG)
+                        .bind::<diesel::sql_types::Text, _>(&tan_hash)
+                        .bind::<diesel::sql_types::Text, _>(&reservation_id)
+                        .bind::<diesel::sql_types::BigInt, _>(now)
+                        .get_result::<SpentRow>(pg)
+                        .optional()?
+                    {
+                        return Ok(Committed::Done {
+                            hashed_guid: row.hashed_guid,
+                        });
+                    }
+                    let again = t::tans
+                        .filter(t::tan_hash.eq(&tan_hash))
+                        .filter(t::reservation_id.eq(&reservation_id))
+                        .filter(t::redeemed_at.is_not_null())
+                        .select(t::session_hash)
+                        .first::<String>(conn)
+                        .optional()?;
+                    return match again {
+                        Some(session_hash) => Ok(Committed::Done {
+                            hashed_guid: hashed_guid_of(conn, &session_hash)?,
+                        }),
+                        None => Ok(Committed::NotReserved),
+                    };
+                }
                 let spend = diesel::update(
                     t::tans
                         .filter(t::tan_hash.eq(tan_hash.clone()))
@@ -495,6 +522,31 @@ impl Store {
             })
             .await
     }
+}
+
+/// Spends a reserved TAN, closes its session and voids the session's other TANs, in one
+/// statement. The voiding update excludes the spent TAN itself (one statement must not update a
+/// row twice). Binds: tan hash, reservation id, now.
+const COMMIT_TAN_PG: &str = "\
+WITH spent AS (
+    UPDATE tans SET redeemed_at = $3, reserved_until = NULL
+    WHERE tan_hash = $1 AND reservation_id = $2 AND redeemed_at IS NULL
+    RETURNING session_hash
+), closed AS (
+    UPDATE app_sessions SET tan_redeemed_at = $3
+    WHERE token_hash IN (SELECT session_hash FROM spent)
+    RETURNING hashed_guid
+), voided AS (
+    UPDATE tans SET expires_at = $3
+    WHERE session_hash IN (SELECT session_hash FROM spent)
+      AND tan_hash <> $1 AND redeemed_at IS NULL AND expires_at > $3
+)
+SELECT (SELECT hashed_guid FROM closed) AS hashed_guid FROM spent";
+
+#[derive(diesel::QueryableByName)]
+struct SpentRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    hashed_guid: Option<String>,
 }
 
 fn hashed_guid_of(conn: &mut AnyConnection, session_hash: &str) -> QueryResult<Option<String>> {
@@ -708,6 +760,58 @@ mod tests {
                 TanIssue::AlreadyRedeemed,
                 "{}",
                 db.label()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn committing_one_tan_voids_the_sessions_other_tans() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let first = session_with_tan(&s, "s").await;
+            s.reserve_tan(first.clone(), "r1".into(), NOW, NOW + 60)
+                .await
+                .unwrap()
+                .unwrap();
+            // A second TAN while the first is reserved (an upload in flight): both valid.
+            assert_eq!(
+                s.issue_tan(h("s"), h("second"), NOW + 1, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::Issued
+            );
+            assert!(
+                s.verify_tan(first.clone(), NOW + 2)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(s.verify_tan(h("second"), NOW + 2).await.unwrap().is_some());
+            let done = s
+                .commit_tan(first.clone(), "r1".into(), NOW + 3)
+                .await
+                .unwrap();
+            assert_eq!(
+                done,
+                Committed::Done {
+                    hashed_guid: Some(h("guid-s"))
+                }
+            );
+            assert!(
+                s.verify_tan(h("second"), NOW + 4).await.unwrap().is_none(),
+                "{}: voided",
+                db.label()
+            );
+            assert!(
+                s.reserve_tan(h("second"), "r2".into(), NOW + 4, NOW + 64)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert_eq!(
+                s.commit_tan(first, "r1".into(), NOW + 5).await.unwrap(),
+                done,
+                "still idempotent"
             );
         }
     }
