@@ -1,0 +1,273 @@
+//! The whole path over real processes — each service its own `openwarn service <name>` process —
+//! on SQLite with the in-memory store and, when configured (required in CI), PostgreSQL + Redis:
+//! lab result → registration → TAN → proxy → submission → keys back through StreamDiagnosisKeys.
+
+use openwarn_protocol::Message;
+use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_protocol::submission::v1::StreamDiagnosisKeysRequest;
+use openwarn_protocol::submission::v1::submission_service_client::SubmissionServiceClient;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Ports {
+    http: u16,
+    grpc: u16,
+    admin: u16,
+}
+
+impl Ports {
+    fn new() -> Self {
+        Self {
+            http: free_port(),
+            grpc: free_port(),
+            admin: free_port(),
+        }
+    }
+}
+
+fn spawn(name: &str, ports: &Ports, pki: &openwarn_mtls::DevPki, extra: &[String]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_openwarn"));
+    cmd.args(["service", name])
+        .args(["--http-addr", &format!("127.0.0.1:{}", ports.http)])
+        .args(["--admin-addr", &format!("127.0.0.1:{}", ports.admin)])
+        .arg("--tls-ca")
+        .arg(pki.ca())
+        .arg("--tls-cert")
+        .arg(pki.cert(name))
+        .arg("--tls-key")
+        .arg(pki.key(name))
+        .args(["--log", "warn"])
+        .args(extra)
+        .kill_on_drop(true);
+    if name != "proxy" {
+        cmd.args(["--grpc-addr", &format!("127.0.0.1:{}", ports.grpc)]);
+    }
+    cmd.spawn().unwrap()
+}
+
+async fn ready(name: &str, ports: &Ports) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = format!("http://127.0.0.1:{}/readyz", ports.admin);
+    while Instant::now() < deadline {
+        if reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not become ready");
+}
+
+#[tokio::test]
+async fn the_whole_path_over_real_processes() {
+    for (test_result_db, kv) in openwarn_testkit::backends() {
+        let fresh = || match &test_result_db {
+            openwarn_testkit::TestDatabase::Sqlite { .. } => {
+                openwarn_testkit::TestDatabase::sqlite()
+            }
+            openwarn_testkit::TestDatabase::Postgres { .. } => {
+                openwarn_testkit::TestDatabase::postgres(
+                    &std::env::var(openwarn_testkit::POSTGRES_ENV).unwrap(),
+                )
+            }
+        };
+        let (verification_db, submission_db) = (fresh(), fresh());
+        let label = test_result_db.label();
+        let (_dir, pki) = openwarn_testkit::dev_pki(&[
+            "test-result",
+            "verification",
+            "submission",
+            "proxy",
+            "distribution",
+        ]);
+        let (tr, v, s, p) = (Ports::new(), Ports::new(), Ports::new(), Ports::new());
+        let namespace = format!("openwarn-processes-{}", std::process::id());
+        let mut children = vec![
+            spawn(
+                "test-result",
+                &tr,
+                &pki,
+                &[
+                    "--database-url".into(),
+                    test_result_db.url().into(),
+                    "--lab-insecure-http".into(),
+                ],
+            ),
+            spawn(
+                "verification",
+                &v,
+                &pki,
+                &[
+                    "--database-url".into(),
+                    verification_db.url().into(),
+                    "--kv-url".into(),
+                    kv.clone(),
+                    "--kv-namespace".into(),
+                    namespace.clone(),
+                    "--test-result-url".into(),
+                    format!("https://127.0.0.1:{}", tr.grpc),
+                ],
+            ),
+            spawn(
+                "submission",
+                &s,
+                &pki,
+                &[
+                    "--database-url".into(),
+                    submission_db.url().into(),
+                    "--verification-url".into(),
+                    format!("https://127.0.0.1:{}", v.grpc),
+                ],
+            ),
+            spawn(
+                "proxy",
+                &p,
+                &pki,
+                &[
+                    "--verification-http-url".into(),
+                    format!("https://127.0.0.1:{}", v.http),
+                    "--submission-http-url".into(),
+                    format!("https://127.0.0.1:{}", s.http),
+                    "--kv-url".into(),
+                    kv.clone(),
+                    "--kv-namespace".into(),
+                    namespace,
+                ],
+            ),
+        ];
+        for (name, ports) in [
+            ("test-result", &tr),
+            ("verification", &v),
+            ("submission", &s),
+            ("proxy", &p),
+        ] {
+            ready(name, ports).await;
+        }
+
+        let phone = reqwest::Client::new();
+        let app = |path: &str| format!("http://127.0.0.1:{}/version/v1/{path}", p.http);
+        let guid_hash = hex_sha256(&uuid::Uuid::new_v4().to_string());
+        let lab = phone
+            .post(format!("http://127.0.0.1:{}/api/v1/lab/results", tr.http))
+            .json(&json!({"labId": "lab", "testResults": [{"id": guid_hash, "result": 2}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lab.status().as_u16(), 204, "{label}");
+        let reg: Value = phone
+            .post(app("registrationToken"))
+            .json(&json!({"key": guid_hash, "keyType": "GUID"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = reg["registrationToken"]
+            .as_str()
+            .expect("a registration token")
+            .to_owned();
+        let result: Value = phone
+            .post(app("testresult"))
+            .json(&json!({"registrationToken": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["testResult"], 2, "{label}");
+        let tan: Value = phone
+            .post(app("tan"))
+            .json(&json!({"registrationToken": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tan = tan["tan"].as_str().expect("a TAN").to_owned();
+        let today =
+            i32::try_from(openwarn_bootstrap::lifecycle::unix_now() / 600 / 144 * 144).unwrap();
+        let payload = SubmissionPayload {
+            keys: (0..3u8)
+                .map(|d| TemporaryExposureKey {
+                    key_data: Some(vec![d + 1; 16]),
+                    transmission_risk_level: Some(5),
+                    rolling_start_interval_number: Some(today - 144 * i32::from(d)),
+                    rolling_period: Some(144),
+                    report_type: Some(1),
+                    days_since_onset_of_symptoms: Some(1),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let upload = phone
+            .post(app("diagnosis-keys"))
+            .header("content-type", "application/x-protobuf")
+            .header("cwa-authorization", &tan)
+            .body(payload.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status().as_u16(), 200, "{label}");
+
+        let channel = pki
+            .files("distribution")
+            .unwrap()
+            .grpc_channel(&format!("https://127.0.0.1:{}", s.grpc), "submission")
+            .unwrap();
+        let hour = openwarn_bootstrap::lifecycle::unix_now() / 3600;
+        let mut stream = SubmissionServiceClient::new(channel)
+            .stream_diagnosis_keys(StreamDiagnosisKeysRequest {
+                from_hour: hour - 1,
+                until_hour: hour + 2,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut keys = Vec::new();
+        while let Some(batch) = stream.message().await.unwrap() {
+            keys.extend(batch.keys);
+        }
+        let mut bytes: Vec<u8> = keys.iter().map(|k| k.key_data[0]).collect();
+        bytes.sort_unstable();
+        assert_eq!(bytes, vec![1, 2, 3], "{label}");
+
+        for child in &mut children {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        for child in &mut children {
+            let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                status.success(),
+                "{label}: a service did not stop cleanly: {status}"
+            );
+        }
+    }
+}
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
