@@ -306,8 +306,8 @@ impl Store {
             .await
     }
 
-    /// Spends a reserved TAN and closes its session for further TANs. Idempotent for the holder of
-    /// the reservation: committing again reports `Done` again.
+    /// Spends a reserved TAN, closes its session for further TANs and voids the session's other
+    /// TANs. Idempotent for the holder of the reservation: committing again reports `Done` again.
     pub async fn commit_tan(
         &self,
         tan_hash: String,
@@ -316,104 +316,24 @@ impl Store {
     ) -> Result<Committed, DbError> {
         self.db
             .transaction(move |conn| {
-                if let AnyConnection::Postgresql(pg) = conn {
-                    // One statement: spend the TAN, close its session, void the session's other
-                    // TANs. (A single statement is atomic; the explicit transaction around it
-                    // costs nothing extra on the server.)
-                    if let Some(row) = diesel::sql_query(COMMIT_TAN_PG)
+                let spent = match conn {
+                    // PostgreSQL: one statement (data-modifying CTEs).
+                    AnyConnection::Postgresql(pg) => diesel::sql_query(COMMIT_TAN_PG)
                         .bind::<diesel::sql_types::Text, _>(&tan_hash)
                         .bind::<diesel::sql_types::Text, _>(&reservation_id)
                         .bind::<diesel::sql_types::BigInt, _>(now)
                         .get_result::<SpentRow>(pg)
                         .optional()?
-                    {
-                        return Ok(Committed::Done {
-                            hashed_guid: row.hashed_guid,
-                        });
+                        .map(|row| row.hashed_guid),
+                    // SQLite: the same three steps, inside this (write-locked) transaction.
+                    AnyConnection::Sqlite(_) => {
+                        commit_portably(conn, &tan_hash, &reservation_id, now)?
                     }
-                    let again = t::tans
-                        .filter(t::tan_hash.eq(&tan_hash))
-                        .filter(t::reservation_id.eq(&reservation_id))
-                        .filter(t::redeemed_at.is_not_null())
-                        .select(t::session_hash)
-                        .first::<String>(conn)
-                        .optional()?;
-                    return match again {
-                        Some(session_hash) => Ok(Committed::Done {
-                            hashed_guid: hashed_guid_of(conn, &session_hash)?,
-                        }),
-                        None => Ok(Committed::NotReserved),
-                    };
+                };
+                match spent {
+                    Some(hashed_guid) => Ok(Committed::Done { hashed_guid }),
+                    None => already_committed(conn, &tan_hash, &reservation_id),
                 }
-                let spend = diesel::update(
-                    t::tans
-                        .filter(t::tan_hash.eq(tan_hash.clone()))
-                        .filter(t::reservation_id.eq(reservation_id.clone()))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set((
-                    t::redeemed_at.eq(Some(now)),
-                    t::reserved_until.eq(None::<i64>),
-                ));
-                let spent_session = match conn {
-                    AnyConnection::Postgresql(pg) => spend
-                        .returning(t::session_hash)
-                        .get_result::<String>(pg)
-                        .optional()?,
-                    AnyConnection::Sqlite(_) => {
-                        if spend.execute(conn)? == 0 {
-                            None
-                        } else {
-                            Some(
-                                t::tans
-                                    .find(&tan_hash)
-                                    .select(t::session_hash)
-                                    .first::<String>(conn)?,
-                            )
-                        }
-                    }
-                };
-                let Some(session_hash) = spent_session else {
-                    // Not spendable: already spent by this same reservation (a retried commit)
-                    // is success; anything else is not held.
-                    let again = t::tans
-                        .filter(t::tan_hash.eq(&tan_hash))
-                        .filter(t::reservation_id.eq(&reservation_id))
-                        .filter(t::redeemed_at.is_not_null())
-                        .select(t::session_hash)
-                        .first::<String>(conn)
-                        .optional()?;
-                    return match again {
-                        Some(session_hash) => Ok(Committed::Done {
-                            hashed_guid: hashed_guid_of(conn, &session_hash)?,
-                        }),
-                        None => Ok(Committed::NotReserved),
-                    };
-                };
-                let close =
-                    diesel::update(s::app_sessions.filter(s::token_hash.eq(session_hash.clone())))
-                        .set(s::tan_redeemed_at.eq(Some(now)));
-                let hashed_guid = match conn {
-                    AnyConnection::Postgresql(pg) => close
-                        .returning(s::hashed_guid)
-                        .get_result::<Option<String>>(pg)
-                        .optional()?
-                        .flatten(),
-                    AnyConnection::Sqlite(_) => {
-                        close.execute(conn)?;
-                        hashed_guid_of(conn, &session_hash)?
-                    }
-                };
-                // Other TANs of the session are of no use any more.
-                diesel::update(
-                    t::tans
-                        .filter(t::session_hash.eq(&session_hash))
-                        .filter(t::redeemed_at.is_null())
-                        .filter(t::expires_at.gt(now)),
-                )
-                .set(t::expires_at.eq(now))
-                .execute(conn)?;
-                Ok(Committed::Done { hashed_guid })
             })
             .await
     }
@@ -547,6 +467,69 @@ SELECT (SELECT hashed_guid FROM closed) AS hashed_guid FROM spent";
 struct SpentRow {
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     hashed_guid: Option<String>,
+}
+
+/// Spends, closes and voids in three statements; `Some(hashed guid of the session)` when the
+/// reservation was held (the inner `Option` is `None` for teleTAN sessions).
+fn commit_portably(
+    conn: &mut AnyConnection,
+    tan_hash: &str,
+    reservation_id: &str,
+    now: i64,
+) -> QueryResult<Option<Option<String>>> {
+    let spent = diesel::update(
+        t::tans
+            .filter(t::tan_hash.eq(tan_hash))
+            .filter(t::reservation_id.eq(reservation_id))
+            .filter(t::redeemed_at.is_null()),
+    )
+    .set((
+        t::redeemed_at.eq(Some(now)),
+        t::reserved_until.eq(None::<i64>),
+    ))
+    .execute(conn)?;
+    if spent == 0 {
+        return Ok(None);
+    }
+    let session_hash = t::tans
+        .find(tan_hash)
+        .select(t::session_hash)
+        .first::<String>(conn)?;
+    diesel::update(s::app_sessions.filter(s::token_hash.eq(&session_hash)))
+        .set(s::tan_redeemed_at.eq(Some(now)))
+        .execute(conn)?;
+    // Other TANs of the session are of no use any more.
+    diesel::update(
+        t::tans
+            .filter(t::session_hash.eq(&session_hash))
+            .filter(t::redeemed_at.is_null())
+            .filter(t::expires_at.gt(now)),
+    )
+    .set(t::expires_at.eq(now))
+    .execute(conn)?;
+    hashed_guid_of(conn, &session_hash).map(Some)
+}
+
+/// A commit that spent nothing: `Done` if this reservation already spent the TAN (a retried
+/// commit), else `NotReserved`.
+fn already_committed(
+    conn: &mut AnyConnection,
+    tan_hash: &str,
+    reservation_id: &str,
+) -> QueryResult<Committed> {
+    let spent_by_it = t::tans
+        .filter(t::tan_hash.eq(tan_hash))
+        .filter(t::reservation_id.eq(reservation_id))
+        .filter(t::redeemed_at.is_not_null())
+        .select(t::session_hash)
+        .first::<String>(conn)
+        .optional()?;
+    match spent_by_it {
+        Some(session_hash) => Ok(Committed::Done {
+            hashed_guid: hashed_guid_of(conn, &session_hash)?,
+        }),
+        None => Ok(Committed::NotReserved),
+    }
 }
 
 fn hashed_guid_of(conn: &mut AnyConnection, session_hash: &str) -> QueryResult<Option<String>> {
