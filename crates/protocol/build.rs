@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "openwarn/testresult/v1/testresult.proto",
         "openwarn/verification/v1/verification.proto",
         "openwarn/submission/v1/submission.proto",
+        "openwarn/config/v1/app_config.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

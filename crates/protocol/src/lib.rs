@@ -3,6 +3,7 @@
 //! - [`gaen`]: the Apple/Google Exposure Notification export format (`export.bin`, `export.sig`).
 //! - [`cwa`]: the app's `SubmissionPayload`, wire-compatible with the Corona-Warn-App backend.
 //! - [`testresult::v1`], [`verification::v1`], [`submission::v1`]: internal gRPC APIs.
+//! - [`config::v1`]: the signed application configuration phones download.
 
 #![allow(clippy::doc_markdown, clippy::large_enum_variant, missing_docs)]
 
@@ -29,6 +30,12 @@ pub mod verification {
 pub mod submission {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/openwarn.submission.v1.rs"));
+    }
+}
+
+pub mod config {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/openwarn.config.v1.rs"));
     }
 }
 
