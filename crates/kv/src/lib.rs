@@ -26,6 +26,15 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), KvError>;
+
+    /// Takes the lease `key` for `holder` (a value unique to the taker) unless someone else holds
+    /// it; it lapses by itself `ttl` later, so a crashed holder cannot block the others for ever.
+    /// `true` when `holder` now holds it.
+    async fn try_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, KvError>;
+
+    /// Gives the lease back if `holder` still holds it (a lapsed lease someone else took is left
+    /// alone).
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), KvError>;
 }
 
 /// Opens the store a URL names: `redis://…`/`rediss://…`, or `memory://` for the in-process one.
@@ -45,6 +54,7 @@ pub async fn open(url: &str, namespace: &str) -> Result<Arc<dyn KvStore>, KvErro
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, (u64, Instant)>>,
+    leases: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 const SWEEP_ABOVE: usize = 100_000;
@@ -77,6 +87,26 @@ impl KvStore for MemoryStore {
     async fn ping(&self) -> Result<(), KvError> {
         Ok(())
     }
+
+    async fn try_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, KvError> {
+        let now = Instant::now();
+        let mut leases = self.leases.lock().expect("kv lock");
+        match leases.get(key) {
+            Some((_, expires)) if *expires > now => Ok(false),
+            _ => {
+                leases.insert(key.to_owned(), (holder.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), KvError> {
+        let mut leases = self.leases.lock().expect("kv lock");
+        if leases.get(key).is_some_and(|(h, _)| h == holder) {
+            leases.remove(key);
+        }
+        Ok(())
+    }
 }
 
 /// Counters in Redis, shared by every replica. Reconnects by itself (connection manager).
@@ -85,6 +115,7 @@ pub struct RedisStore {
     conn: redis::aio::ConnectionManager,
     namespace: String,
     incr: redis::Script,
+    release: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -117,6 +148,11 @@ impl RedisStore {
                 "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
                  if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
                  return n",
+            ),
+            // Delete the lease only while it is still ours.
+            release: redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end \
+                 return 0",
             ),
         })
     }
@@ -154,6 +190,32 @@ impl KvStore for RedisStore {
         let mut conn = self.conn.clone();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn try_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, KvError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), KvError> {
+        let mut conn = self.conn.clone();
+        self.release
+            .key(self.key(key))
+            .arg(holder)
+            .invoke_async::<i64>(&mut conn)
             .await
             .map(drop)
             .map_err(unavailable)
@@ -237,6 +299,47 @@ mod tests {
             }
             seen.sort_unstable();
             assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "{store:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_until_released_or_lapsed() {
+        for store in stores().await {
+            let ttl = Duration::from_millis(400);
+            assert!(store.try_lease("run", "a", ttl).await.unwrap());
+            assert!(!store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+            // Only the holder can give it back.
+            store.release_lease("run", "b").await.unwrap();
+            assert!(!store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+            store.release_lease("run", "a").await.unwrap();
+            assert!(store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+            // A crashed holder's lease lapses.
+            tokio::time::sleep(Duration::from_millis(550)).await;
+            assert!(store.try_lease("run", "c", ttl).await.unwrap(), "{store:?}");
+            // b's late release does not free c's lease.
+            store.release_lease("run", "b").await.unwrap();
+            assert!(!store.try_lease("run", "a", ttl).await.unwrap(), "{store:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_takers_get_one_lease() {
+        for store in stores().await {
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .try_lease("once", &format!("t{i}"), Duration::from_secs(60))
+                        .await
+                        .unwrap()
+                }));
+            }
+            let mut won = 0;
+            for t in tasks {
+                won += usize::from(t.await.unwrap());
+            }
+            assert_eq!(won, 1, "{store:?}");
         }
     }
 
