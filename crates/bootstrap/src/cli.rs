@@ -43,54 +43,65 @@ pub enum ServiceCommand<C: clap::Args> {
 
 /// Runs a service from its parsed command line; the process's exit code.
 pub fn main<S: Service>(cli: ServiceCli<S::Config>) -> ExitCode {
+    let (migrate, config) = match cli.command {
+        None => (false, cli.config),
+        Some(ServiceCommand::Serve(config)) => (false, config),
+        Some(ServiceCommand::Migrate(config)) => (true, config),
+    };
+    let telemetry = S::telemetry(&config).clone();
+    execute(S::NAME, &telemetry, move || async move {
+        if migrate {
+            let applied = S::migrate(config).await?;
+            tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+            Ok(())
+        } else {
+            serve(S::start(config).await?).await
+        }
+    })
+}
+
+/// Serves a started service until SIGINT/SIGTERM.
+pub async fn serve(running: RunningService) -> Result<(), BoxError> {
+    tracing::info!(service = running.name(), addrs = ?running.addrs(), "serving");
+    running.run_until_signal().await?;
+    Ok(())
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The frame of every service command: an async runtime, telemetry, then `job`; failures are
+/// logged and printed, and become a non-zero exit code (2 for telemetry set-up, 1 otherwise).
+pub fn execute<F, Fut>(name: &'static str, telemetry: &TelemetryArgs, job: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
+            eprintln!("{name}: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async move {
-        let (migrate, config) = match cli.command {
-            None => (false, cli.config),
-            Some(ServiceCommand::Serve(config)) => (false, config),
-            Some(ServiceCommand::Migrate(config)) => (true, config),
-        };
-        let _telemetry = match crate::telemetry::init(S::NAME, S::telemetry(&config)) {
+        let _telemetry = match crate::telemetry::init(name, telemetry) {
             Ok(guard) => guard,
             Err(e) => {
-                eprintln!("{}: {e}", S::NAME);
+                eprintln!("{name}: {e}");
                 return ExitCode::from(2);
             }
         };
-        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> =
-            match migrate {
-                true => match S::migrate(config).await {
-                    Ok(applied) => {
-                        tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                },
-                false => match S::start(config).await {
-                    Ok(running) => {
-                        tracing::info!(service = S::NAME, addrs = ?running.addrs(), "serving");
-                        running.run_until_signal().await.map_err(Into::into)
-                    }
-                    Err(e) => Err(e.into()),
-                },
-            };
-        match result {
+        match job().await {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                tracing::error!(error = %e, "{} failed", S::NAME);
-                eprintln!("{}: {e}", S::NAME);
+                tracing::error!(error = %e, "{name} failed");
+                eprintln!("{name}: {e}");
                 ExitCode::FAILURE
             }
         }

@@ -307,10 +307,16 @@ mod tests {
         for store in stores().await {
             let ttl = Duration::from_millis(400);
             assert!(store.try_lease("run", "a", ttl).await.unwrap());
-            assert!(!store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+            assert!(
+                !store.try_lease("run", "b", ttl).await.unwrap(),
+                "{store:?}"
+            );
             // Only the holder can give it back.
             store.release_lease("run", "b").await.unwrap();
-            assert!(!store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+            assert!(
+                !store.try_lease("run", "b", ttl).await.unwrap(),
+                "{store:?}"
+            );
             store.release_lease("run", "a").await.unwrap();
             assert!(store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
             // A crashed holder's lease lapses.
@@ -318,7 +324,10 @@ mod tests {
             assert!(store.try_lease("run", "c", ttl).await.unwrap(), "{store:?}");
             // b's late release does not free c's lease.
             store.release_lease("run", "b").await.unwrap();
-            assert!(!store.try_lease("run", "a", ttl).await.unwrap(), "{store:?}");
+            assert!(
+                !store.try_lease("run", "a", ttl).await.unwrap(),
+                "{store:?}"
+            );
         }
     }
 

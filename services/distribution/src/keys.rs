@@ -1,0 +1,217 @@
+//! Keys as distribution holds them (compact: 28 bytes each), when each one may be published, and
+//! the padding that hides how many real keys an hour had.
+
+use hmac::{Hmac, Mac};
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_protocol::submission::v1::DiagnosisKey;
+use sha2::Sha256;
+
+/// Seconds of one ENIntervalNumber.
+pub const INTERVAL_SECONDS: i64 = 600;
+/// Intervals of one day.
+pub const INTERVALS_PER_DAY: i32 = 144;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub data: [u8; 16],
+    pub rolling_start: i32,
+    pub rolling_period: i32,
+    pub transmission_risk: i8,
+    pub report_type: i8,
+    pub days_since_onset: i16,
+}
+
+impl Key {
+    /// `None` for a key the submission service could not have stored (defence in depth: such a
+    /// key is skipped rather than published).
+    pub fn from_wire(key: &DiagnosisKey) -> Option<Self> {
+        Some(Self {
+            data: key.key_data.as_slice().try_into().ok()?,
+            rolling_start: key.rolling_start_interval_number,
+            rolling_period: key.rolling_period,
+            transmission_risk: i8::try_from(key.transmission_risk_level).ok()?,
+            report_type: i8::try_from(key.report_type).ok()?,
+            days_since_onset: i16::try_from(key.days_since_onset_of_symptoms).ok()?,
+        })
+    }
+
+    pub fn to_export(&self) -> TemporaryExposureKey {
+        TemporaryExposureKey {
+            key_data: Some(self.data.to_vec()),
+            transmission_risk_level: Some(i32::from(self.transmission_risk)),
+            rolling_start_interval_number: Some(self.rolling_start),
+            rolling_period: Some(self.rolling_period),
+            report_type: Some(i32::from(self.report_type)),
+            days_since_onset_of_symptoms: Some(i32::from(self.days_since_onset)),
+        }
+    }
+
+    /// The hour (since the epoch) whose package carries this key: the hour it was submitted, or,
+    /// for a key still valid then, the hour in which it has been expired for `embargo_seconds`.
+    pub fn distribution_hour(&self, submission_hour: i64, embargo_seconds: i64) -> i64 {
+        let expires =
+            (i64::from(self.rolling_start) + i64::from(self.rolling_period)) * INTERVAL_SECONDS;
+        submission_hour.max((expires + embargo_seconds).div_euclid(3600))
+    }
+}
+
+/// Hours a key may wait between submission and distribution: a key submitted today expires at the
+/// next midnight at the latest (24 h), plus the embargo, plus one for rounding.
+pub fn max_lag_hours(embargo_seconds: i64) -> i64 {
+    24 + embargo_seconds.div_euclid(3600) + 2
+}
+
+/// Pads `real` (the keys of hour `hour`) with fake keys up to `minimum`. Fake key bytes are
+/// HMAC-SHA256(secret, "openwarn-padding" ‖ hour ‖ i) cut to 16 bytes, so a rerun derives the same
+/// keys; their metadata copies the real keys' round-robin, so a fake looks like its neighbours.
+/// An hour without real keys gets metadata drawn from the same HMAC: a start 1 to 14 days back, a
+/// full day's period, a confirmed test, a transmission risk 1..8 and its days since onset.
+pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
+    let originals = real.len();
+    for i in 0..minimum.saturating_sub(originals) {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+        mac.update(b"openwarn-padding");
+        mac.update(&hour.to_be_bytes());
+        mac.update(&(i as u64).to_be_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut data = [0u8; 16];
+        data.copy_from_slice(&bytes[..16]);
+        let key = if originals > 0 {
+            Key {
+                data,
+                ..real[i % originals]
+            }
+        } else {
+            let day_start = i32::try_from(hour.div_euclid(24) * i64::from(INTERVALS_PER_DAY))
+                .unwrap_or(i32::MAX);
+            let days_back = 1 + i32::from(bytes[16] % 14);
+            let transmission_risk = 1 + (bytes[17] % 8) as i8;
+            Key {
+                data,
+                rolling_start: day_start - days_back * INTERVALS_PER_DAY,
+                rolling_period: INTERVALS_PER_DAY,
+                transmission_risk,
+                report_type: 1,
+                days_since_onset: dsos_for(transmission_risk),
+            }
+        };
+        real.push(key);
+    }
+}
+
+/// The days since onset submission derives from a transmission risk (the same documented mapping).
+fn dsos_for(trl: i8) -> i16 {
+    match trl {
+        1 => 15,
+        2 => 12,
+        3 => -3,
+        4 => 8,
+        5 => 5,
+        6 => -1,
+        7 => 3,
+        _ => 1,
+    }
+}
+
+/// Orders keys by their bytes and drops repeats (the same key stored under two submission types).
+pub fn sort_and_dedup(keys: &mut Vec<Key>) {
+    keys.sort_unstable_by_key(|k| k.data);
+    keys.dedup_by(|a, b| a.data == b.data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(first: u8, rolling_start: i32, trl: i8) -> Key {
+        Key {
+            data: [first; 16],
+            rolling_start,
+            rolling_period: 144,
+            transmission_risk: trl,
+            report_type: 1,
+            days_since_onset: 0,
+        }
+    }
+
+    #[test]
+    fn an_expired_key_goes_out_in_its_submission_hour() {
+        // Day 20_000 starts at interval 2_880_000 = hour 480_000.
+        let k = key(1, 2_880_000 - 144, 5); // expired at hour 480_000
+        assert_eq!(k.distribution_hour(480_005, 7200), 480_005);
+    }
+
+    #[test]
+    fn a_key_still_valid_waits_for_expiry_plus_the_embargo() {
+        let today = key(1, 2_880_000, 5); // valid until hour 480_024
+        assert_eq!(today.distribution_hour(480_010, 7200), 480_026);
+        // A partial day: expires at interval 2_880_000 + 60 = hour 480_010.
+        let partial = Key {
+            rolling_period: 60,
+            ..today
+        };
+        assert_eq!(partial.distribution_hour(480_003, 7200), 480_012);
+        // Just expired before the embargo ends: still waits.
+        assert_eq!(partial.distribution_hour(480_011, 7200), 480_012);
+        assert!(today.distribution_hour(480_000, 7200) - 480_000 <= max_lag_hours(7200));
+    }
+
+    #[test]
+    fn padding_fills_up_deterministically_with_metadata_of_real_keys() {
+        let secret = b"secret";
+        let reals = vec![key(1, 2_880_000, 3), key(2, 2_879_856, 7)];
+        let mut a = reals.clone();
+        pad(&mut a, 480_005, 140, secret);
+        let mut b = reals.clone();
+        pad(&mut b, 480_005, 140, secret);
+        assert_eq!(a.len(), 140);
+        assert_eq!(a, b, "same secret and hour, same padding");
+        for (i, fake) in a[2..].iter().enumerate() {
+            let model = reals[i % 2];
+            assert_eq!(
+                (
+                    fake.rolling_start,
+                    fake.transmission_risk,
+                    fake.days_since_onset
+                ),
+                (
+                    model.rolling_start,
+                    model.transmission_risk,
+                    model.days_since_onset
+                )
+            );
+            assert_ne!(fake.data, model.data);
+        }
+        let mut other_hour = reals.clone();
+        pad(&mut other_hour, 480_006, 140, secret);
+        assert_ne!(a[2].data, other_hour[2].data);
+        let mut other_secret = reals;
+        pad(&mut other_secret, 480_005, 140, b"other");
+        assert_ne!(a[2].data, other_secret[2].data);
+    }
+
+    #[test]
+    fn a_full_hour_is_not_padded_and_an_empty_one_gets_plausible_keys() {
+        let mut full: Vec<Key> = (0..150).map(|i| key(i, 2_880_000, 5)).collect();
+        pad(&mut full, 480_005, 140, b"s");
+        assert_eq!(full.len(), 150);
+
+        let mut empty = Vec::new();
+        pad(&mut empty, 480_005, 140, b"s");
+        assert_eq!(empty.len(), 140);
+        for k in &empty {
+            assert_eq!(k.rolling_start % 144, 0);
+            assert!((2_880_000 - 14 * 144..2_880_000).contains(&k.rolling_start));
+            assert!((1..=8).contains(&k.transmission_risk));
+            assert_eq!(k.rolling_period, 144);
+        }
+    }
+
+    #[test]
+    fn sorting_orders_by_bytes_and_drops_repeats() {
+        let mut keys = vec![key(3, 0, 1), key(1, 0, 1), key(3, 0, 2), key(2, 0, 1)];
+        sort_and_dedup(&mut keys);
+        let firsts: Vec<u8> = keys.iter().map(|k| k.data[0]).collect();
+        assert_eq!(firsts, [1, 2, 3]);
+    }
+}

@@ -1,0 +1,544 @@
+//! One publishing run: build what is missing, update the indexes, apply retention.
+//!
+//! The run's state is the published tree itself: it lists what is there, builds every closed hour
+//! and day inside the retention windows that is missing, then rewrites the indexes from what now
+//! exists and deletes what has aged out. Packages are written with create-only puts, so nothing
+//! published is ever rewritten; every package is a deterministic function of the keys, the hour,
+//! the padding secret and the signing keys, so a run killed half-way and started again produces
+//! exactly the missing files. Two runs never publish at once: a run first takes a lease in the
+//! key-value store (Redis in production), and a run that cannot get it does nothing.
+
+use crate::appconfig::AppConfig;
+use crate::keys::{self, Key};
+use crate::source::{KeySource, SourceError};
+use crate::tree::{Created, Tree, TreeError};
+use futures::StreamExt;
+use openwarn_export::{Batch, Package, Signer};
+use openwarn_kv::{KvError, KvStore};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The lease every run takes.
+pub const LEASE: &str = "distribution-run";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("key-value store: {0}")]
+    Lease(#[from] KvError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// ISO 3166 alpha-2: the region of every package and the `{CC}` of every path.
+    pub country: String,
+    /// An hour with fewer real keys is padded up to this many.
+    pub min_keys_per_hour: usize,
+    /// A day with more keys gets no day package (its hour packages serve instead).
+    pub max_keys_per_package: usize,
+    /// A key still valid when submitted waits until it has been expired this long.
+    pub embargo: Duration,
+    pub hour_retention: Duration,
+    pub day_retention: Duration,
+    /// Keys the fake padding keys are derived from (a rerun pads identically).
+    pub padding_secret: Vec<u8>,
+    /// How long a run may hold the lease before another may take over (a crashed run's lease).
+    pub lease_ttl: Duration,
+}
+
+/// Where the application configuration comes from: read again at every run, so an edited file
+/// is published by the next run (or refused, leaving the previous one published).
+#[derive(Debug, Clone)]
+pub enum AppConfigSource {
+    Default,
+    File(PathBuf),
+}
+
+impl AppConfigSource {
+    pub fn load(&self) -> Result<AppConfig, crate::appconfig::InvalidConfig> {
+        match self {
+            Self::Default => AppConfig::parse(crate::appconfig::DEFAULT_JSON),
+            Self::File(path) => {
+                let json =
+                    std::fs::read_to_string(path).map_err(|e| crate::appconfig::InvalidConfig {
+                        field: "(file)".into(),
+                        reason: format!("cannot read {}: {e}", path.display()),
+                    })?;
+                AppConfig::parse(&json)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "reason")]
+pub enum AppConfigOutcome {
+    Published,
+    Unchanged,
+    /// Invalid; the previous configuration stays published.
+    Refused(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The time the run published as of (seconds since the epoch).
+    pub now: i64,
+    /// Set when the run did nothing because another run held the lease.
+    pub skipped: Option<String>,
+    /// `YYYY-MM-DD/H` of every hour package written.
+    pub hours_published: Vec<String>,
+    pub days_published: Vec<String>,
+    /// Closed days above the package cap: no day package, their hour packages serve instead.
+    pub days_over_cap: Vec<String>,
+    pub hours_deleted: usize,
+    pub days_deleted: usize,
+    /// Real keys read from submission.
+    pub keys_streamed: u64,
+    /// Keys in the packages written (real and padding).
+    pub keys_published: u64,
+    pub app_config: Option<AppConfigOutcome>,
+    pub seconds: f64,
+}
+
+impl Report {
+    fn new(now: i64) -> Self {
+        Self {
+            now,
+            skipped: None,
+            hours_published: Vec::new(),
+            days_published: Vec::new(),
+            days_over_cap: Vec::new(),
+            hours_deleted: 0,
+            days_deleted: 0,
+            keys_streamed: 0,
+            keys_published: 0,
+            app_config: None,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a day number (days since the epoch).
+pub fn date(day: i64) -> String {
+    (chrono::DateTime::UNIX_EPOCH + chrono::TimeDelta::days(day))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn parse_date(s: &str) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    // Only the canonical spelling counts (no "2026-1-5").
+    (d.format("%Y-%m-%d").to_string() == s)
+        .then(|| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days())
+}
+
+/// What the tree holds now.
+#[derive(Debug, Default)]
+struct Published {
+    days: BTreeSet<i64>,
+    /// Hours since the epoch.
+    hours: BTreeSet<i64>,
+    /// Days that have an hour index.
+    hour_indexes: BTreeSet<i64>,
+}
+
+pub struct Publisher {
+    tree: Tree,
+    source: Arc<dyn KeySource>,
+    signers: Vec<Signer>,
+    settings: Settings,
+    kv: Arc<dyn KvStore>,
+    app_config: AppConfigSource,
+}
+
+impl Publisher {
+    pub fn new(
+        tree: Tree,
+        source: Arc<dyn KeySource>,
+        signers: Vec<Signer>,
+        settings: Settings,
+        kv: Arc<dyn KvStore>,
+        app_config: AppConfigSource,
+    ) -> Self {
+        Self {
+            tree,
+            source,
+            signers,
+            settings,
+            kv,
+            app_config,
+        }
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    fn base(&self) -> String {
+        format!(
+            "version/v1/diagnosis-keys/country/{}",
+            self.settings.country
+        )
+    }
+
+    pub fn day_path(&self, day: i64) -> String {
+        format!("{}/date/{}", self.base(), date(day))
+    }
+
+    pub fn hour_index_path(&self, day: i64) -> String {
+        format!("{}/hour", self.day_path(day))
+    }
+
+    pub fn hour_path(&self, hour: i64) -> String {
+        format!(
+            "{}/{}",
+            self.hour_index_path(hour.div_euclid(24)),
+            hour.rem_euclid(24)
+        )
+    }
+
+    pub fn date_index_path(&self) -> String {
+        format!("{}/date", self.base())
+    }
+
+    pub fn app_config_path(&self) -> String {
+        format!(
+            "version/v1/configuration/country/{}/app_config",
+            self.settings.country
+        )
+    }
+
+    /// Publishes as of `now` (seconds since the epoch), unless another run holds the lease.
+    pub async fn run(&self, now: i64) -> Result<Report, PublishError> {
+        let holder = uuid::Uuid::new_v4().to_string();
+        if !self
+            .kv
+            .try_lease(LEASE, &holder, self.settings.lease_ttl)
+            .await?
+        {
+            let mut report = Report::new(now);
+            report.skipped = Some("another run holds the lease".into());
+            tracing::info!("another distribution run is in progress; skipped");
+            return Ok(report);
+        }
+        let started = Instant::now();
+        let result = self.run_holding_lease(now).await;
+        if let Err(e) = self.kv.release_lease(LEASE, &holder).await {
+            tracing::warn!(error = %e, "cannot release the run lease; it lapses by itself");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::histogram!("openwarn_distribution_run_seconds").record(elapsed);
+        match &result {
+            Ok(report) => {
+                metrics::counter!("openwarn_distribution_runs_total", "outcome" => "ok")
+                    .increment(1);
+                metrics::gauge!("openwarn_distribution_last_success_timestamp_seconds")
+                    .set(crate::now_f64());
+                tracing::info!(
+                    hours = report.hours_published.len(),
+                    days = report.days_published.len(),
+                    keys_streamed = report.keys_streamed,
+                    keys_published = report.keys_published,
+                    hours_deleted = report.hours_deleted,
+                    days_deleted = report.days_deleted,
+                    seconds = elapsed,
+                    "published"
+                );
+            }
+            Err(e) => {
+                metrics::counter!("openwarn_distribution_runs_total", "outcome" => "error")
+                    .increment(1);
+                tracing::error!(error = %e, "publishing failed; the next run resumes");
+            }
+        }
+        result.map(|mut r| {
+            r.seconds = elapsed;
+            r
+        })
+    }
+
+    async fn published(&self) -> Result<Published, TreeError> {
+        let prefix = format!("{}/date/", self.base());
+        let mut published = Published::default();
+        for path in self.tree.list(&prefix).await? {
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            let Some(day) = parts.first().and_then(|d| parse_date(d)) else {
+                continue;
+            };
+            match parts[1..] {
+                [] => {
+                    published.days.insert(day);
+                }
+                ["hour"] => {
+                    published.hour_indexes.insert(day);
+                }
+                ["hour", h] => {
+                    // Only canonical names count ("5", not "05").
+                    if let Ok(n) = h.parse::<i64>()
+                        && (0..24).contains(&n)
+                        && n.to_string() == h
+                    {
+                        published.hours.insert(day * 24 + n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(published)
+    }
+
+    async fn run_holding_lease(&self, now: i64) -> Result<Report, PublishError> {
+        let s = &self.settings;
+        let mut report = Report::new(now);
+        let now_hour = now.div_euclid(3600);
+        let today = now_hour.div_euclid(24);
+        let first_hour = now_hour - secs(s.hour_retention) / 3600;
+        let first_day = today - secs(s.day_retention) / 86_400;
+
+        let published = self.published().await?;
+        // Closed hours inside the hour window, and closed days inside the day window, not yet
+        // published. (A day above the cap has no day package: it is rebuilt, found above the cap
+        // again and left out again; its hour packages are kept for the whole day window.)
+        let mut want_hours: BTreeSet<i64> = (first_hour.max(first_day * 24)..now_hour)
+            .filter(|h| !published.hours.contains(h))
+            .collect();
+        let want_days: Vec<i64> = (first_day..today)
+            .filter(|d| !published.days.contains(d))
+            .collect();
+        let mut needed = want_hours.clone();
+        for day in &want_days {
+            needed.extend(day * 24..day * 24 + 24);
+        }
+
+        let mut hours = self.collect(&needed, &mut report).await?;
+        for (hour, keys) in &mut hours {
+            keys::sort_and_dedup(keys);
+            keys::pad(keys, *hour, s.min_keys_per_hour, &s.padding_secret);
+            keys::sort_and_dedup(keys);
+        }
+
+        // Day packages (closed days); a day above the cap keeps its hours instead.
+        let mut days_written = BTreeSet::new();
+        let mut day_packages = Vec::new();
+        for &day in &want_days {
+            let count: usize = (day * 24..day * 24 + 24).map(|h| hours[&h].len()).sum();
+            if count > s.max_keys_per_package {
+                report.days_over_cap.push(date(day));
+                want_hours
+                    .extend((day * 24..day * 24 + 24).filter(|h| !published.hours.contains(h)));
+                continue;
+            }
+            day_packages.push(day);
+        }
+
+        let mut hours_written = BTreeSet::new();
+        for &hour in &want_hours {
+            let keys = &hours[&hour];
+            let batch = Batch {
+                start_timestamp: u64::try_from(hour * 3600).unwrap_or(0),
+                end_timestamp: u64::try_from((hour + 1) * 3600).unwrap_or(0),
+                region: s.country.clone(),
+            };
+            if self
+                .write_package(&self.hour_path(hour), &batch, keys)
+                .await?
+                == Created::New
+            {
+                report.hours_published.push(format!(
+                    "{}/{}",
+                    date(hour.div_euclid(24)),
+                    hour.rem_euclid(24)
+                ));
+                report.keys_published += keys.len() as u64;
+            }
+            hours_written.insert(hour);
+        }
+        for day in day_packages {
+            let mut keys: Vec<Key> = Vec::new();
+            for h in day * 24..day * 24 + 24 {
+                keys.extend_from_slice(&hours[&h]);
+            }
+            keys::sort_and_dedup(&mut keys);
+            let batch = Batch {
+                start_timestamp: u64::try_from(day * 86_400).unwrap_or(0),
+                end_timestamp: u64::try_from((day + 1) * 86_400).unwrap_or(0),
+                region: s.country.clone(),
+            };
+            if self
+                .write_package(&self.day_path(day), &batch, &keys)
+                .await?
+                == Created::New
+            {
+                report.days_published.push(date(day));
+                report.keys_published += keys.len() as u64;
+            }
+            days_written.insert(day);
+        }
+        drop(hours);
+
+        report.app_config = Some(self.publish_app_config().await?);
+
+        // Indexes from what exists now, minus what retention removes; then the removal.
+        let mut all_days: BTreeSet<i64> = published.days.union(&days_written).copied().collect();
+        let mut all_hours: BTreeSet<i64> = published.hours.union(&hours_written).copied().collect();
+        let expired_days: Vec<i64> = all_days
+            .iter()
+            .copied()
+            .filter(|d| *d < first_day)
+            .collect();
+        let expired_hours: Vec<i64> = all_hours
+            .iter()
+            .copied()
+            .filter(|h| {
+                let day = h.div_euclid(24);
+                *h < first_hour && (day < first_day || all_days.contains(&day))
+            })
+            .collect();
+        for d in &expired_days {
+            all_days.remove(d);
+        }
+        for h in &expired_hours {
+            all_hours.remove(h);
+        }
+        self.write_indexes(&all_days, &all_hours, &published.hour_indexes)
+            .await?;
+        for h in &expired_hours {
+            self.tree.delete(&self.hour_path(*h)).await?;
+        }
+        for d in &expired_days {
+            self.tree.delete(&self.day_path(*d)).await?;
+        }
+        report.hours_deleted = expired_hours.len();
+        report.days_deleted = expired_days.len();
+        Ok(report)
+    }
+
+    /// Streams the keys whose distribution hour is in `needed`, bucketed by that hour (every
+    /// needed hour gets a bucket, empty or not).
+    async fn collect(
+        &self,
+        needed: &BTreeSet<i64>,
+        report: &mut Report,
+    ) -> Result<BTreeMap<i64, Vec<Key>>, PublishError> {
+        let mut hours: BTreeMap<i64, Vec<Key>> = needed.iter().map(|h| (*h, Vec::new())).collect();
+        let (Some(&first), Some(&last)) = (needed.first(), needed.last()) else {
+            return Ok(hours);
+        };
+        let embargo = secs(self.settings.embargo);
+        let from = (first - keys::max_lag_hours(embargo)).max(0);
+        let mut stream = self.source.stream(from, last + 1).await?;
+        while let Some(batch) = stream.next().await {
+            for wire in batch? {
+                report.keys_streamed += 1;
+                let Some(key) = Key::from_wire(&wire) else {
+                    continue;
+                };
+                let hour = key.distribution_hour(wire.submission_hour, embargo);
+                if let Some(bucket) = hours.get_mut(&hour) {
+                    bucket.push(key);
+                }
+            }
+        }
+        Ok(hours)
+    }
+
+    async fn write_package(
+        &self,
+        path: &str,
+        batch: &Batch,
+        keys: &[Key],
+    ) -> Result<Created, TreeError> {
+        let exports: Vec<_> = keys.iter().map(Key::to_export).collect();
+        let zip = Package::build(batch, exports.iter(), &self.signers).to_zip();
+        let created = self.tree.create(path, zip).await?;
+        if created == Created::AlreadyThere {
+            // Only a concurrent writer that got past the lease (an expired lease) gets here.
+            tracing::warn!(path, "package already published; left as it is");
+        } else {
+            metrics::counter!("openwarn_distribution_packages_published_total").increment(1);
+            metrics::counter!("openwarn_distribution_keys_published_total")
+                .increment(keys.len() as u64);
+        }
+        Ok(created)
+    }
+
+    async fn publish_app_config(&self) -> Result<AppConfigOutcome, TreeError> {
+        let config = match self.app_config.load().and_then(|c| c.encode()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                metrics::counter!("openwarn_distribution_app_config_refused_total").increment(1);
+                tracing::error!(error = %e, "application configuration refused; the previous one stays published");
+                return Ok(AppConfigOutcome::Refused(e.to_string()));
+            }
+        };
+        let zip = Package::signed(config, &self.signers, 1, 1).to_zip();
+        if self
+            .replace_if_changed(&self.app_config_path(), zip)
+            .await?
+        {
+            Ok(AppConfigOutcome::Published)
+        } else {
+            Ok(AppConfigOutcome::Unchanged)
+        }
+    }
+
+    /// Writes `bytes` unless the object already holds them (keeps ETags stable); true if written.
+    async fn replace_if_changed(&self, path: &str, bytes: Vec<u8>) -> Result<bool, TreeError> {
+        if self
+            .tree
+            .get(path)
+            .await?
+            .is_some_and(|o| o.bytes.as_ref() == bytes.as_slice())
+        {
+            return Ok(false);
+        }
+        self.tree.replace(path, bytes).await?;
+        Ok(true)
+    }
+
+    async fn write_indexes(
+        &self,
+        days: &BTreeSet<i64>,
+        hours: &BTreeSet<i64>,
+        had_hour_index: &BTreeSet<i64>,
+    ) -> Result<(), TreeError> {
+        let json = |v: serde_json::Value| v.to_string().into_bytes();
+        self.replace_if_changed(
+            "version/v1/diagnosis-keys/country",
+            json(serde_json::json!([self.settings.country])),
+        )
+        .await?;
+        let mut by_day: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for h in hours {
+            by_day
+                .entry(h.div_euclid(24))
+                .or_default()
+                .push(h.rem_euclid(24));
+        }
+        for (day, list) in &by_day {
+            self.replace_if_changed(&self.hour_index_path(*day), json(serde_json::json!(list)))
+                .await?;
+        }
+        let dates: Vec<String> = days.iter().map(|d| date(*d)).collect();
+        self.replace_if_changed(&self.date_index_path(), json(serde_json::json!(dates)))
+            .await?;
+        for day in had_hour_index.iter().filter(|d| !by_day.contains_key(d)) {
+            self.tree.delete(&self.hour_index_path(*day)).await?;
+        }
+        Ok(())
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
