@@ -143,6 +143,29 @@ impl Verifier {
             Err(ExportError::BadSignature)
         }
     }
+
+    /// For signed content without the export header (the application configuration): a
+    /// canonical `TEKSignatureList` with a signature that verifies over export.bin.
+    pub fn verify_content(&self, package: &Package) -> Result<(), ExportError> {
+        let list = package.signatures()?;
+        if list.encode_to_vec() != package.sig {
+            return Err(ExportError::Decode("export.sig"));
+        }
+        let ok = list.signatures.iter().any(|s| {
+            s.signature_info
+                .as_ref()
+                .is_some_and(|info| info.signature_algorithm() == ALGORITHM_OID)
+                && s.signature
+                    .as_deref()
+                    .and_then(|der| Signature::from_der(der).ok())
+                    .is_some_and(|sig| self.key.verify(&package.bin, &sig).is_ok())
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(ExportError::BadSignature)
+        }
+    }
 }
 
 /// What an `export.bin` says about its keys (everything but the keys).

@@ -187,3 +187,73 @@ mod tests {
         }
     }
 }
+
+/// A real S3-compatible server for tests: moto's server mode (`pip install 'moto[server]'`) on a
+/// free loopback port, with one fresh bucket. Killed on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// Starts moto. `None` when it is not installed, except under `CI=true`, where that fails the
+    /// test (as a missing PostgreSQL does).
+    pub fn start() -> Option<Self> {
+        let installed = std::process::Command::new("python3")
+            .args(["-c", "import moto.server, flask, werkzeug"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                !ci(),
+                "CI=true but moto's S3 server is not installed (pip install 'moto[server]')"
+            );
+            eprintln!("skipping the S3 case: moto is not installed (pip install 'moto[server]')");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: format!("openwarn-{}", uuid::Uuid::new_v4().simple()),
+        };
+        // Wait for it to listen, then create the bucket (moto accepts unsigned requests).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let request = format!(
+                    "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    server.bucket
+                );
+                conn.write_all(request.as_bytes()).expect("create bucket");
+                let mut response = String::new();
+                let _ = conn.read_to_string(&mut response);
+                assert!(response.starts_with("HTTP/1.1 200"), "moto refused the bucket: {response}");
+                return Some(server);
+            }
+            assert!(std::time::Instant::now() < deadline, "moto did not start within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

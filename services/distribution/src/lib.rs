@@ -46,6 +46,14 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     #[arg(long, env = "OPENWARN_S3_REGION", default_value = "eu-central-1")]
     pub s3_region: String,
+    /// S3 access key id; without it the standard AWS_* variables / instance credentials apply.
+    #[arg(long, env = "OPENWARN_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "OPENWARN_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// File holding the S3 secret access key.
+    #[arg(long, env = "OPENWARN_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -203,6 +211,17 @@ pub fn tree(config: &Config) -> Result<Tree, ConfigError> {
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(&config.s3_region);
+        if let Some(id) = &config.s3_access_key_id {
+            let key = secret(
+                config.s3_secret_access_key.as_deref(),
+                config.s3_secret_access_key_file.as_deref(),
+                "OPENWARN_S3_SECRET_ACCESS_KEY",
+            )?
+            .ok_or_else(|| {
+                ConfigError::new("OPENWARN_S3_SECRET_ACCESS_KEY", "is required with OPENWARN_S3_ACCESS_KEY_ID")
+            })?;
+            builder = builder.with_access_key_id(id).with_secret_access_key(key);
+        }
         if let Some(endpoint) = &config.s3_endpoint {
             builder = builder
                 .with_endpoint(endpoint)
