@@ -158,11 +158,21 @@ fn garbage_is_not_a_package() {
 #[test]
 fn signed_content_without_header_verifies_as_content_only() {
     let signer = generated_signer("262", "v1");
-    let package = Package::signed(b"config bytes".to_vec(), std::slice::from_ref(&signer), 1, 1);
+    let package = Package::signed(
+        b"config bytes".to_vec(),
+        std::slice::from_ref(&signer),
+        1,
+        1,
+    );
     let reopened = Package::open(&package.to_zip()).unwrap();
     signer.verifier().verify_content(&reopened).unwrap();
     let mut bad = reopened.clone();
     bad.bin[0] ^= 1;
     assert!(signer.verifier().verify_content(&bad).is_err());
-    assert!(generated_signer("262", "v1").verifier().verify_content(&reopened).is_err());
+    assert!(
+        generated_signer("262", "v1")
+            .verifier()
+            .verify_content(&reopened)
+            .is_err()
+    );
 }

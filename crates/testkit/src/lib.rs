@@ -220,7 +220,14 @@ impl S3Server {
             .expect("a free port")
             .port();
         let child = std::process::Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -242,10 +249,16 @@ impl S3Server {
                 conn.write_all(request.as_bytes()).expect("create bucket");
                 let mut response = String::new();
                 let _ = conn.read_to_string(&mut response);
-                assert!(response.starts_with("HTTP/1.1 200"), "moto refused the bucket: {response}");
+                assert!(
+                    response.starts_with("HTTP/1.1 200"),
+                    "moto refused the bucket: {response}"
+                );
                 return Some(server);
             }
-            assert!(std::time::Instant::now() < deadline, "moto did not start within 30 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not start within 30 s"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }

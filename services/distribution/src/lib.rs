@@ -218,7 +218,10 @@ pub fn tree(config: &Config) -> Result<Tree, ConfigError> {
                 "OPENWARN_S3_SECRET_ACCESS_KEY",
             )?
             .ok_or_else(|| {
-                ConfigError::new("OPENWARN_S3_SECRET_ACCESS_KEY", "is required with OPENWARN_S3_ACCESS_KEY_ID")
+                ConfigError::new(
+                    "OPENWARN_S3_SECRET_ACCESS_KEY",
+                    "is required with OPENWARN_S3_ACCESS_KEY_ID",
+                )
             })?;
             builder = builder.with_access_key_id(id).with_secret_access_key(key);
         }

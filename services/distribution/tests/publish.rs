@@ -2,7 +2,9 @@
 //! (moto; required under CI=true).
 
 use clap::Parser;
-use openwarn_distribution::publish::{AppConfigOutcome, AppConfigSource, Publisher, Report, Settings};
+use openwarn_distribution::publish::{
+    AppConfigOutcome, AppConfigSource, Publisher, Report, Settings,
+};
 use openwarn_distribution::source::{InMemory, KeySource, KeyStream, SourceError};
 use openwarn_distribution::tree::Tree;
 use openwarn_export::{KeyInfo, Package, Signer};
@@ -120,21 +122,33 @@ fn key(byte: u8, rolling_start: i32, submission_hour: i64) -> DiagnosisKey {
 }
 
 async fn package(tree: &Tree, path: &str) -> Package {
-    let object = tree.get(path).await.unwrap().unwrap_or_else(|| panic!("{path} missing"));
+    let object = tree
+        .get(path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} missing"));
     let package = Package::open(&object.bytes).unwrap();
     signer().verifier().verify(&package).unwrap();
     package
 }
 
 async fn app_config(tree: &Tree, path: &str) -> Package {
-    let object = tree.get(path).await.unwrap().unwrap_or_else(|| panic!("{path} missing"));
+    let object = tree
+        .get(path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} missing"));
     let package = Package::open(&object.bytes).unwrap();
     signer().verifier().verify_content(&package).unwrap();
     package
 }
 
 async fn json(tree: &Tree, path: &str) -> serde_json::Value {
-    let object = tree.get(path).await.unwrap().unwrap_or_else(|| panic!("{path} missing"));
+    let object = tree
+        .get(path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} missing"));
     serde_json::from_slice(&object.bytes).unwrap()
 }
 
@@ -172,22 +186,43 @@ async fn closed_hours_are_published_padded_sorted_and_signed_with_embargo() {
         let publisher = publisher(&tree, Arc::new(source.clone()), settings());
         let report = publisher.run(at("2026-11-20T10:00:30Z")).await.unwrap();
         assert!(report.skipped.is_none());
-        assert!(report.hours_published.contains(&"2026-11-20/9".to_owned()), "{name}");
-        assert!(!report.hours_published.contains(&"2026-11-20/10".to_owned()), "{name}");
+        assert!(
+            report.hours_published.contains(&"2026-11-20/9".to_owned()),
+            "{name}"
+        );
+        assert!(
+            !report.hours_published.contains(&"2026-11-20/10".to_owned()),
+            "{name}"
+        );
 
         let hour = package(&tree, &format!("{DE}/date/2026-11-20/hour/9")).await;
         let export = hour.export().unwrap();
         assert_eq!(export.region(), "DE");
         assert_eq!(export.start_timestamp(), u64::try_from(h9 * 3600).unwrap());
-        assert_eq!(export.end_timestamp(), u64::try_from((h9 + 1) * 3600).unwrap());
+        assert_eq!(
+            export.end_timestamp(),
+            u64::try_from((h9 + 1) * 3600).unwrap()
+        );
         let bytes = key_bytes(&hour);
         assert_eq!(bytes.len(), 140, "{name}: padded to 140");
-        assert!(bytes.windows(2).all(|w| w[0] < w[1]), "{name}: ordered by key_data");
+        assert!(
+            bytes.windows(2).all(|w| w[0] < w[1]),
+            "{name}: ordered by key_data"
+        );
         for real in [0x10, 0x20, 0x30] {
-            assert!(bytes.contains(&vec![real; 16]), "{name}: real key {real:#x}");
+            assert!(
+                bytes.contains(&vec![real; 16]),
+                "{name}: real key {real:#x}"
+            );
         }
-        assert!(!bytes.contains(&vec![0x40; 16]), "{name}: an unexpired key is embargoed");
-        assert!(!bytes.contains(&vec![0x50; 16]), "{name}: the open hour is not published");
+        assert!(
+            !bytes.contains(&vec![0x40; 16]),
+            "{name}: an unexpired key is embargoed"
+        );
+        assert!(
+            !bytes.contains(&vec![0x50; 16]),
+            "{name}: the open hour is not published"
+        );
         // Padding copies the metadata of real keys.
         for k in &export.keys {
             assert_eq!(k.rolling_start_interval_number(), day_start_interval(h9, 2));
@@ -199,35 +234,59 @@ async fn closed_hours_are_published_padded_sorted_and_signed_with_embargo() {
         assert_eq!(key_bytes(&empty).len(), 140, "{name}");
 
         // Indexes.
-        assert_eq!(json(&tree, "version/v1/diagnosis-keys/country").await, serde_json::json!(["DE"]));
+        assert_eq!(
+            json(&tree, "version/v1/diagnosis-keys/country").await,
+            serde_json::json!(["DE"])
+        );
         assert_eq!(
             json(&tree, &format!("{DE}/date/2026-11-20/hour")).await,
             serde_json::json!((0..=9).collect::<Vec<_>>()),
             "{name}: today's closed hours"
         );
         let dates: Vec<String> = (6..=19).map(|d| format!("2026-11-{d:02}")).collect();
-        assert_eq!(json(&tree, &format!("{DE}/date")).await, serde_json::json!(dates), "{name}");
+        assert_eq!(
+            json(&tree, &format!("{DE}/date")).await,
+            serde_json::json!(dates),
+            "{name}"
+        );
 
         // The next day: the embargoed key is out two hours after it expired (midnight), and the
         // day package of the 20th holds every key of its hour packages.
         let report = publisher.run(at("2026-11-21T03:00:30Z")).await.unwrap();
-        assert!(report.days_published.contains(&"2026-11-20".to_owned()), "{name}");
+        assert!(
+            report.days_published.contains(&"2026-11-20".to_owned()),
+            "{name}"
+        );
         let h2 = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-21/hour/2")).await);
         assert!(h2.contains(&vec![0x40; 16]), "{name}: embargo over");
         for h in [0, 1] {
             let early = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-21/hour/{h}")).await);
-            assert!(!early.contains(&vec![0x40; 16]), "{name}: still embargoed at hour {h}");
+            assert!(
+                !early.contains(&vec![0x40; 16]),
+                "{name}: still embargoed at hour {h}"
+            );
         }
         let h10 = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-20/hour/10")).await);
         assert!(h10.contains(&vec![0x50; 16]), "{name}");
         let day = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-20")).await);
         let mut union = Vec::new();
         for h in 0..24 {
-            union.extend(key_bytes(&package(&tree, &format!("{DE}/date/2026-11-20/hour/{h}")).await));
+            union.extend(key_bytes(
+                &package(&tree, &format!("{DE}/date/2026-11-20/hour/{h}")).await,
+            ));
         }
         union.sort();
-        assert_eq!(day, union, "{name}: the day package is the union of its hours");
-        assert!(json(&tree, &format!("{DE}/date")).await.as_array().unwrap().contains(&"2026-11-20".into()));
+        assert_eq!(
+            day, union,
+            "{name}: the day package is the union of its hours"
+        );
+        assert!(
+            json(&tree, &format!("{DE}/date"))
+                .await
+                .as_array()
+                .unwrap()
+                .contains(&"2026-11-20".into())
+        );
     }
 }
 
@@ -245,14 +304,28 @@ async fn reruns_are_idempotent_and_byte_identical() {
         first.run(now).await.unwrap();
         let before = snapshot(tree).await;
         let again = first.run(now).await.unwrap();
-        assert!(again.hours_published.is_empty() && again.days_published.is_empty(), "{name}");
-        assert_eq!(snapshot(tree).await, before, "{name}: a rerun changes nothing");
+        assert!(
+            again.hours_published.is_empty() && again.days_published.is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            snapshot(tree).await,
+            before,
+            "{name}: a rerun changes nothing"
+        );
 
         // Another tree, another process: the same bytes.
         let dir = tempfile::tempdir().unwrap();
         let other = Tree::local(dir.path()).unwrap();
-        publisher(&other, Arc::new(source.clone()), settings()).run(now).await.unwrap();
-        assert_eq!(snapshot(&other).await, before, "{name}: byte-identical on a fresh tree");
+        publisher(&other, Arc::new(source.clone()), settings())
+            .run(now)
+            .await
+            .unwrap();
+        assert_eq!(
+            snapshot(&other).await,
+            before,
+            "{name}: byte-identical on a fresh tree"
+        );
     }
 }
 
@@ -266,7 +339,10 @@ async fn a_run_killed_half_way_resumes_without_gaps_or_duplicates() {
     let now = at("2026-11-20T10:00:30Z");
     let dir = tempfile::tempdir().unwrap();
     let complete = Tree::local(dir.path()).unwrap();
-    publisher(&complete, Arc::new(source.clone()), settings()).run(now).await.unwrap();
+    publisher(&complete, Arc::new(source.clone()), settings())
+        .run(now)
+        .await
+        .unwrap();
     let expected = snapshot(&complete).await;
 
     for (name, tree) in stores().trees {
@@ -280,9 +356,16 @@ async fn a_run_killed_half_way_resumes_without_gaps_or_duplicates() {
                 tree.create(path, bytes.clone()).await.unwrap();
             }
         }
-        let resumed = publisher(&tree, Arc::new(source.clone()), settings()).run(now).await.unwrap();
+        let resumed = publisher(&tree, Arc::new(source.clone()), settings())
+            .run(now)
+            .await
+            .unwrap();
         assert!(!resumed.hours_published.is_empty(), "{name}");
-        assert_eq!(snapshot(&tree).await, expected, "{name}: no hour missing, none different");
+        assert_eq!(
+            snapshot(&tree).await,
+            expected,
+            "{name}: no hour missing, none different"
+        );
         // Every real key is in exactly one hour package.
         let mut seen = BTreeMap::new();
         for path in expected.keys().filter(|p| p.contains("/hour/")) {
@@ -334,7 +417,11 @@ async fn concurrent_runs_cannot_both_publish() {
         let skipped = reports.iter().filter(|r| r.skipped.is_some()).count();
         assert_eq!(skipped, 1, "{kv_name}: exactly one run holds the lease");
         let published: usize = reports.iter().map(|r| r.hours_published.len()).sum();
-        assert_eq!(published, 14 * 24 + 10 - (14 * 24 + 10 - 48).max(0), "{kv_name}");
+        assert_eq!(
+            published,
+            14 * 24 + 10 - (14 * 24 + 10 - 48).max(0),
+            "{kv_name}"
+        );
         // The lease is given back: the next run goes ahead.
         assert!(a.run(now).await.unwrap().skipped.is_none(), "{kv_name}");
     }
@@ -356,19 +443,44 @@ async fn a_day_above_the_cap_keeps_its_hours_instead_of_a_day_package() {
         let report = publisher.run(at("2026-11-21T10:00:30Z")).await.unwrap();
         assert_eq!(report.days_over_cap, ["2026-11-18"], "{name}");
         let dates = json(&tree, &format!("{DE}/date")).await;
-        assert!(!dates.as_array().unwrap().contains(&"2026-11-18".into()), "{name}");
-        assert!(dates.as_array().unwrap().contains(&"2026-11-17".into()), "{name}");
-        assert!(tree.get(&format!("{DE}/date/2026-11-18")).await.unwrap().is_none());
+        assert!(
+            !dates.as_array().unwrap().contains(&"2026-11-18".into()),
+            "{name}"
+        );
+        assert!(
+            dates.as_array().unwrap().contains(&"2026-11-17".into()),
+            "{name}"
+        );
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-18"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Its hours are published although older than the two-day hour window, and stay.
         let hours = json(&tree, &format!("{DE}/date/2026-11-18/hour")).await;
-        assert_eq!(hours, serde_json::json!((0..24).collect::<Vec<_>>()), "{name}");
+        assert_eq!(
+            hours,
+            serde_json::json!((0..24).collect::<Vec<_>>()),
+            "{name}"
+        );
         let noon = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-18/hour/12")).await);
         assert_eq!(noon.len(), 2_000, "{name}");
         // Hours of a day with a day package, older than two days, are not published.
-        assert!(tree.get(&format!("{DE}/date/2026-11-17/hour")).await.unwrap().is_none());
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-17/hour"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         let later = publisher.run(at("2026-11-22T10:00:30Z")).await.unwrap();
         assert_eq!(later.days_over_cap, ["2026-11-18"], "{name}");
-        assert!(tree.get(&format!("{DE}/date/2026-11-18/hour/12")).await.unwrap().is_some());
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-18/hour/12"))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
 
@@ -378,23 +490,62 @@ async fn retention_deletes_old_hours_and_days_and_updates_the_indexes() {
     for (name, tree) in stores().trees {
         let publisher = publisher(&tree, Arc::new(source.clone()), settings());
         publisher.run(at("2026-11-20T10:00:30Z")).await.unwrap();
-        assert!(tree.get(&format!("{DE}/date/2026-11-18/hour/11")).await.unwrap().is_some());
-        assert!(tree.get(&format!("{DE}/date/2026-11-06")).await.unwrap().is_some());
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-18/hour/11"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-06"))
+                .await
+                .unwrap()
+                .is_some()
+        );
 
         let report = publisher.run(at("2026-11-21T10:00:30Z")).await.unwrap();
-        assert_eq!(report.hours_deleted, 24, "{name}: one day of hours aged out");
+        assert_eq!(
+            report.hours_deleted, 24,
+            "{name}: one day of hours aged out"
+        );
         assert_eq!(report.days_deleted, 1, "{name}");
-        assert!(tree.get(&format!("{DE}/date/2026-11-19/hour/9")).await.unwrap().is_none());
-        assert!(tree.get(&format!("{DE}/date/2026-11-19/hour/10")).await.unwrap().is_some());
-        assert!(tree.get(&format!("{DE}/date/2026-11-18/hour")).await.unwrap().is_none(), "{name}: an emptied hour index goes");
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-19/hour/9"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-19/hour/10"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-18/hour"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: an emptied hour index goes"
+        );
         assert_eq!(
             json(&tree, &format!("{DE}/date/2026-11-19/hour")).await,
             serde_json::json!((10..24).collect::<Vec<_>>()),
             "{name}"
         );
-        assert!(tree.get(&format!("{DE}/date/2026-11-06")).await.unwrap().is_none(), "{name}");
+        assert!(
+            tree.get(&format!("{DE}/date/2026-11-06"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
         let dates: Vec<String> = (7..=20).map(|d| format!("2026-11-{d:02}")).collect();
-        assert_eq!(json(&tree, &format!("{DE}/date")).await, serde_json::json!(dates), "{name}");
+        assert_eq!(
+            json(&tree, &format!("{DE}/date")).await,
+            serde_json::json!(dates),
+            "{name}"
+        );
         // Nothing older than the windows is left anywhere in the tree.
         let left = tree.list(&format!("{DE}/date/2026-11-06")).await.unwrap();
         assert!(left.is_empty(), "{name}: {left:?}");
@@ -419,23 +570,45 @@ async fn the_app_config_is_signed_and_an_invalid_one_is_refused_keeping_the_prev
         let path = "version/v1/configuration/country/DE/app_config";
         let now = at("2026-11-20T10:00:30Z");
         std::fs::write(&file, valid).unwrap();
-        assert_eq!(publisher.run(now).await.unwrap().app_config, Some(AppConfigOutcome::Published));
+        assert_eq!(
+            publisher.run(now).await.unwrap().app_config,
+            Some(AppConfigOutcome::Published)
+        );
         let published = app_config(&tree, path).await;
         let config = <openwarn_protocol::config::v1::ApplicationConfiguration as openwarn_protocol::Message>::decode(
             published.bin.as_slice(),
         )
         .unwrap();
         assert_eq!(config.min_risk_score, 11);
-        assert_eq!(publisher.run(now).await.unwrap().app_config, Some(AppConfigOutcome::Unchanged));
+        assert_eq!(
+            publisher.run(now).await.unwrap().app_config,
+            Some(AppConfigOutcome::Unchanged)
+        );
 
         std::fs::write(&file, valid.replace("\"upper\": 63", "\"upper\": 20")).unwrap();
         let refused = publisher.run(now).await.unwrap().app_config;
-        let Some(AppConfigOutcome::Refused(reason)) = refused else { panic!("{name}: {refused:?}") };
-        assert!(reason.contains("attenuationDuration.thresholds.upper"), "{reason}");
-        assert_eq!(app_config(&tree, path).await, published, "{name}: the previous one stays");
+        let Some(AppConfigOutcome::Refused(reason)) = refused else {
+            panic!("{name}: {refused:?}")
+        };
+        assert!(
+            reason.contains("attenuationDuration.thresholds.upper"),
+            "{reason}"
+        );
+        assert_eq!(
+            app_config(&tree, path).await,
+            published,
+            "{name}: the previous one stays"
+        );
 
-        std::fs::write(&file, valid.replace("\"minRiskScore\": 11", "\"minRiskScore\": 12")).unwrap();
-        assert_eq!(publisher.run(now).await.unwrap().app_config, Some(AppConfigOutcome::Published));
+        std::fs::write(
+            &file,
+            valid.replace("\"minRiskScore\": 11", "\"minRiskScore\": 12"),
+        )
+        .unwrap();
+        assert_eq!(
+            publisher.run(now).await.unwrap().app_config,
+            Some(AppConfigOutcome::Published)
+        );
         assert_ne!(app_config(&tree, path).await, published, "{name}");
     }
 }
@@ -460,12 +633,16 @@ async fn golden_export_bin() {
         .run(at("2026-11-20T10:00:30Z"))
         .await
         .unwrap();
-    let bin = package(&tree, &format!("{DE}/date/2026-11-20/hour/9")).await.bin;
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-hour-export.bin");
+    let bin = package(&tree, &format!("{DE}/date/2026-11-20/hour/9"))
+        .await
+        .bin;
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-hour-export.bin");
     if std::env::var("OPENWARN_UPDATE_GOLDEN").is_ok() {
         std::fs::write(&golden, &bin).unwrap();
     }
-    let expected = std::fs::read(&golden).expect("golden file (OPENWARN_UPDATE_GOLDEN=1 writes it)");
+    let expected =
+        std::fs::read(&golden).expect("golden file (OPENWARN_UPDATE_GOLDEN=1 writes it)");
     assert_eq!(bin, expected, "export.bin changed");
 }
 
@@ -474,22 +651,52 @@ async fn a_path_can_be_a_package_and_a_directory_and_packages_are_never_replaced
     use openwarn_distribution::tree::Created;
     for (name, tree) in stores().trees {
         let day = format!("{DE}/date/2026-11-20");
-        assert_eq!(tree.create(&day, b"day".to_vec()).await.unwrap(), Created::New, "{name}");
-        tree.replace(&format!("{day}/hour"), b"[1]".to_vec()).await.unwrap();
-        assert_eq!(tree.create(&format!("{day}/hour/1"), b"h1".to_vec()).await.unwrap(), Created::New);
+        assert_eq!(
+            tree.create(&day, b"day".to_vec()).await.unwrap(),
+            Created::New,
+            "{name}"
+        );
+        tree.replace(&format!("{day}/hour"), b"[1]".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            tree.create(&format!("{day}/hour/1"), b"h1".to_vec())
+                .await
+                .unwrap(),
+            Created::New
+        );
         assert_eq!(
             tree.create(&day, b"other".to_vec()).await.unwrap(),
             Created::AlreadyThere,
             "{name}"
         );
-        assert_eq!(tree.get(&day).await.unwrap().unwrap().bytes.as_ref(), b"day", "{name}");
-        assert_eq!(tree.get(&format!("{day}/hour")).await.unwrap().unwrap().bytes.as_ref(), b"[1]");
+        assert_eq!(
+            tree.get(&day).await.unwrap().unwrap().bytes.as_ref(),
+            b"day",
+            "{name}"
+        );
+        assert_eq!(
+            tree.get(&format!("{day}/hour"))
+                .await
+                .unwrap()
+                .unwrap()
+                .bytes
+                .as_ref(),
+            b"[1]"
+        );
         let mut listed = tree.list(&format!("{DE}/date")).await.unwrap();
         listed.sort();
-        assert_eq!(listed, [day.clone(), format!("{day}/hour"), format!("{day}/hour/1")], "{name}");
+        assert_eq!(
+            listed,
+            [day.clone(), format!("{day}/hour"), format!("{day}/hour/1")],
+            "{name}"
+        );
         tree.delete(&day).await.unwrap();
         assert!(tree.get(&day).await.unwrap().is_none(), "{name}");
-        assert!(tree.get(&format!("{day}/hour/1")).await.unwrap().is_some(), "{name}");
+        assert!(
+            tree.get(&format!("{day}/hour/1")).await.unwrap().is_some(),
+            "{name}"
+        );
         tree.delete(&day).await.unwrap(); // deleting what is gone is fine
         assert!(tree.get(&format!("{DE}/nothing")).await.unwrap().is_none());
     }

@@ -1,0 +1,273 @@
+//! The service as deployed in embedded mode: the tree over HTTP with CDN headers, manual runs on
+//! the admin port, a dependency outage as 503, and configuration errors that name the setting.
+
+use clap::Parser;
+use openwarn_distribution::publish::{AppConfigSource, Publisher, Settings};
+use openwarn_distribution::source::InMemory;
+use openwarn_distribution::tree::Tree;
+use openwarn_export::{KeyInfo, Package, Signer};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PEM: &str = include_str!("data/test-signing-key.pem");
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: openwarn_distribution::Config,
+}
+
+struct Setup {
+    _pki_dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn setup() -> Setup {
+    let (pki_dir, pki) = openwarn_testkit::dev_pki(&["distribution", "submission"]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, PEM).unwrap();
+    let store = dir.path().join("cdn");
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    let args = [
+        "distribution",
+        "--http-addr=127.0.0.1:0",
+        "--admin-addr=127.0.0.1:0",
+        &format!("--store-url={}", store.display()),
+        &format!("--tls-ca={}", path(pki.ca())),
+        &format!("--tls-cert={}", path(pki.cert("distribution"))),
+        &format!("--tls-key={}", path(pki.key("distribution"))),
+        // Nothing listens here: submission is down.
+        "--submission-url=https://127.0.0.1:1",
+        &format!("--signing-keys=v1={}", key.display()),
+        "--padding-secret=0123456789abcdef0123",
+        "--schedule=false",
+        "--manual-runs=true",
+        "--log-format=text",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Setup {
+        _pki_dir: pki_dir,
+        dir,
+        args,
+    }
+}
+
+fn config(args: &[String]) -> openwarn_distribution::Config {
+    Args::parse_from(args).config
+}
+
+#[tokio::test]
+async fn the_tree_is_served_with_cdn_headers() {
+    let setup = setup();
+    // Publish into the same directory the service serves.
+    let tree = Tree::local(&setup.dir.path().join("cdn")).unwrap();
+    let signer = Signer::from_pkcs8_pem(
+        PEM,
+        &KeyInfo {
+            verification_key_id: "262".into(),
+            verification_key_version: "v1".into(),
+            ..KeyInfo::default()
+        },
+    )
+    .unwrap();
+    Publisher::new(
+        tree,
+        Arc::new(InMemory::default()),
+        vec![signer.clone()],
+        Settings {
+            country: "DE".into(),
+            min_keys_per_hour: 140,
+            max_keys_per_package: 600_000,
+            embargo: Duration::from_secs(7200),
+            hour_retention: Duration::from_secs(2 * 86_400),
+            day_retention: Duration::from_secs(14 * 86_400),
+            padding_secret: b"secret".to_vec(),
+            lease_ttl: Duration::from_secs(60),
+        },
+        Arc::new(openwarn_kv::MemoryStore::default()),
+        AppConfigSource::Default,
+    )
+    .run(openwarn_distribution::parse_now("2026-11-20T10:00:30Z").unwrap())
+    .await
+    .unwrap();
+
+    let service = openwarn_distribution::start(config(&setup.args))
+        .await
+        .unwrap();
+    let base = format!("http://{}/version/v1", service.addr("http"));
+    let client = reqwest::Client::new();
+
+    let index = client
+        .get(format!(
+            "{base}/diagnosis-keys/country/DE/date/2026-11-20/hour"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["content-type"], "application/json");
+    assert_eq!(index.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(index.text().await.unwrap(), "[0,1,2,3,4,5,6,7,8,9]");
+
+    let url = format!("{base}/diagnosis-keys/country/DE/date/2026-11-20/hour/9");
+    let package = client.get(&url).send().await.unwrap();
+    assert_eq!(package.status(), 200);
+    assert_eq!(package.headers()["content-type"], "application/zip");
+    assert_eq!(
+        package.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let e_tag = package.headers()["etag"].clone();
+    let bytes = package.bytes().await.unwrap();
+    signer
+        .verifier()
+        .verify(&Package::open(&bytes).unwrap())
+        .unwrap();
+
+    let again = client
+        .get(&url)
+        .header("if-none-match", e_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], e_tag);
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+
+    let day = client
+        .get(format!("{base}/diagnosis-keys/country/DE/date/2026-11-19"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        day.status(),
+        200,
+        "a path that is a package and a directory"
+    );
+    let config = client
+        .get(format!("{base}/configuration/country/DE/app_config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(
+        client
+            .get(format!("{base}/diagnosis-keys/country"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "[\"DE\"]"
+    );
+
+    for missing in [
+        format!("{base}/diagnosis-keys/country/DE/date/2026-11-21"),
+        format!("{base}/diagnosis-keys/country/DE/date/2026-11-20/hour/9/_object"),
+        format!("{base}/../../etc/passwd"),
+        format!("http://{}/", service.addr("http")),
+    ] {
+        let response = client.get(&missing).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{missing}");
+        assert_eq!(response.text().await.unwrap(), r#"{"error":"not_found"}"#);
+    }
+    let post = client.post(&url).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_manual_run_with_submission_down_is_503_and_publishes_nothing() {
+    let setup = setup();
+    let service = openwarn_distribution::start(config(&setup.args))
+        .await
+        .unwrap();
+    let admin = format!("http://{}", service.addr("admin"));
+    let client = reqwest::Client::new();
+    let bad = client
+        .post(format!("{admin}/run?now=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.text().await.unwrap(), r#"{"error":"invalid_now"}"#);
+
+    let down = client
+        .post(format!("{admin}/run?now=2026-11-20T10:00:30Z"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), 503);
+    assert_eq!(down.text().await.unwrap(), r#"{"error":"run_failed"}"#);
+    let tree = Tree::local(&setup.dir.path().join("cdn")).unwrap();
+    assert!(
+        tree.list("version").await.unwrap().is_empty(),
+        "nothing published"
+    );
+    assert_eq!(
+        client
+            .get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    service.shutdown().await.unwrap();
+
+    // Without OPENWARN_MANUAL_RUNS there is no /run.
+    let mut args = setup.args.clone();
+    args.retain(|a| a != "--manual-runs=true");
+    let service = openwarn_distribution::start(config(&args)).await.unwrap();
+    let admin = format!("http://{}", service.addr("admin"));
+    let status = client
+        .post(format!("{admin}/run"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_settings_are_named() {
+    let setup = setup();
+    let cases = [
+        ("--signing-keys=", "OPENWARN_SIGNING_KEYS"),
+        ("--signing-keys=v1", "OPENWARN_SIGNING_KEYS"),
+        (
+            "--signing-keys=v1=/nonexistent.pem",
+            "OPENWARN_SIGNING_KEYS",
+        ),
+        ("--padding-secret=short", "OPENWARN_PADDING_SECRET"),
+        ("--country=de", "OPENWARN_COUNTRY"),
+        ("--store-url=ftp://x", "OPENWARN_STORE_URL"),
+    ];
+    for (arg, setting) in cases {
+        let name = arg.split('=').next().unwrap();
+        let mut args: Vec<String> = setup
+            .args
+            .iter()
+            .filter(|a| !a.starts_with(&format!("{name}=")))
+            .cloned()
+            .collect();
+        if !arg.ends_with('=') {
+            args.push(arg.to_owned());
+        }
+        let err = match openwarn_distribution::start(config(&args)).await {
+            Ok(_) => panic!("{arg} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(setting), "{arg}: {err}");
+    }
+}
