@@ -31,6 +31,9 @@ enum Command {
     Service(Service),
     /// Issue a teleTAN (as the portal will), using the dev PKI of `up`.
     Teletan(TeletanArgs),
+    /// Publish now (or as of --now) on a stack started by `openwarn up`, without waiting for the
+    /// hour; prints the run's report.
+    Publish(PublishArgs),
     /// Benchmark submissions end to end on PostgreSQL, fakes at the proxy, and PostgreSQL's ceiling.
     Bench(bench::BenchArgs),
 }
@@ -45,6 +48,8 @@ enum Service {
     Submission(Box<ServiceCli<openwarn_submission::Config>>),
     /// The app gateway.
     Proxy(Box<ServiceCli<openwarn_proxy::Config>>),
+    /// Signed key packages, indexes and app configuration (`run-once` publishes and exits).
+    Distribution(Box<openwarn_distribution::Cli>),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +60,38 @@ struct TeletanArgs {
     /// gRPC endpoint of the verification service.
     #[arg(long, default_value = "https://127.0.0.1:9010")]
     verification_url: String,
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// The data directory of `openwarn up`.
+    #[arg(long, env = "OPENWARN_DATA_DIR", default_value = "openwarn-data")]
+    data_dir: PathBuf,
+    /// Publish as of this time (RFC 3339) instead of now: later hours count as closed.
+    #[arg(long)]
+    now: Option<String>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let stack = up::StackFile::read(&args.data_dir)?;
+    let mut url = reqwest::Url::parse(&format!("{}/run", stack.distribution_admin))?;
+    if let Some(now) = &args.now {
+        openwarn_distribution::parse_now(now).map_err(anyhow::Error::msg)?;
+        url.query_pairs_mut().append_pair("now", now);
+    }
+    let response = reqwest::Client::new()
+        .post(url)
+        .send()
+        .await
+        .context("distribution does not answer; is `openwarn up` running?")?;
+    let status = response.status();
+    let body = response.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("distribution answered {status}: {body}");
+    }
+    println!("{body}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -71,6 +108,8 @@ fn main() -> ExitCode {
         Command::Service(Service::Proxy(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_proxy::ProxyService>(*cli)
         }
+        Command::Service(Service::Distribution(cli)) => openwarn_distribution::main(*cli),
+        Command::Publish(args) => report(publish(args)),
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),
         Command::Bench(args) => report(bench::run(args)),

@@ -52,7 +52,89 @@ struct Running {
     child: Child,
 }
 
-fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
+/// Where `up` keeps the distribution service's dev material.
+pub struct DistributionKeys {
+    /// PKCS#8 PEM signing key (mode 0600).
+    pub signing_key: PathBuf,
+    /// The public key phones verify packages with (SPKI PEM).
+    pub public_key: PathBuf,
+    /// The secret padding keys are derived from (mode 0600).
+    pub padding_secret: PathBuf,
+}
+
+impl DistributionKeys {
+    pub fn paths(data_dir: &Path) -> Self {
+        Self {
+            signing_key: data_dir.join("distribution").join("signing-key.pem"),
+            public_key: data_dir.join("distribution-public-key.pem"),
+            padding_secret: data_dir.join("distribution").join("padding-secret"),
+        }
+    }
+
+    /// Generates whatever is missing: an ECDSA P-256 signing key with its public key, and a
+    /// padding secret.
+    pub fn ensure(data_dir: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let keys = Self::paths(data_dir);
+        std::fs::create_dir_all(data_dir.join("distribution"))?;
+        let private = |path: &Path, contents: &str| -> anyhow::Result<()> {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|mut f| f.write_all(contents.as_bytes()))
+                .with_context(|| format!("cannot write {}", path.display()))
+        };
+        if !keys.signing_key.exists() || !keys.public_key.exists() {
+            let _ = std::fs::remove_file(&keys.signing_key);
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            private(&keys.signing_key, &pair.serialize_pem())?;
+            std::fs::write(&keys.public_key, pair.public_key_pem())?;
+        }
+        if !keys.padding_secret.exists() {
+            private(&keys.padding_secret, &hex::encode(rand::random::<[u8; 32]>()))?;
+        }
+        Ok(keys)
+    }
+}
+
+/// What `openwarn up` writes for other commands (`openwarn publish`, `openwarn sim`) to find the
+/// stack it runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StackFile {
+    /// The app API (the proxy).
+    pub app: String,
+    /// The lab API of test-result.
+    pub lab: String,
+    /// The published tree (distribution's embedded server).
+    pub cdn: String,
+    /// Distribution's admin port (`POST /run`).
+    pub distribution_admin: String,
+    /// Verification's gRPC endpoint (teleTANs).
+    pub verification_grpc: String,
+}
+
+impl StackFile {
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("stack.json")
+    }
+
+    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = Self::path(data_dir);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no {}: is `openwarn up --data-dir {}` running?",
+                path.display(),
+                data_dir.display()
+            )
+        })?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
     let port = |p: u16| {
         p.checked_add(offset)
             .context("--port-offset moves a port past 65535")
@@ -101,6 +183,29 @@ fn specs(offset: u16) -> anyhow::Result<Vec<Spec>> {
                 "memory://".into(),
             ],
         },
+        {
+            let keys = DistributionKeys::paths(data_dir);
+            Spec {
+                name: "distribution",
+                http: port(8050)?,
+                grpc: None,
+                database: false,
+                extra: vec![
+                    "--submission-url".into(),
+                    format!("https://127.0.0.1:{}", port(9020)?),
+                    "--store-url".into(),
+                    data_dir.join("cdn").display().to_string(),
+                    "--signing-keys".into(),
+                    format!("v1={}", keys.signing_key.display()),
+                    "--padding-secret-file".into(),
+                    keys.padding_secret.display().to_string(),
+                    "--kv-url".into(),
+                    "memory://".into(),
+                    "--manual-runs".into(),
+                    "true".into(),
+                ],
+            }
+        },
     ])
 }
 
@@ -148,7 +253,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let pki = openwarn_mtls::DevPki::ensure(&data_dir.join("pki"), PKI_NAMES)?;
     let exe = std::env::current_exe().context("cannot find the openwarn executable")?;
-    let specs = specs(args.port_offset)?;
+    DistributionKeys::ensure(&data_dir)?;
+    let specs = specs(args.port_offset, &data_dir)?;
+    let port = |p: u16| p + args.port_offset;
+    let stack = StackFile {
+        app: format!("http://127.0.0.1:{}", port(8000)),
+        lab: format!("http://127.0.0.1:{}", port(8030)),
+        cdn: format!("http://127.0.0.1:{}", port(8050)),
+        distribution_admin: format!("http://127.0.0.1:{}", port(8051)),
+        verification_grpc: format!("https://127.0.0.1:{}", port(9010)),
+    };
+    std::fs::write(StackFile::path(&data_dir), serde_json::to_vec_pretty(&stack)?)?;
 
     let mut running = Vec::new();
     for spec in &specs {
@@ -234,7 +349,19 @@ fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16) {
         );
     }
     println!(
+        "  CDN (distribution)      http://127.0.0.1:{}/version/v1/diagnosis-keys/country",
+        8050 + offset
+    );
+    println!(
+        "  packages verify with    {}",
+        DistributionKeys::paths(data_dir).public_key.display()
+    );
+    println!(
         "  teleTAN:  openwarn teletan --data-dir {}",
+        data_dir.display()
+    );
+    println!(
+        "  publish now:  openwarn publish --data-dir {}",
         data_dir.display()
     );
     println!("ready; Ctrl-C stops everything");

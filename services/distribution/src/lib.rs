@@ -357,9 +357,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         service.spawn(async move {
             loop {
                 let now = openwarn_bootstrap::lifecycle::unix_now();
-                // Errors are logged and counted by the run; the next hour resumes.
-                let _ = publisher.run(now).await;
-                let next = (now - delay).div_euclid(3600) * 3600 + 3600 + delay;
+                // Errors are logged and counted by the run. A failed run (submission not up
+                // yet, a store outage) is retried after a minute; otherwise the next hour.
+                let failed = publisher.run(now).await.is_err();
+                let next_hour = (now - delay).div_euclid(3600) * 3600 + 3600 + delay;
+                let next = if failed { next_hour.min(now + 60) } else { next_hour };
                 let wait = Duration::from_secs(u64::try_from(next - now).unwrap_or(1).max(1));
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
