@@ -246,6 +246,35 @@ async fn the_whole_path_over_real_processes() {
         bytes.sort_unstable();
         assert_eq!(bytes, vec![1, 2, 3], "{label}");
 
+        // Distribution, one hour later: `run-once --now` publishes the hour of the upload.
+        let submitted = keys[0].submission_hour;
+        let published = publish_once(&pki, s.grpc, submitted).await;
+        let date = chrono::DateTime::from_timestamp(submitted * 3600, 0)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string();
+        let base = format!("version/v1/diagnosis-keys/country/DE/date/{date}");
+        let hours: Vec<i64> =
+            serde_json::from_slice(&published.read(&format!("{base}/hour"))).unwrap();
+        assert!(hours.contains(&(submitted % 24)), "{label}: {hours:?}");
+        let package = openwarn_export::Package::open(
+            &published.read(&format!("{base}/hour/{}", submitted % 24)),
+        )
+        .unwrap();
+        published.verifier.verify(&package).unwrap();
+        let in_package: Vec<Vec<u8>> = package
+            .export()
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.key_data.unwrap())
+            .collect();
+        assert_eq!(in_package.len(), 140, "{label}: padded to 140");
+        // Yesterday's and the day before's keys; today's key is still valid: embargoed.
+        for (byte, expected) in [(1u8, false), (2, true), (3, true)] {
+            assert_eq!(in_package.contains(&vec![byte; 16]), expected, "{label}: key {byte}");
+        }
+
         for child in &mut children {
             if let Some(pid) = child.id() {
                 let _ = nix::sys::signal::kill(
@@ -264,6 +293,61 @@ async fn the_whole_path_over_real_processes() {
                 "{label}: a service did not stop cleanly: {status}"
             );
         }
+    }
+}
+
+/// A published tree in a temporary directory, with the public key to check it.
+struct Published {
+    dir: tempfile::TempDir,
+    verifier: openwarn_export::Verifier,
+}
+
+impl Published {
+    fn read(&self, path: &str) -> Vec<u8> {
+        // The local layout keeps each object in `<path>/_object`.
+        let file = self.dir.path().join("cdn").join(path).join("_object");
+        std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    }
+}
+
+/// `openwarn service distribution run-once --now <hour + 1>` as its own process.
+async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i64) -> Published {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    let now = chrono::DateTime::from_timestamp((hour + 1) * 3600 + 60, 0)
+        .unwrap()
+        .to_rfc3339();
+    let output = Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .args(["service", "distribution", "run-once", "--now", &now])
+        .arg("--store-url")
+        .arg(dir.path().join("cdn"))
+        .arg("--tls-ca")
+        .arg(pki.ca())
+        .arg("--tls-cert")
+        .arg(pki.cert("distribution"))
+        .arg("--tls-key")
+        .arg(pki.key("distribution"))
+        .args(["--submission-url", &format!("https://127.0.0.1:{submission_grpc}")])
+        .arg("--signing-keys")
+        .arg(format!("v1={}", key.display()))
+        .args(["--padding-secret", "a padding secret for this test"])
+        .args(["--log", "warn"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "run-once failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["app_config"]["outcome"], "published", "{report}");
+    let verifier = openwarn_export::Verifier::from_public_key_pem(&pair.public_key_pem()).unwrap();
+    Published {
+        dir,
+        verifier,
     }
 }
 
