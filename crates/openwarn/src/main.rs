@@ -80,21 +80,44 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         openwarn_distribution::parse_now(now).map_err(anyhow::Error::msg)?;
         url.query_pairs_mut().append_pair("now", now);
     }
-    let response = reqwest::Client::new()
-        .post(url)
-        .send()
-        .await
-        .context("distribution does not answer; is `openwarn up` running?")?;
-    let status = response.status();
-    let body = response.text().await?;
-    if !status.is_success() {
-        anyhow::bail!("distribution answered {status}: {body}");
+    // A run already in progress (the hourly one) holds the lease: wait for it, then publish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let response = reqwest::Client::new()
+            .post(url.clone())
+            .send()
+            .await
+            .context("distribution does not answer; is `openwarn up` running?")?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("distribution answered {status}: {body}");
+        }
+        let report: serde_json::Value = serde_json::from_str(&body)?;
+        if report["skipped"].is_null() || std::time::Instant::now() > deadline {
+            println!("{body}");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    println!("{body}");
-    Ok(())
+}
+
+/// Set by `up` on its children: a service that outlives `up` (killed with SIGKILL, so it could not
+/// stop them) would hold its ports for ever; the kernel sends it SIGTERM instead.
+const EXIT_WITH_PARENT: &str = "OPENWARN_EXIT_WITH_PARENT";
+
+fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT).is_some() {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        // The parent may have died before that call.
+        if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+            std::process::exit(1);
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    exit_with_parent();
     match Cli::parse().command {
         Command::Service(Service::TestResult(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_test_result::TestResultService>(*cli)

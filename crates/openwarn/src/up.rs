@@ -94,7 +94,10 @@ impl DistributionKeys {
             std::fs::write(&keys.public_key, pair.public_key_pem())?;
         }
         if !keys.padding_secret.exists() {
-            private(&keys.padding_secret, &hex::encode(rand::random::<[u8; 32]>()))?;
+            private(
+                &keys.padding_secret,
+                &hex::encode(rand::random::<[u8; 32]>()),
+            )?;
         }
         Ok(keys)
     }
@@ -238,6 +241,7 @@ fn command(
         .args(["--log-format", log_format])
         .args(&spec.extra)
         .stdin(Stdio::null())
+        .env("OPENWARN_EXIT_WITH_PARENT", "1")
         .kill_on_drop(true);
     cmd
 }
@@ -263,7 +267,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         distribution_admin: format!("http://127.0.0.1:{}", port(8051)),
         verification_grpc: format!("https://127.0.0.1:{}", port(9010)),
     };
-    std::fs::write(StackFile::path(&data_dir), serde_json::to_vec_pretty(&stack)?)?;
+    std::fs::write(
+        StackFile::path(&data_dir),
+        serde_json::to_vec_pretty(&stack)?,
+    )?;
 
     let mut running = Vec::new();
     for spec in &specs {

@@ -272,7 +272,11 @@ async fn the_whole_path_over_real_processes() {
         assert_eq!(in_package.len(), 140, "{label}: padded to 140");
         // Yesterday's and the day before's keys; today's key is still valid: embargoed.
         for (byte, expected) in [(1u8, false), (2, true), (3, true)] {
-            assert_eq!(in_package.contains(&vec![byte; 16]), expected, "{label}: key {byte}");
+            assert_eq!(
+                in_package.contains(&vec![byte; 16]),
+                expected,
+                "{label}: key {byte}"
+            );
         }
 
         for child in &mut children {
@@ -329,7 +333,10 @@ async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i
         .arg(pki.cert("distribution"))
         .arg("--tls-key")
         .arg(pki.key("distribution"))
-        .args(["--submission-url", &format!("https://127.0.0.1:{submission_grpc}")])
+        .args([
+            "--submission-url",
+            &format!("https://127.0.0.1:{submission_grpc}"),
+        ])
         .arg("--signing-keys")
         .arg(format!("v1={}", key.display()))
         .args(["--padding-secret", "a padding secret for this test"])
@@ -345,10 +352,7 @@ async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["app_config"]["outcome"], "published", "{report}");
     let verifier = openwarn_export::Verifier::from_public_key_pem(&pair.public_key_pem()).unwrap();
-    Published {
-        dir,
-        verifier,
-    }
+    Published { dir, verifier }
 }
 
 fn hex_sha256(s: &str) -> String {

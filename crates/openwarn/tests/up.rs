@@ -127,6 +127,51 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
         .unwrap();
     assert!(reply["registrationToken"].is_string(), "{reply}");
 
+    // `openwarn publish` on this data directory; a phone fetches the tree from the CDN port and
+    // verifies a package with the public key `up` wrote.
+    let published = Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .args(["publish", "--now", "2026-11-23T10:00:30Z", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let report: Value = serde_json::from_slice(&published.stdout).unwrap();
+    assert!(
+        report["hours_published"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-11-23/9")),
+        "{report}"
+    );
+    let cdn = format!(
+        "http://127.0.0.1:{}/version/v1/diagnosis-keys/country/DE",
+        8050 + OFFSET
+    );
+    let hours: Vec<i64> = reqwest::get(format!("{cdn}/date/2026-11-23/hour"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hours, (0..10).collect::<Vec<_>>());
+    let zip = reqwest::get(format!("{cdn}/date/2026-11-23/hour/9"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let public_key =
+        std::fs::read_to_string(dir.path().join("distribution-public-key.pem")).unwrap();
+    openwarn_export::Verifier::from_public_key_pem(&public_key)
+        .unwrap()
+        .verify(&openwarn_export::Package::open(&zip).unwrap())
+        .unwrap();
+
     // SIGTERM: everything stops, exit 0.
     signal(
         i32::try_from(stack.child.id().unwrap()).unwrap(),

@@ -361,7 +361,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
                 // yet, a store outage) is retried after a minute; otherwise the next hour.
                 let failed = publisher.run(now).await.is_err();
                 let next_hour = (now - delay).div_euclid(3600) * 3600 + 3600 + delay;
-                let next = if failed { next_hour.min(now + 60) } else { next_hour };
+                let next = if failed {
+                    next_hour.min(now + 60)
+                } else {
+                    next_hour
+                };
                 let wait = Duration::from_secs(u64::try_from(next - now).unwrap_or(1).max(1));
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
