@@ -63,7 +63,7 @@ struct Parse<C: clap::Args> {
     config: C,
 }
 
-fn config<C: clap::Args>(args: Vec<String>) -> anyhow::Result<C> {
+pub fn parse_config<C: clap::Args>(args: Vec<String>) -> anyhow::Result<C> {
     Ok(Parse::<C>::try_parse_from(std::iter::once("bench".to_owned()).chain(args))?.config)
 }
 
@@ -81,7 +81,7 @@ fn with_database(url: &str, name: &str) -> String {
     )
 }
 
-fn fresh_database(admin: &str, name: &str) -> anyhow::Result<String> {
+pub fn fresh_database(admin: &str, name: &str) -> anyhow::Result<String> {
     let mut conn = diesel::PgConnection::establish(admin).context("connecting to PostgreSQL")?;
     conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
@@ -125,7 +125,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         fresh_database(&args.postgres_url, "openwarn_bench_test_result")?,
         "--lab-insecure-http".into(),
     ]);
-    let test_result = openwarn_test_result::start(config(a)?).await?;
+    let test_result = openwarn_test_result::start(parse_config(a)?).await?;
 
     let mut a = tls("verification");
     a.extend(grpc.clone());
@@ -139,7 +139,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--test-result-url".into(),
         format!("https://{}", test_result.addr("grpc")),
     ]);
-    let verification = openwarn_verification::start(config(a)?).await?;
+    let verification = openwarn_verification::start(parse_config(a)?).await?;
 
     let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
     let mut a = tls("submission");
@@ -150,7 +150,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--verification-url".into(),
         format!("https://{}", verification.addr("grpc")),
     ]);
-    let submission = openwarn_submission::start(config(a)?).await?;
+    let submission = openwarn_submission::start(parse_config(a)?).await?;
 
     let mut a = tls("proxy");
     a.extend([
@@ -165,7 +165,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--rate-limit".into(),
         "100000000".into(),
     ]);
-    let proxy = openwarn_proxy::start(config(a)?).await?;
+    let proxy = openwarn_proxy::start(parse_config(a)?).await?;
     Ok(Stack {
         _pki_dir: pki_dir,
         proxy: proxy.addr("http"),

@@ -2,6 +2,7 @@
 //! teleTAN (`teletan`).
 
 mod bench;
+mod bench_distribution;
 mod up;
 
 use anyhow::Context;
@@ -36,6 +37,9 @@ enum Command {
     Publish(PublishArgs),
     /// Benchmark submissions end to end on PostgreSQL, fakes at the proxy, and PostgreSQL's ceiling.
     Bench(bench::BenchArgs),
+    /// Benchmark distribution: one package of 1M keys, and full runs streaming keys from
+    /// submission on PostgreSQL (keys/s, peak RSS).
+    BenchDistribution(bench_distribution::BenchDistributionArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),
         Command::Bench(args) => report(bench::run(args)),
+        Command::BenchDistribution(args) => report(bench_distribution::run(args)),
     }
 }
 

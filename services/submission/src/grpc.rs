@@ -11,7 +11,7 @@ use openwarn_protocol::submission::v1::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-pub const PAGE_SIZE: i64 = 1000;
+pub const PAGE_SIZE: i64 = 5000;
 
 pub fn server(store: Store) -> SubmissionServiceServer<Grpc> {
     SubmissionServiceServer::new(Grpc { store })

@@ -120,14 +120,20 @@ impl Store {
                     .filter(dk::submission_hour.lt(until_hour))
                     .into_boxed();
                 if let Some(c) = after {
+                    // A row-value comparison: both PostgreSQL and SQLite seek the index to the
+                    // cursor. (The equivalent OR-chain made PostgreSQL rescan the range from its
+                    // start on every page: quadratic in the keys streamed.)
+                    use diesel::sql_types::{BigInt, Binary, Bool, Integer};
                     query = query.filter(
-                        dk::submission_hour
-                            .gt(c.submission_hour)
-                            .or(dk::submission_hour.eq(c.submission_hour).and(
-                                dk::key_data.gt(c.key_data.clone()).or(dk::key_data
-                                    .eq(c.key_data)
-                                    .and(dk::submission_type.gt(c.submission_type))),
-                            )),
+                        diesel::dsl::sql::<Bool>(
+                            "(submission_hour, key_data, submission_type) > (",
+                        )
+                        .bind::<BigInt, _>(c.submission_hour)
+                        .sql(", ")
+                        .bind::<Binary, _>(c.key_data)
+                        .sql(", ")
+                        .bind::<Integer, _>(c.submission_type)
+                        .sql(")"),
                     );
                 }
                 query

@@ -1,0 +1,241 @@
+//! `openwarn bench-distribution`: package build throughput, and publishing runs streaming keys
+//! from a submission service on PostgreSQL (its own process), with peak RSS.
+
+use anyhow::Context;
+use diesel::{Connection, RunQueryDsl};
+use openwarn_distribution::keys::{self, Key};
+use openwarn_export::{Batch, KeyInfo, Package, Signer};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchDistributionArgs {
+    /// PostgreSQL server (a user that may create databases); a fresh database is made.
+    #[arg(
+        long,
+        env = "OPENWARN_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+    /// Keys in the single package built (and signed and zipped) on one core.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub package_keys: usize,
+    /// Keys in submission's database for the full run, spread over the last 14 days.
+    #[arg(long, default_value_t = 1_400_000)]
+    pub run_keys: u64,
+    /// Hourly runs after the full one, each its own `run-once` process (peak RSS per run, as the
+    /// published tree grows).
+    #[arg(long, default_value_t = 3)]
+    pub hourly_runs: i64,
+}
+
+fn signer() -> anyhow::Result<(Signer, String)> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let pem = pair.serialize_pem();
+    let signer = Signer::from_pkcs8_pem(
+        &pem,
+        &KeyInfo {
+            verification_key_id: "262".into(),
+            verification_key_version: "v1".into(),
+            ..KeyInfo::default()
+        },
+    )?;
+    Ok((signer, pem))
+}
+
+/// Peak resident set size of a process, in MiB (Linux `VmHWM`).
+fn peak_rss_mib(pid: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+}
+
+fn package_build(n: usize) -> anyhow::Result<()> {
+    let (signer, _) = signer()?;
+    let mut keys: Vec<Key> = (0..n)
+        .map(|i| Key {
+            data: rand::random(),
+            rolling_start: 2_880_000 + 144 * i32::try_from(i % 14).unwrap_or(0),
+            rolling_period: 144,
+            transmission_risk: 5,
+            report_type: 1,
+            days_since_onset: 0,
+        })
+        .collect();
+    let started = Instant::now();
+    keys::sort_and_dedup(&mut keys);
+    let sorted = started.elapsed();
+    let exports: Vec<_> = keys.iter().map(Key::to_export).collect();
+    let batch = Batch {
+        start_timestamp: 0,
+        end_timestamp: 3600,
+        region: "DE".into(),
+    };
+    let built = Instant::now();
+    let package = Package::build(&batch, exports.iter(), std::slice::from_ref(&signer));
+    let signed = built.elapsed();
+    let zipped_at = Instant::now();
+    let zip = package.to_zip();
+    let zipped = zipped_at.elapsed();
+    let total = started.elapsed();
+    println!(
+        "package build: {n} keys in {:.3} s = {:.0} keys/s on one core (sort {:.3} s, encode+sign {:.3} s, zip {:.3} s); export.bin {:.1} MB, zip {:.1} MB",
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64(),
+        sorted.as_secs_f64(),
+        signed.as_secs_f64(),
+        zipped.as_secs_f64(),
+        package.bin.len() as f64 / 1e6,
+        zip.len() as f64 / 1e6,
+    );
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs `openwarn <args>` to completion, sampling its peak RSS; (seconds, MiB).
+async fn measured(args: &[String]) -> anyhow::Result<(f64, f64)> {
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("child pid")?.to_string();
+    let started = Instant::now();
+    let mut peak = 0.0f64;
+    let status = loop {
+        if let Some(mib) = peak_rss_mib(&pid) {
+            peak = peak.max(mib);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    anyhow::ensure!(status.success(), "openwarn {args:?} failed: {status}");
+    Ok((started.elapsed().as_secs_f64(), peak))
+}
+
+#[tokio::main]
+pub async fn run(args: BenchDistributionArgs) -> anyhow::Result<()> {
+    println!(
+        "machine: {} cores; release build: {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        !cfg!(debug_assertions)
+    );
+    tokio::task::spawn_blocking(move || package_build(args.package_keys)).await??;
+
+    // Submission (its own process) on a fresh PostgreSQL database holding the keys.
+    let database = crate::bench::fresh_database(&args.postgres_url, "openwarn_bench_distribution")?;
+    let dir = tempfile::tempdir()?;
+    let pki =
+        openwarn_mtls::DevPki::ensure(&dir.path().join("pki"), &["submission", "distribution"])?;
+    let (grpc, http, admin) = (free_port()?, free_port()?, free_port()?);
+    let _submission = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["service", "submission", "--log", "warn"])
+        .args(["--database-url", &database])
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+        .arg("--tls-ca")
+        .arg(pki.ca())
+        .arg("--tls-cert")
+        .arg(pki.cert("submission"))
+        .arg("--tls-key")
+        .arg(pki.key("submission"))
+        .kill_on_drop(true)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        anyhow::ensure!(Instant::now() < deadline, "submission did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = openwarn_bootstrap::lifecycle::unix_now() / 3600 * 3600 + 90;
+    let span = 14 * 24;
+    let first = now / 3600 - span;
+    let inserting = Instant::now();
+    let mut conn =
+        diesel::PgConnection::establish(&database).context("connecting to PostgreSQL")?;
+    // Stored in arrival order (by hour), as real submissions are.
+    diesel::sql_query(format!(
+        "INSERT INTO diagnosis_keys SELECT decode(md5(i::text), 'hex'), 0, \
+         ((h / 24 - 2) * 144)::int, 144, 5, 1, 0, 'DE', 'DE', false, h \
+         FROM (SELECT i, {first} + (i % {span}) AS h FROM generate_series(1, {}) i) s ORDER BY h",
+        args.run_keys
+    ))
+    .execute(&mut conn)?;
+    diesel::sql_query("VACUUM ANALYZE diagnosis_keys").execute(&mut conn)?;
+    println!(
+        "prepared {} keys in submission's PostgreSQL database in {:.1} s",
+        args.run_keys,
+        inserting.elapsed().as_secs_f64()
+    );
+
+    let (_, pem) = signer()?;
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, pem)?;
+    let store = dir.path().join("cdn");
+    let config = vec![
+        format!("--store-url={}", store.display()),
+        format!("--submission-url=https://127.0.0.1:{grpc}"),
+        format!("--signing-keys=v1={}", key.display()),
+        "--padding-secret=benchmark padding secret".into(),
+        format!("--tls-ca={}", pki.ca().display()),
+        format!("--tls-cert={}", pki.cert("distribution").display()),
+        format!("--tls-key={}", pki.key("distribution").display()),
+        "--log=warn".into(),
+    ];
+    // Each run its own `run-once` process, as the CronJob does it: the first publishes 14 days
+    // and 48 hours from every key; each later one the next hour, on a tree that keeps growing.
+    for i in 0..=args.hourly_runs {
+        let at = chrono::DateTime::from_timestamp(now + i * 3600, 0)
+            .context("time")?
+            .to_rfc3339();
+        let mut run = vec![
+            "service".to_owned(),
+            "distribution".into(),
+            "run-once".into(),
+            "--now".into(),
+            at,
+        ];
+        run.extend(config.iter().cloned());
+        let (seconds, peak) = measured(&run).await?;
+        let objects = walk(&store);
+        if i == 0 {
+            println!(
+                "full run: {} keys streamed from submission and published (14 day + 48 hour packages) in {seconds:.2} s = {:.0} keys/s; peak RSS {peak:.0} MiB; tree {objects} objects",
+                args.run_keys,
+                args.run_keys as f64 / seconds
+            );
+        } else {
+            println!(
+                "hourly run {i}: {seconds:.2} s; peak RSS {peak:.0} MiB; tree {objects} objects"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
