@@ -184,7 +184,7 @@ pub async fn run(args: BenchDistributionArgs) -> anyhow::Result<()> {
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, pem)?;
     let store = dir.path().join("cdn");
-    let config = vec![
+    let config = [
         format!("--store-url={}", store.display()),
         format!("--submission-url=https://127.0.0.1:{grpc}"),
         format!("--signing-keys=v1={}", key.display()),

@@ -311,6 +311,11 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_map_is_valid() {
+        AppConfig::parse(include_str!("../../../k8s/app_config.json")).unwrap();
+    }
+
+    #[test]
     fn every_invalid_field_is_named() {
         type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
         let cases: Vec<(&str, Edit)> = vec![
