@@ -359,6 +359,30 @@ mod tests {
                 "riskScoreClasses",
                 Box::new(|v| v["riskScoreClasses"] = serde_json::json!([])),
             ),
+            (
+                "riskScoreClasses[0].min",
+                Box::new(|v| v["riskScoreClasses"][0]["min"] = 1.into()),
+            ),
+            (
+                "riskScoreClasses[1].max",
+                Box::new(|v| v["riskScoreClasses"][1]["max"] = 10.into()),
+            ),
+            (
+                "attenuationDuration.thresholds.lower",
+                Box::new(|v| v["attenuationDuration"]["thresholds"]["lower"] = (-1).into()),
+            ),
+            (
+                "attenuationDuration.defaultBucketOffset",
+                Box::new(|v| v["attenuationDuration"]["defaultBucketOffset"] = 2000.into()),
+            ),
+            (
+                "exposureConfig.weights.transmission",
+                Box::new(|v| v["exposureConfig"]["weights"]["transmission"] = 101.into()),
+            ),
+            (
+                "exposureConfig.transmission[0]",
+                Box::new(|v| v["exposureConfig"]["transmission"][0] = (-1).into()),
+            ),
         ];
         for (field, edit) in cases {
             let err = with(edit).unwrap_err();

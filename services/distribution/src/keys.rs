@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_protocol::metadata::dsos_from_trl;
 use openwarn_protocol::submission::v1::DiagnosisKey;
 use sha2::Sha256;
 
@@ -92,24 +93,11 @@ pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
                 rolling_period: INTERVALS_PER_DAY,
                 transmission_risk,
                 report_type: 1,
-                days_since_onset: dsos_for(transmission_risk),
+                days_since_onset: i16::try_from(dsos_from_trl(i32::from(transmission_risk)))
+                    .expect("a small number of days"),
             }
         };
         real.push(key);
-    }
-}
-
-/// The days since onset submission derives from a transmission risk (the same documented mapping).
-fn dsos_for(trl: i8) -> i16 {
-    match trl {
-        1 => 15,
-        2 => 12,
-        3 => -3,
-        4 => 8,
-        5 => 5,
-        6 => -1,
-        7 => 3,
-        _ => 1,
     }
 }
 
@@ -204,6 +192,42 @@ mod tests {
             assert!((2_880_000 - 14 * 144..2_880_000).contains(&k.rolling_start));
             assert!((1..=8).contains(&k.transmission_risk));
             assert_eq!(k.rolling_period, 144);
+            // Days since onset follow the documented TRL mapping, as submission derives them.
+            assert_eq!(
+                i32::from(k.days_since_onset),
+                dsos_from_trl(i32::from(k.transmission_risk))
+            );
+        }
+    }
+
+    #[test]
+    fn keys_submission_could_not_have_stored_are_skipped() {
+        let good = DiagnosisKey {
+            key_data: vec![1; 16],
+            rolling_start_interval_number: 2_880_000,
+            rolling_period: 144,
+            transmission_risk_level: 5,
+            report_type: 1,
+            days_since_onset_of_symptoms: -2,
+            ..DiagnosisKey::default()
+        };
+        let key = Key::from_wire(&good).unwrap();
+        assert_eq!(key.to_export().days_since_onset_of_symptoms, Some(-2));
+        for bad in [
+            DiagnosisKey {
+                key_data: vec![1; 15],
+                ..good.clone()
+            },
+            DiagnosisKey {
+                transmission_risk_level: 1000,
+                ..good.clone()
+            },
+            DiagnosisKey {
+                days_since_onset_of_symptoms: 100_000,
+                ..good.clone()
+            },
+        ] {
+            assert!(Key::from_wire(&bad).is_none(), "{bad:?}");
         }
     }
 

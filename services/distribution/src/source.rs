@@ -59,7 +59,7 @@ impl KeySource for Submission {
     }
 }
 
-/// Keys held in memory (tests, benchmarks).
+/// Keys held in memory: the test double of submission.
 #[derive(Debug, Clone, Default)]
 pub struct InMemory {
     pub keys: std::sync::Arc<std::sync::Mutex<Vec<DiagnosisKey>>>,

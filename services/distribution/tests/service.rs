@@ -242,28 +242,42 @@ async fn a_manual_run_with_submission_down_is_503_and_publishes_nothing() {
 #[tokio::test]
 async fn invalid_settings_are_named() {
     let setup = setup();
-    let cases = [
-        ("--signing-keys=", "OPENWARN_SIGNING_KEYS"),
-        ("--signing-keys=v1", "OPENWARN_SIGNING_KEYS"),
+    let cases: [(&[&str], &str); 10] = [
+        (&["--signing-keys="], "OPENWARN_SIGNING_KEYS"),
+        (&["--signing-keys=v1"], "OPENWARN_SIGNING_KEYS"),
         (
-            "--signing-keys=v1=/nonexistent.pem",
+            &["--signing-keys=v1=/nonexistent.pem"],
             "OPENWARN_SIGNING_KEYS",
         ),
-        ("--padding-secret=short", "OPENWARN_PADDING_SECRET"),
-        ("--country=de", "OPENWARN_COUNTRY"),
-        ("--store-url=ftp://x", "OPENWARN_STORE_URL"),
+        (&["--padding-secret=short"], "OPENWARN_PADDING_SECRET"),
+        (&["--country=de"], "OPENWARN_COUNTRY"),
+        (&["--store-url=ftp://x"], "OPENWARN_STORE_URL"),
+        (&["--store-url=s3://"], "OPENWARN_STORE_URL"),
+        (
+            &["--store-url=s3://bucket", "--s3-access-key-id=id"],
+            "OPENWARN_S3_SECRET_ACCESS_KEY",
+        ),
+        (
+            &["--min-keys-per-hour=700000"],
+            "OPENWARN_MIN_KEYS_PER_HOUR",
+        ),
+        (&["--hour-retention=10m"], "OPENWARN_HOUR_RETENTION"),
     ];
-    for (arg, setting) in cases {
-        let name = arg.split('=').next().unwrap();
+    for (given, setting) in cases {
+        let names: Vec<&str> = given.iter().map(|a| a.split('=').next().unwrap()).collect();
         let mut args: Vec<String> = setup
             .args
             .iter()
-            .filter(|a| !a.starts_with(&format!("{name}=")))
+            .filter(|a| !names.iter().any(|n| a.starts_with(&format!("{n}="))))
             .cloned()
             .collect();
-        if !arg.ends_with('=') {
-            args.push(arg.to_owned());
-        }
+        args.extend(
+            given
+                .iter()
+                .filter(|a| !a.ends_with('='))
+                .map(|a| (*a).to_owned()),
+        );
+        let arg = given.join(" ");
         let err = match openwarn_distribution::start(config(&args)).await {
             Ok(_) => panic!("{arg} accepted"),
             Err(e) => e.to_string(),

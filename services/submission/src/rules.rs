@@ -81,44 +81,7 @@ pub struct ValidSubmission {
     pub submission_type: i32,
 }
 
-/// Transmission risk level (1..8) for days since onset of symptoms, where a report has no risk
-/// level: highest around the onset, lower the further from it.
-///
-/// | days since onset | ≤ -5 | -4..-3 | -2..-1 | 0..2 | 3..4 | 5..6 | 7..9 | 10..14 | > 14 |
-/// |---|---|---|---|---|---|---|---|---|---|
-/// | risk level | 1 | 3 | 6 | 8 | 7 | 5 | 4 | 2 | 1 |
-pub fn trl_from_dsos(dsos: i32) -> i32 {
-    match dsos {
-        i32::MIN..=-5 => 1,
-        -4..=-3 => 3,
-        -2..=-1 => 6,
-        0..=2 => 8,
-        3..=4 => 7,
-        5..=6 => 5,
-        7..=9 => 4,
-        10..=14 => 2,
-        _ => 1,
-    }
-}
-
-/// Days since onset for a risk level, where a report has no days since onset: a representative
-/// day of that level's [`trl_from_dsos`] band, so that deriving back gives the same level.
-///
-/// | risk level | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |
-/// |---|---|---|---|---|---|---|---|---|
-/// | days since onset | 15 | 12 | -3 | 8 | 5 | -1 | 3 | 1 |
-pub fn dsos_from_trl(trl: i32) -> i32 {
-    match trl {
-        1 => 15,
-        2 => 12,
-        3 => -3,
-        4 => 8,
-        5 => 5,
-        6 => -1,
-        7 => 3,
-        _ => 1,
-    }
-}
+pub use openwarn_protocol::metadata::{dsos_from_trl, trl_from_dsos};
 
 /// Checks a payload against every rule; `now_interval` is the current 10-minute interval number.
 pub fn validate(
