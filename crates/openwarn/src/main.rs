@@ -3,9 +3,9 @@
 
 mod bench;
 mod bench_distribution;
+mod sim;
 mod up;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use openwarn_bootstrap::cli::ServiceCli;
 use std::path::PathBuf;
@@ -40,6 +40,9 @@ enum Command {
     /// Benchmark distribution: one package of 1M keys, and full runs streaming keys from
     /// submission on PostgreSQL (keys/s, peak RSS).
     BenchDistribution(bench_distribution::BenchDistributionArgs),
+    /// Play phones against a stack started by `openwarn up`: a scenario end to end (`run`), or
+    /// a population's mixed traffic with latency per endpoint (`load`).
+    Sim(sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -79,31 +82,12 @@ struct PublishArgs {
 #[tokio::main(flavor = "current_thread")]
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let stack = up::StackFile::read(&args.data_dir)?;
-    let mut url = reqwest::Url::parse(&format!("{}/run", stack.distribution_admin))?;
     if let Some(now) = &args.now {
         openwarn_distribution::parse_now(now).map_err(anyhow::Error::msg)?;
-        url.query_pairs_mut().append_pair("now", now);
     }
-    // A run already in progress (the hourly one) holds the lease: wait for it, then publish.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let response = reqwest::Client::new()
-            .post(url.clone())
-            .send()
-            .await
-            .context("distribution does not answer; is `openwarn up` running?")?;
-        let status = response.status();
-        let body = response.text().await?;
-        if !status.is_success() {
-            anyhow::bail!("distribution answered {status}: {body}");
-        }
-        let report: serde_json::Value = serde_json::from_str(&body)?;
-        if report["skipped"].is_null() || std::time::Instant::now() > deadline {
-            println!("{body}");
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let report = up::publish(&stack.distribution_admin, args.now.as_deref()).await?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Set by `up` on its children: a service that outlives `up` (killed with SIGKILL, so it could not
@@ -141,6 +125,7 @@ fn main() -> ExitCode {
         Command::Teletan(args) => report(teletan(args)),
         Command::Bench(args) => report(bench::run(args)),
         Command::BenchDistribution(args) => report(bench_distribution::run(args)),
+        Command::Sim(args) => report(sim::main(args)),
     }
 }
 
@@ -156,32 +141,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 #[tokio::main(flavor = "current_thread")]
 async fn teletan(args: TeletanArgs) -> anyhow::Result<()> {
-    use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
-    use openwarn_protocol::verification::v1::{IssueTeleTanRequest, TeleTanType};
-    let pki_dir = args.data_dir.join("pki");
-    let pki = openwarn_mtls::DevPki::ensure(&pki_dir, &[]).with_context(|| {
-        format!(
-            "no dev PKI in {}; run `openwarn up` first",
-            pki_dir.display()
-        )
-    })?;
-    let channel = pki
-        .files("portal")
-        .with_context(|| {
-            format!(
-                "no portal certificate in {}; run `openwarn up` first",
-                pki_dir.display()
-            )
-        })?
-        .grpc_channel(&args.verification_url, "verification")?;
-    let issued = VerificationServiceClient::new(channel)
-        .issue_tele_tan(IssueTeleTanRequest {
-            r#type: TeleTanType::Test as i32,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("verification refused: {:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    println!("{}", issued.tele_tan);
-    eprintln!("valid until {} (unix seconds)", issued.expires_at);
+    let (tele_tan, expires_at) = up::issue_teletan(&args.data_dir, &args.verification_url).await?;
+    println!("{tele_tan}");
+    eprintln!("valid until {expires_at} (unix seconds)");
     Ok(())
 }

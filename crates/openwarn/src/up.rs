@@ -137,6 +137,68 @@ impl StackFile {
     }
 }
 
+/// Asks distribution (admin port of `up`) to publish now, or as of `now` (RFC 3339); waits out a
+/// run already in progress (the hourly one holds the lease). Returns the run's report.
+pub async fn publish(admin: &str, now: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let mut url = reqwest::Url::parse(&format!("{admin}/run"))?;
+    if let Some(now) = now {
+        url.query_pairs_mut().append_pair("now", now);
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = client
+            .post(url.clone())
+            .send()
+            .await
+            .context("distribution does not answer; is `openwarn up` running?")?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            bail!("distribution answered {status}: {body}");
+        }
+        let report: serde_json::Value = serde_json::from_str(&body)?;
+        if report["skipped"].is_null() || Instant::now() > deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issues a TEST teleTAN over verification's gRPC with the portal's dev certificate (as the
+/// portal will); returns it with its expiry (unix seconds).
+pub async fn issue_teletan(
+    data_dir: &Path,
+    verification_url: &str,
+) -> anyhow::Result<(String, i64)> {
+    use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
+    use openwarn_protocol::verification::v1::{IssueTeleTanRequest, TeleTanType};
+    let pki_dir = data_dir.join("pki");
+    let pki = openwarn_mtls::DevPki::ensure(&pki_dir, &[]).with_context(|| {
+        format!(
+            "no dev PKI in {}; run `openwarn up` first",
+            pki_dir.display()
+        )
+    })?;
+    let channel = pki
+        .files("portal")
+        .with_context(|| {
+            format!(
+                "no portal certificate in {}; run `openwarn up` first",
+                pki_dir.display()
+            )
+        })?
+        .grpc_channel(verification_url, "verification")?;
+    let issued = VerificationServiceClient::new(channel)
+        .issue_tele_tan(IssueTeleTanRequest {
+            r#type: TeleTanType::Test as i32,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("verification refused: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    Ok((issued.tele_tan, issued.expires_at))
+}
+
 fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
     let port = |p: u16| {
         p.checked_add(offset)
@@ -184,6 +246,10 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
                 format!("https://127.0.0.1:{}", port(8020)?),
                 "--kv-url".into(),
                 "memory://".into(),
+                // As behind an ingress: `openwarn sim` plays many phones, each with its own
+                // address, so the per-client rate limit applies per phone.
+                "--client-address-header".into(),
+                "x-forwarded-for".into(),
             ],
         },
         {

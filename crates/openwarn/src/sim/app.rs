@@ -1,0 +1,301 @@
+//! What a phone sends: the app API through the proxy (real and fake requests of identical shape
+//! and size), the lab API the way a lab system posts results, and the CDN downloads.
+
+use anyhow::{Context, bail};
+use openwarn_protocol::Message;
+use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// App API endpoints (paths under the proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    RegistrationToken,
+    TestResult,
+    Tan,
+    DiagnosisKeys,
+}
+
+impl Endpoint {
+    pub const ALL: [Self; 4] = [
+        Self::RegistrationToken,
+        Self::TestResult,
+        Self::Tan,
+        Self::DiagnosisKeys,
+    ];
+
+    #[must_use]
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::RegistrationToken => "/version/v1/registrationToken",
+            Self::TestResult => "/version/v1/testresult",
+            Self::Tan => "/version/v1/tan",
+            Self::DiagnosisKeys => "/version/v1/diagnosis-keys",
+        }
+    }
+
+    /// The status of a real success, which a fake must get too.
+    #[must_use]
+    pub fn success(self) -> StatusCode {
+        match self {
+            Self::RegistrationToken | Self::Tan => StatusCode::CREATED,
+            Self::TestResult | Self::DiagnosisKeys => StatusCode::OK,
+        }
+    }
+}
+
+/// Every JSON request of the app is padded to this many bytes (`requestPadding`), so a GUID
+/// registration, a teleTAN registration and their fakes all have the same size.
+pub const JSON_REQUEST_BYTES: usize = 256;
+/// Every submission carries 14 keys and is padded to this many bytes.
+pub const SUBMISSION_BYTES: usize = 700;
+
+/// `value` with a `requestPadding` string making its JSON exactly `len` bytes (when it fits).
+#[must_use]
+pub fn padded(mut value: Value, len: usize) -> Vec<u8> {
+    value["requestPadding"] = json!("");
+    let bare = serde_json::to_vec(&value).unwrap_or_default().len();
+    value["requestPadding"] = json!("a".repeat(len.saturating_sub(bare)));
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// A submission of `keys`, padded to [`SUBMISSION_BYTES`].
+#[must_use]
+pub fn submission(keys: Vec<TemporaryExposureKey>, country: &str) -> Vec<u8> {
+    let mut payload = SubmissionPayload {
+        keys,
+        request_padding: Some(Vec::new()),
+        visited_countries: vec![],
+        origin: Some(country.to_owned()),
+        consent_to_federation: Some(false),
+        submission_type: Some(0),
+    };
+    let bare = payload.encoded_len();
+    // The padding's own length prefix grows with it; settle in two steps.
+    let mut pad = SUBMISSION_BYTES.saturating_sub(bare);
+    payload.request_padding = Some(vec![0; pad]);
+    let over = payload.encoded_len().saturating_sub(SUBMISSION_BYTES);
+    pad = pad.saturating_sub(over);
+    payload.request_padding = Some(vec![0; pad]);
+    payload.encode_to_vec()
+}
+
+/// A fake request body of `endpoint`, the same size as a real one.
+#[must_use]
+pub fn fake_body(endpoint: Endpoint, rng: &mut impl rand::Rng, country: &str) -> Vec<u8> {
+    match endpoint {
+        Endpoint::RegistrationToken => padded(
+            json!({"key": hex::encode(rng.random::<[u8; 32]>()), "keyType": "GUID"}),
+            JSON_REQUEST_BYTES,
+        ),
+        Endpoint::TestResult | Endpoint::Tan => padded(
+            json!({"registrationToken": uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string()}),
+            JSON_REQUEST_BYTES,
+        ),
+        Endpoint::DiagnosisKeys => submission(random_keys(rng), country),
+    }
+}
+
+/// 14 keys of random bytes for the last 14 days (what a fake submission carries).
+pub fn random_keys(rng: &mut impl rand::Rng) -> Vec<TemporaryExposureKey> {
+    let today = openwarn_gaen::rolling_start(openwarn_gaen::en_interval_number(
+        openwarn_bootstrap::lifecycle::unix_now().unsigned_abs(),
+    ));
+    (0..14u32)
+        .map(|age| TemporaryExposureKey {
+            key_data: Some(rng.random::<[u8; 16]>().to_vec()),
+            transmission_risk_level: Some(transmission_risk_level(age)),
+            rolling_start_interval_number: i32::try_from(today - age * 144).ok(),
+            rolling_period: Some(144),
+            report_type: Some(1),
+            days_since_onset_of_symptoms: None,
+        })
+        .collect()
+}
+
+/// The transmission risk level an app assigns a key `age` days old (CWA's default vector).
+#[must_use]
+pub fn transmission_risk_level(age: u32) -> i32 {
+    const LEVELS: [i32; 14] = [5, 6, 8, 8, 8, 5, 3, 1, 1, 1, 1, 1, 1, 1];
+    LEVELS.get(age as usize).copied().unwrap_or(1)
+}
+
+/// An HTTP answer with its latency.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+    pub latency: Duration,
+}
+
+impl Answer {
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.body).context("the answer is not JSON")
+    }
+}
+
+/// The stack's public endpoints, as a phone and a lab see them.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub app: String,
+    pub lab: String,
+    pub cdn: String,
+    pub country: String,
+}
+
+impl Client {
+    pub fn new(
+        app: &str,
+        lab: &str,
+        cdn: &str,
+        country: &str,
+        pool: usize,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(pool)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            app: app.trim_end_matches('/').to_owned(),
+            lab: lab.trim_end_matches('/').to_owned(),
+            cdn: cdn.trim_end_matches('/').to_owned(),
+            country: country.to_owned(),
+        })
+    }
+
+    /// One app request from the phone at `address` (the ingress would put it in
+    /// X-Forwarded-For; the proxy uses it for the rate limit and never forwards it).
+    pub async fn app(
+        &self,
+        endpoint: Endpoint,
+        address: Ipv4Addr,
+        body: Vec<u8>,
+        fake: bool,
+        tan: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let content_type = if endpoint == Endpoint::DiagnosisKeys {
+            "application/x-protobuf"
+        } else {
+            "application/json"
+        };
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.app, endpoint.path()))
+            .header("content-type", content_type)
+            .header("cwa-fake", if fake { "1" } else { "0" })
+            .header("x-forwarded-for", address.to_string())
+            .body(body);
+        if endpoint == Endpoint::DiagnosisKeys {
+            // A fake carries a TAN-shaped value too.
+            let tan = tan.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+            request = request.header("cwa-authorization", tan);
+        }
+        let started = Instant::now();
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{} does not answer", endpoint.path()))?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok(Answer {
+            status,
+            body,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// Posts results the way a lab system does.
+    pub async fn lab_results(&self, results: &[(String, i32)]) -> anyhow::Result<Answer> {
+        let body = json!({
+            "labId": "openwarn-sim-lab",
+            "testResults": results.iter().map(|(id, r)| json!({"id": id, "result": r})).collect::<Vec<_>>(),
+        });
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}/api/v1/lab/results", self.lab))
+            .json(&body)
+            .send()
+            .await
+            .context("the lab API does not answer")?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok(Answer {
+            status,
+            body,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// GET of a CDN path under `/version/v1/`.
+    pub async fn cdn(&self, path: &str) -> anyhow::Result<Answer> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .get(format!("{}/version/v1/{path}", self.cdn))
+            .send()
+            .await
+            .context("the CDN does not answer")?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok(Answer {
+            status,
+            body,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// GET of a CDN JSON index; `None` when it does not exist (404).
+    pub async fn index<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let answer = self.cdn(path).await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(
+                serde_json::from_slice(&answer.body)
+                    .with_context(|| format!("{path} is not the expected JSON"))?,
+            )),
+            s => bail!("GET {path}: {s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn requests_of_one_endpoint_have_one_size() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let guid = padded(
+            json!({"key": hex::encode([7u8; 32]), "keyType": "GUID"}),
+            JSON_REQUEST_BYTES,
+        );
+        let teletan = padded(
+            json!({"key": "R3ZNUPTXK6", "keyType": "TELETAN"}),
+            JSON_REQUEST_BYTES,
+        );
+        assert_eq!(guid.len(), JSON_REQUEST_BYTES);
+        assert_eq!(teletan.len(), JSON_REQUEST_BYTES);
+        for endpoint in Endpoint::ALL {
+            let fake = fake_body(endpoint, &mut rng, "DE");
+            let expected = if endpoint == Endpoint::DiagnosisKeys {
+                SUBMISSION_BYTES
+            } else {
+                JSON_REQUEST_BYTES
+            };
+            assert_eq!(fake.len(), expected, "{endpoint:?}");
+        }
+        let real = submission(random_keys(&mut rng), "DE");
+        assert_eq!(real.len(), SUBMISSION_BYTES);
+        let decoded = SubmissionPayload::decode(real.as_slice()).unwrap();
+        assert_eq!(decoded.keys.len(), 14);
+    }
+}

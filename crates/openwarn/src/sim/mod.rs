@@ -1,0 +1,574 @@
+//! `openwarn sim`: phones with the real Exposure Notification cryptography, played against a
+//! stack started by `openwarn up` — the project's end-to-end proof (`sim run`) and its load
+//! generator (`sim load`). docs/SIMULATOR.md describes both.
+
+pub mod app;
+pub mod download;
+pub mod load;
+pub mod phone;
+pub mod risk;
+pub mod scenario;
+
+use crate::up::StackFile;
+use anyhow::{Context, bail};
+use app::{Client, Endpoint};
+use download::Downloads;
+use phone::Phone;
+use rand::{Rng, SeedableRng};
+use risk::Level;
+use scenario::{Positive, Scenario};
+use serde::Serialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: SimCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SimCommand {
+    /// Play a scenario: encounters, positive tests, uploads, fakes, publishing, downloads,
+    /// signature checks, matching and risk; a report per phone.
+    Run(RunArgs),
+    /// Drive mixed traffic of a population of phones and report throughput and latency per
+    /// endpoint.
+    Load(load::LoadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StackArgs {
+    /// The data directory of `openwarn up` (stack.json, the dev PKI, the packages' public key).
+    #[arg(long, env = "OPENWARN_DATA_DIR", default_value = "openwarn-data")]
+    pub data_dir: PathBuf,
+    /// The region the phones download (and upload as origin).
+    #[arg(long, default_value = "DE")]
+    pub country: String,
+}
+
+impl StackArgs {
+    fn open(&self, pool: usize) -> anyhow::Result<(StackFile, Client, openwarn_export::Verifier)> {
+        let stack = StackFile::read(&self.data_dir)?;
+        let client = Client::new(&stack.app, &stack.lab, &stack.cdn, &self.country, pool)?;
+        let key_path = crate::up::DistributionKeys::paths(&self.data_dir).public_key;
+        let pem = std::fs::read_to_string(&key_path).with_context(|| {
+            format!(
+                "cannot read the packages' public key {}",
+                key_path.display()
+            )
+        })?;
+        let verifier = openwarn_export::Verifier::from_public_key_pem(&pem)
+            .with_context(|| format!("{} is not a public key", key_path.display()))?;
+        Ok((stack, client, verifier))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    /// After the uploads, ask distribution (admin port) to publish as of the next hour, so the
+    /// keys are out at once. That closes the current hour early: keys uploaded later in it
+    /// are not published.
+    Ahead,
+    /// Do not trigger a run; phones download what distribution's schedule published.
+    No,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Scenario file (docs/SIMULATOR.md, examples/scenarios/). Without it, a generated population.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Generated population: phones.
+    #[arg(long, default_value_t = 20, conflicts_with = "scenario")]
+    pub phones: usize,
+    /// Generated population: phones that test positive (alternately by QR code and teleTAN).
+    #[arg(long, default_value_t = 1, conflicts_with = "scenario")]
+    pub positives: usize,
+    /// Generated population: encounters per phone.
+    #[arg(long, default_value_t = 3, conflicts_with = "scenario")]
+    pub encounters: usize,
+    /// Fake requests per phone (overrides the scenario's `fakes_per_phone`).
+    #[arg(long)]
+    pub fakes_per_phone: Option<u32>,
+    /// Seed of the generator (encounters, keys, fake traffic); random when not given.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, value_enum, default_value = "ahead")]
+    pub publish: Publish,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(args: SimArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.command {
+        SimCommand::Run(args) => runtime.block_on(run(args)),
+        SimCommand::Load(args) => runtime.block_on(load::run(args)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Upload {
+    pub via: Positive,
+    pub keys: usize,
+    /// The status of the upload (200).
+    pub status: u16,
+    /// The status of the same upload sent again with the same TAN (403: refused).
+    pub replayed_tan_status: u16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhoneReport {
+    pub name: String,
+    pub risk: Level,
+    pub score: f64,
+    pub max_combined_score: u32,
+    pub exposure_score: f64,
+    pub matched_days: Vec<String>,
+    /// Minutes below, between and above the attenuation thresholds.
+    pub bucket_minutes: [u32; 3],
+    pub exposures: usize,
+    pub packages_verified: usize,
+    pub rejected_packages: Vec<download::Rejected>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Level>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FakeReport {
+    pub sent: usize,
+    /// Fakes whose status differed from a real success of the endpoint.
+    pub unexpected: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub phones: Vec<PhoneReport>,
+    pub fakes: FakeReport,
+    pub published: Option<serde_json::Value>,
+    /// What went wrong: unmet expectations, uploads refused, replays accepted, fakes answered
+    /// differently. Empty on success.
+    pub failures: Vec<String>,
+}
+
+fn now_secs() -> u64 {
+    openwarn_bootstrap::lifecycle::unix_now().unsigned_abs()
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (stack, client, verifier) = args.stack.open(64)?;
+    let now = now_secs();
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::read(path)?,
+        None => Scenario::generate(args.phones, args.positives, args.encounters, now, &mut rng),
+    };
+    if let Some(f) = args.fakes_per_phone {
+        scenario.fakes_per_phone = f;
+    }
+    scenario.validate(now)?;
+    eprintln!(
+        "sim: {} phones, {} encounters, seed {seed}",
+        scenario.phones.len(),
+        scenario.encounters.len()
+    );
+
+    let mut phones: Vec<Phone> = scenario
+        .phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Phone::new(p.name.clone(), u32::try_from(i).unwrap_or(0), now, &mut rng))
+        .collect();
+    let index = |name: &str| scenario.phones.iter().position(|p| p.name == name);
+    let midnight = now / 86_400 * 86_400;
+    for e in &scenario.encounters {
+        let (Some(a), Some(b)) = (index(&e.phones[0]), index(&e.phones[1])) else {
+            bail!("encounter of an unknown phone");
+        };
+        phone::encounter(
+            &mut phones,
+            a,
+            b,
+            e.start(midnight),
+            e.minutes,
+            e.attenuation_db,
+        );
+    }
+    let phones = Arc::new(phones);
+
+    // Positive tests and uploads, with every phone's fake requests at random times around them.
+    let mut failures = Vec::new();
+    let fakes = tokio::spawn(send_fakes(
+        client.clone(),
+        phones.clone(),
+        scenario.fakes_per_phone,
+        rng.random(),
+    ));
+    let mut uploads = Vec::new();
+    for (i, spec) in scenario.phones.iter().enumerate() {
+        if let Some(via) = spec.positive {
+            let (client, phones, data_dir, grpc) = (
+                client.clone(),
+                phones.clone(),
+                args.stack.data_dir.clone(),
+                stack.verification_grpc.clone(),
+            );
+            let seed = rng.random();
+            uploads.push((
+                i,
+                tokio::spawn(async move {
+                    test_positive_and_upload(&client, &phones[i], via, &data_dir, &grpc, seed).await
+                }),
+            ));
+        }
+    }
+    let mut upload_reports: Vec<Option<Upload>> = (0..phones.len()).map(|_| None).collect();
+    for (i, task) in uploads {
+        match task.await? {
+            Ok(upload) => {
+                if upload.status != 200 {
+                    failures.push(format!(
+                        "{}: upload answered {}",
+                        phones[i].name, upload.status
+                    ));
+                }
+                if upload.replayed_tan_status != 403 {
+                    failures.push(format!(
+                        "{}: the replayed TAN was answered {}, not refused",
+                        phones[i].name, upload.replayed_tan_status
+                    ));
+                }
+                eprintln!(
+                    "sim: {} uploaded {} keys ({:?})",
+                    phones[i].name, upload.keys, upload.via
+                );
+                upload_reports[i] = Some(upload);
+            }
+            Err(e) => failures.push(format!("{}: {e:#}", phones[i].name)),
+        }
+    }
+    let fakes = fakes.await??;
+    if fakes.unexpected > 0 {
+        failures.push(format!(
+            "{} of {} fake requests were not answered like a real success",
+            fakes.unexpected, fakes.sent
+        ));
+    }
+    eprintln!("sim: {} fake requests sent", fakes.sent);
+
+    let published = if args.publish == Publish::Ahead {
+        let at = chrono::DateTime::from_timestamp(i64::try_from((now / 3600 + 1) * 3600 + 60)?, 0)
+            .context("time out of range")?
+            .to_rfc3339();
+        let report = crate::up::publish(&stack.distribution_admin, Some(&at)).await?;
+        eprintln!("sim: published as of {at}");
+        Some(report)
+    } else {
+        None
+    };
+
+    // Every phone downloads, verifies, matches and computes its risk.
+    let downloads = Downloads::new(client.clone(), verifier);
+    let fetched = downloads.for_phones(phones.len(), now).await;
+    let mut keys: std::collections::HashMap<
+        Vec<u8>,
+        (openwarn_protocol::gaen::TemporaryExposureKey, Vec<bool>),
+    > = std::collections::HashMap::new();
+    let mut config = None;
+    for (p, d) in fetched.iter().enumerate() {
+        match d {
+            Ok(d) => {
+                for package in &d.packages {
+                    for k in package.iter() {
+                        let entry = keys
+                            .entry(k.key_data.clone().unwrap_or_default())
+                            .or_insert_with(|| (k.clone(), vec![false; phones.len()]));
+                        entry.1[p] = true;
+                    }
+                }
+                if config.is_none() {
+                    config.clone_from(&d.app_config);
+                }
+            }
+            Err(e) => failures.push(format!("{}: download failed: {e:#}", phones[p].name)),
+        }
+    }
+    let Some(config) = config else {
+        bail!("no phone could get a verified application configuration; failures: {failures:?}");
+    };
+    let keys: Vec<_> = keys.into_values().collect();
+    let exposures = phone::exposures(&phones, &keys, &config, now);
+
+    let mut reports = Vec::new();
+    for (p, (spec, upload)) in scenario.phones.iter().zip(upload_reports).enumerate() {
+        let risk = risk::assess(&config, &exposures[p]);
+        let mut matched_days: Vec<String> = exposures[p]
+            .iter()
+            .map(|e| crate::sim::download::date(e.day))
+            .collect();
+        matched_days.dedup();
+        if let Some(expect) = &spec.expect
+            && *expect != risk.level
+        {
+            failures.push(format!(
+                "{}: expected {expect} risk, got {}",
+                spec.name, risk.level
+            ));
+        }
+        let (verified, rejected) = fetched[p]
+            .as_ref()
+            .map_or((0, Vec::new()), |d| (d.packages.len(), d.rejected.clone()));
+        reports.push(PhoneReport {
+            name: spec.name.clone(),
+            risk: risk.level,
+            score: risk.score,
+            max_combined_score: risk.max_combined_score,
+            exposure_score: risk.exposure_score,
+            matched_days,
+            bucket_minutes: risk.bucket_minutes,
+            exposures: exposures[p].len(),
+            packages_verified: verified,
+            rejected_packages: rejected,
+            upload,
+            expect: spec.expect.clone(),
+        });
+    }
+    let report = Report {
+        scenario: scenario.description.clone(),
+        phones: reports,
+        fakes,
+        published,
+        failures,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if !report.failures.is_empty() {
+        bail!(
+            "{} failure(s): {}",
+            report.failures.len(),
+            report.failures.join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn print_report(report: &Report) {
+    println!("{}", report.scenario);
+    println!(
+        "{:<14} {:<5} {:>8}  {:<24} {:>15}  {:>8}  notes",
+        "phone", "risk", "score", "matched days", "min <lo/mid/hi", "packages"
+    );
+    for p in &report.phones {
+        let mut notes = Vec::new();
+        if let Some(u) = &p.upload {
+            notes.push(format!(
+                "positive ({:?}): uploaded {} keys ({}), replayed TAN {}",
+                u.via,
+                u.keys,
+                u.status,
+                if u.replayed_tan_status == 403 {
+                    "refused".to_owned()
+                } else {
+                    format!("answered {}", u.replayed_tan_status)
+                }
+            ));
+        }
+        for r in &p.rejected_packages {
+            notes.push(format!("REJECTED {} ({})", r.path, r.reason));
+        }
+        if let Some(e) = &p.expect {
+            notes.push(format!("expected {e}"));
+        }
+        println!(
+            "{:<14} {:<5} {:>8.1}  {:<24} {:>15}  {:>8}  {}",
+            p.name,
+            p.risk.to_string(),
+            p.score,
+            if p.matched_days.is_empty() {
+                "-".to_owned()
+            } else {
+                p.matched_days.join(",")
+            },
+            format!(
+                "{}/{}/{}",
+                p.bucket_minutes[0], p.bucket_minutes[1], p.bucket_minutes[2]
+            ),
+            format!(
+                "{}/{}",
+                p.packages_verified,
+                p.packages_verified + p.rejected_packages.len()
+            ),
+            notes.join("; ")
+        );
+    }
+    println!(
+        "fake requests: {} sent, {} answered unlike a real success",
+        report.fakes.sent, report.fakes.unexpected
+    );
+    for f in &report.failures {
+        println!("FAILURE: {f}");
+    }
+}
+
+/// Every phone sends `per_phone` fake requests to random endpoints at random moments of the
+/// next two seconds (as many at once as the concurrency limit allows).
+async fn send_fakes(
+    client: Client,
+    phones: Arc<Vec<Phone>>,
+    per_phone: u32,
+    seed: u64,
+) -> anyhow::Result<FakeReport> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = tokio::task::JoinSet::new();
+    for phone in phones.iter() {
+        for _ in 0..per_phone {
+            let endpoint = Endpoint::ALL[rng.random_range(0..Endpoint::ALL.len())];
+            let body = app::fake_body(endpoint, &mut rng, &client.country);
+            let delay = Duration::from_millis(rng.random_range(0..2000));
+            let (client, limit, address) = (client.clone(), limit.clone(), phone.address);
+            tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _permit = limit.acquire().await;
+                let answer = client.app(endpoint, address, body, true, None).await?;
+                anyhow::Ok(answer.status == endpoint.success())
+            });
+        }
+    }
+    let mut report = FakeReport::default();
+    while let Some(done) = tasks.join_next().await {
+        report.sent += 1;
+        if !done?? {
+            report.unexpected += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// A positive test proven by QR code (the lab posts the result for the hashed GUID) or by
+/// teleTAN, the TAN, a decoy fake upload carrying the real TAN, the real upload, and the same
+/// upload again (which must be refused).
+async fn test_positive_and_upload(
+    client: &Client,
+    phone: &Phone,
+    via: Positive,
+    data_dir: &Path,
+    verification_grpc: &str,
+    seed: u64,
+) -> anyhow::Result<Upload> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let address = phone.address;
+    let (key, key_type, guid_hash) = match via {
+        Positive::Qr => {
+            let guid = uuid::Builder::from_random_bytes(rng.random())
+                .into_uuid()
+                .to_string();
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(guid.as_bytes()));
+            (hash.clone(), "GUID", Some(hash))
+        }
+        Positive::Teletan => {
+            let (teletan, _) = crate::up::issue_teletan(data_dir, verification_grpc).await?;
+            (teletan, "TELETAN", None)
+        }
+    };
+    let body = app::padded(
+        json!({"key": key, "keyType": key_type}),
+        app::JSON_REQUEST_BYTES,
+    );
+    let answer = client
+        .app(Endpoint::RegistrationToken, address, body, false, None)
+        .await?;
+    if answer.status != reqwest::StatusCode::CREATED {
+        bail!(
+            "registration answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let token = answer.json()?["registrationToken"]
+        .as_str()
+        .context("no registrationToken")?
+        .to_owned();
+    let token_body = || app::padded(json!({"registrationToken": token}), app::JSON_REQUEST_BYTES);
+    let mut lab_posted = false;
+    let mut polls = 0;
+    loop {
+        let answer = client
+            .app(Endpoint::TestResult, address, token_body(), false, None)
+            .await?;
+        if answer.status != reqwest::StatusCode::OK {
+            bail!("testresult answered {}", answer.status);
+        }
+        match answer.json()?["testResult"].as_i64() {
+            Some(2) => break,
+            Some(0) if !lab_posted => {
+                // Pending: the lab reports the result now.
+                let hash = guid_hash
+                    .clone()
+                    .context("a teleTAN session reads pending")?;
+                let posted = client.lab_results(&[(hash, 2)]).await?;
+                if !posted.status.is_success() {
+                    bail!("the lab API answered {}", posted.status);
+                }
+                lab_posted = true;
+            }
+            Some(0) if polls < 50 => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => bail!("unexpected test result {other:?}"),
+        }
+        polls += 1;
+    }
+    let answer = client
+        .app(Endpoint::Tan, address, token_body(), false, None)
+        .await?;
+    if answer.status != reqwest::StatusCode::CREATED {
+        bail!("tan answered {}", answer.status);
+    }
+    let tan = answer.json()?["tan"].as_str().context("no tan")?.to_owned();
+
+    // A fake carrying the real TAN must not spend it.
+    let decoy = app::fake_body(Endpoint::DiagnosisKeys, &mut rng, &client.country);
+    let answer = client
+        .app(Endpoint::DiagnosisKeys, address, decoy, true, Some(&tan))
+        .await?;
+    if answer.status != reqwest::StatusCode::OK {
+        bail!("a fake upload answered {}", answer.status);
+    }
+    let keys = phone.diagnosis_keys();
+    let count = keys.len();
+    let payload = app::submission(keys, &client.country);
+    let status = client
+        .app(
+            Endpoint::DiagnosisKeys,
+            address,
+            payload.clone(),
+            false,
+            Some(&tan),
+        )
+        .await?
+        .status;
+    let replayed = client
+        .app(Endpoint::DiagnosisKeys, address, payload, false, Some(&tan))
+        .await?
+        .status;
+    Ok(Upload {
+        via,
+        keys: count,
+        status: status.as_u16(),
+        replayed_tan_status: replayed.as_u16(),
+    })
+}
