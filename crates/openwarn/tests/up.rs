@@ -2,67 +2,14 @@
 //! the CLI, a clean stop on SIGTERM, and the whole stack stopping when one service dies.
 
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+mod common;
+
+use common::up;
 
 const OFFSET: u16 = 21_000;
-
-struct Stack {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-async fn up(data_dir: &std::path::Path) -> Stack {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openwarn"))
-        .args(["up", "--port-offset", &OFFSET.to_string(), "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    Stack { child, lines }
-}
-
-impl Stack {
-    /// Reads output until a line contains `needle`; returns everything read.
-    async fn until(&mut self, needle: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        let found = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = self.lines.recv().await {
-                let hit = line.contains(needle);
-                seen.push(line);
-                if hit {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(
-            found,
-            Ok(true),
-            "no line with {needle:?} in:\n{}",
-            seen.join("\n")
-        );
-        seen
-    }
-}
 
 fn pid_of(lines: &[String], service: &str) -> i32 {
     let line = lines
@@ -85,7 +32,7 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
 async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     let dir = tempfile::tempdir().unwrap();
 
-    let mut stack = up(dir.path()).await;
+    let mut stack = up(dir.path(), OFFSET).await;
     let lines = stack.until("ready; Ctrl-C stops everything").await;
     assert!(
         lines
@@ -185,19 +132,11 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
         .unwrap();
 
     // SIGTERM: everything stops, exit 0.
-    signal(
-        i32::try_from(stack.child.id().unwrap()).unwrap(),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    stack.until("stopped").await;
-    let status = tokio::time::timeout(Duration::from_secs(30), stack.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = stack.stop().await;
     assert!(status.success(), "{status}");
 
     // Again on the same data directory; this time a service dies.
-    let mut stack = up(dir.path()).await;
+    let mut stack = up(dir.path(), OFFSET).await;
     let lines = stack.until("ready; Ctrl-C stops everything").await;
     signal(
         pid_of(&lines, "verification"),

@@ -123,6 +123,12 @@ pub fn exposures(
             heard.entry(scan.rpi).or_default().push((p, s));
         }
     }
+    // Every phone here shares one clock, so an identifier can only have been heard in the
+    // interval it was derived for: derive just those (a real phone derives all 144).
+    let heard_intervals: std::collections::BTreeSet<u32> = phones
+        .iter()
+        .flat_map(|p| p.heard.iter().map(|s| en_interval_number(s.time)))
+        .collect();
     let mut result = vec![Vec::new(); phones.len()];
     if heard.is_empty() {
         return result;
@@ -142,12 +148,19 @@ pub fn exposures(
             .rolling_period
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(144);
+        let intervals: Vec<u32> = heard_intervals
+            .range(start..start.saturating_add(period))
+            .copied()
+            .collect();
+        if intervals.is_empty() {
+            continue;
+        }
         let tek = Tek(data);
         let rpik = tek.rpik();
         let aemk = tek.aemk();
         // Scans per phone: (attenuation, time).
         let mut matched: HashMap<usize, Vec<(u32, u64)>> = HashMap::new();
-        for interval in start..start.saturating_add(period) {
+        for interval in intervals {
             let rpi = rpik.rpi(interval);
             let Some(hits) = heard.get(&rpi) else {
                 continue;
