@@ -436,7 +436,13 @@ impl Publisher {
         };
         let embargo = secs(self.settings.embargo);
         let from = (first - keys::max_lag_hours(embargo)).max(0);
-        let mut stream = self.source.stream(from, last + 1).await?;
+        // Several streams over consecutive hour ranges at once: submission reads their pages in
+        // parallel (one database query each), and keys arrive while others are being read.
+        let ranges = split_hours(from, last + 1, STREAMS);
+        let streams =
+            futures::future::try_join_all(ranges.iter().map(|&(a, b)| self.source.stream(a, b)))
+                .await?;
+        let mut stream = futures::stream::select_all(streams);
         while let Some(batch) = stream.next().await {
             for wire in batch? {
                 report.keys_streamed += 1;
@@ -539,6 +545,40 @@ impl Publisher {
     }
 }
 
+/// Streams from submission at once during a run.
+const STREAMS: i64 = 4;
+
+/// `[from, until)` cut into at most `parts` consecutive non-empty ranges of (nearly) equal
+/// length.
+fn split_hours(from: i64, until: i64, parts: i64) -> Vec<(i64, i64)> {
+    let len = (until - from).max(0);
+    let parts = parts.clamp(1, len.max(1));
+    (0..parts)
+        .map(|i| (from + len * i / parts, from + len * (i + 1) / parts))
+        .filter(|(a, b)| a < b || len == 0)
+        .collect()
+}
+
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_hours;
+
+    #[test]
+    fn hour_ranges_cover_the_span_once() {
+        for (from, until, parts) in [(0, 1, 4), (10, 13, 4), (100, 436, 4), (5, 9, 1)] {
+            let ranges = split_hours(from, until, parts);
+            assert!(ranges.len() as i64 <= parts);
+            assert_eq!(ranges.first().unwrap().0, from);
+            assert_eq!(ranges.last().unwrap().1, until);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0);
+            }
+            assert!(ranges.iter().all(|(a, b)| a < b), "{ranges:?}");
+        }
+        assert_eq!(split_hours(0, 8, 4), [(0, 2), (2, 4), (4, 6), (6, 8)]);
+    }
 }
