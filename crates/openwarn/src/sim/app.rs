@@ -194,18 +194,7 @@ impl Client {
             let tan = tan.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
             request = request.header("cwa-authorization", tan);
         }
-        let started = Instant::now();
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{} does not answer", endpoint.path()))?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        Ok(Answer {
-            status,
-            body,
-            latency: started.elapsed(),
-        })
+        send(request, endpoint.path()).await
     }
 
     /// Posts results the way a lab system does.
@@ -214,39 +203,22 @@ impl Client {
             "labId": "openwarn-sim-lab",
             "testResults": results.iter().map(|(id, r)| json!({"id": id, "result": r})).collect::<Vec<_>>(),
         });
-        let started = Instant::now();
-        let response = self
-            .http
-            .post(format!("{}/api/v1/lab/results", self.lab))
-            .json(&body)
-            .send()
-            .await
-            .context("the lab API does not answer")?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        Ok(Answer {
-            status,
-            body,
-            latency: started.elapsed(),
-        })
+        send(
+            self.http
+                .post(format!("{}/api/v1/lab/results", self.lab))
+                .json(&body),
+            "the lab API",
+        )
+        .await
     }
 
     /// GET of a CDN path under `/version/v1/`.
     pub async fn cdn(&self, path: &str) -> anyhow::Result<Answer> {
-        let started = Instant::now();
-        let response = self
-            .http
-            .get(format!("{}/version/v1/{path}", self.cdn))
-            .send()
-            .await
-            .context("the CDN does not answer")?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        Ok(Answer {
-            status,
-            body,
-            latency: started.elapsed(),
-        })
+        send(
+            self.http.get(format!("{}/version/v1/{path}", self.cdn)),
+            "the CDN",
+        )
+        .await
     }
 
     /// GET of a CDN JSON index; `None` when it does not exist (404).
@@ -264,6 +236,22 @@ impl Client {
             s => bail!("GET {path}: {s}"),
         }
     }
+}
+
+/// Sends a request and reads the whole answer, timed.
+async fn send(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Answer> {
+    let started = Instant::now();
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("{what} does not answer"))?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    Ok(Answer {
+        status,
+        body,
+        latency: started.elapsed(),
+    })
 }
 
 #[cfg(test)]

@@ -64,6 +64,36 @@ struct Series {
 }
 
 impl Stats {
+    /// Records a request's outcome: a success when `ok(status)`, else an error with the status
+    /// and body; a transport error with its message. Returns the answer of a success.
+    fn outcome(
+        &self,
+        label: &'static str,
+        started: Instant,
+        answer: anyhow::Result<app::Answer>,
+        ok: impl Fn(reqwest::StatusCode) -> bool,
+    ) -> Option<app::Answer> {
+        match answer {
+            Ok(answer) if ok(answer.status) => {
+                self.record(label, answer.latency, None);
+                Some(answer)
+            }
+            Ok(answer) => {
+                let error = format!(
+                    "status {}: {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                );
+                self.record(label, answer.latency, Some(error));
+                None
+            }
+            Err(e) => {
+                self.record(label, started.elapsed(), Some(format!("{e:#}")));
+                None
+            }
+        }
+    }
+
     fn record(&self, label: &'static str, latency: Duration, error: Option<String>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut map = self.by_label.lock().expect("stats lock");
@@ -119,6 +149,20 @@ struct Ctx<'a> {
     address: std::net::Ipv4Addr,
 }
 
+/// The report's name of an endpoint (fakes separately).
+fn label(endpoint: Endpoint, fake: bool) -> &'static str {
+    match (endpoint, fake) {
+        (Endpoint::RegistrationToken, false) => "registrationToken",
+        (Endpoint::TestResult, false) => "testresult",
+        (Endpoint::Tan, false) => "tan",
+        (Endpoint::DiagnosisKeys, false) => "diagnosis-keys",
+        (Endpoint::RegistrationToken, true) => "fake registrationToken",
+        (Endpoint::TestResult, true) => "fake testresult",
+        (Endpoint::Tan, true) => "fake tan",
+        (Endpoint::DiagnosisKeys, true) => "fake diagnosis-keys",
+    }
+}
+
 /// Times one app request and checks its status.
 async fn app_request(
     ctx: &Ctx<'_>,
@@ -129,39 +173,10 @@ async fn app_request(
     expected: reqwest::StatusCode,
 ) -> Option<app::Answer> {
     let (stats, client, address) = (ctx.stats, ctx.client, ctx.address);
-    let label = match (endpoint, fake) {
-        (Endpoint::RegistrationToken, false) => "registrationToken",
-        (Endpoint::TestResult, false) => "testresult",
-        (Endpoint::Tan, false) => "tan",
-        (Endpoint::DiagnosisKeys, false) => "diagnosis-keys",
-        (Endpoint::RegistrationToken, true) => "fake registrationToken",
-        (Endpoint::TestResult, true) => "fake testresult",
-        (Endpoint::Tan, true) => "fake tan",
-        (Endpoint::DiagnosisKeys, true) => "fake diagnosis-keys",
-    };
+    let label = label(endpoint, fake);
     let started = Instant::now();
-    match client.app(endpoint, address, body, fake, tan).await {
-        Ok(answer) if answer.status == expected => {
-            stats.record(label, answer.latency, None);
-            Some(answer)
-        }
-        Ok(answer) => {
-            stats.record(
-                label,
-                answer.latency,
-                Some(format!(
-                    "status {}: {}",
-                    answer.status,
-                    String::from_utf8_lossy(&answer.body)
-                )),
-            );
-            None
-        }
-        Err(e) => {
-            stats.record(label, started.elapsed(), Some(format!("{e:#}")));
-            None
-        }
-    }
+    let answer = client.app(endpoint, address, body, fake, tan).await;
+    stats.outcome(label, started, answer, |s| s == expected)
 }
 
 async fn cdn_request(
@@ -171,24 +186,8 @@ async fn cdn_request(
     path: &str,
 ) -> Option<app::Answer> {
     let started = Instant::now();
-    match client.cdn(path).await {
-        Ok(answer) if answer.status.is_success() => {
-            stats.record(label, answer.latency, None);
-            Some(answer)
-        }
-        Ok(answer) => {
-            stats.record(
-                label,
-                answer.latency,
-                Some(format!("GET {path}: {}", answer.status)),
-            );
-            None
-        }
-        Err(e) => {
-            stats.record(label, started.elapsed(), Some(format!("{e:#}")));
-            None
-        }
-    }
+    let answer = client.cdn(path).await;
+    stats.outcome(label, started, answer, |s| s.is_success())
 }
 
 struct Session {
@@ -251,11 +250,44 @@ async fn session(stats: Arc<Stats>, client: Client, s: Session, now: u64) {
     }
 }
 
+impl Ctx<'_> {
+    /// A real request, which must succeed.
+    async fn real(
+        &self,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        tan: Option<&str>,
+    ) -> Option<app::Answer> {
+        app_request(self, endpoint, body, false, tan, endpoint.success()).await
+    }
+
+    /// The JSON field `name` of a real answer of `endpoint`, recorded as an error if missing.
+    fn field(
+        &self,
+        endpoint: Endpoint,
+        answer: &app::Answer,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        let value = answer
+            .json()
+            .ok()
+            .map(|v| v[name].clone())
+            .filter(|v| !v.is_null());
+        if value.is_none() {
+            self.stats.record(
+                label(endpoint, false),
+                Duration::ZERO,
+                Some(format!("no {name}")),
+            );
+        }
+        value
+    }
+}
+
 /// A QR-code test: register, poll (pending), the lab posts, poll (result), and for a positive
 /// one the TAN and an upload of 14 keys.
 async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
     let (stats, client) = (ctx.stats, ctx.client);
-    use reqwest::StatusCode;
     let guid = uuid::Builder::from_random_bytes(rng.random())
         .into_uuid()
         .to_string();
@@ -264,68 +296,23 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
         json!({"key": hash, "keyType": "GUID"}),
         app::JSON_REQUEST_BYTES,
     );
-    let Some(answer) = app_request(
-        ctx,
-        Endpoint::RegistrationToken,
-        body,
-        false,
-        None,
-        StatusCode::CREATED,
-    )
-    .await
-    else {
+    let Some(answer) = ctx.real(Endpoint::RegistrationToken, body, None).await else {
         return;
     };
-    let Some(token) = answer
-        .json()
-        .ok()
-        .and_then(|v| v["registrationToken"].as_str().map(str::to_owned))
-    else {
-        stats.record(
-            "registrationToken",
-            Duration::ZERO,
-            Some("no registrationToken".into()),
-        );
+    let Some(token) = ctx.field(Endpoint::RegistrationToken, &answer, "registrationToken") else {
         return;
     };
     let token_body = || app::padded(json!({"registrationToken": token}), app::JSON_REQUEST_BYTES);
-    app_request(
-        ctx,
-        Endpoint::TestResult,
-        token_body(),
-        false,
-        None,
-        StatusCode::OK,
-    )
-    .await;
+    ctx.real(Endpoint::TestResult, token_body(), None).await;
+    let expected = if positive { 2 } else { 1 };
     let started = Instant::now();
-    match client
-        .lab_results(&[(hash, if positive { 2 } else { 1 })])
-        .await
-    {
-        Ok(a) if a.status.is_success() => stats.record("lab results", a.latency, None),
-        Ok(a) => stats.record(
-            "lab results",
-            a.latency,
-            Some(format!("status {}", a.status)),
-        ),
-        Err(e) => stats.record("lab results", started.elapsed(), Some(format!("{e:#}"))),
-    }
-    let Some(answer) = app_request(
-        ctx,
-        Endpoint::TestResult,
-        token_body(),
-        false,
-        None,
-        StatusCode::OK,
-    )
-    .await
-    else {
+    let posted = client.lab_results(&[(hash, expected)]).await;
+    stats.outcome("lab results", started, posted, |s| s.is_success());
+    let Some(answer) = ctx.real(Endpoint::TestResult, token_body(), None).await else {
         return;
     };
-    let result = answer.json().ok().and_then(|v| v["testResult"].as_i64());
-    let expected = if positive { 2 } else { 1 };
-    if result != Some(expected) {
+    let result = ctx.field(Endpoint::TestResult, &answer, "testResult");
+    if result.as_ref().and_then(serde_json::Value::as_i64) != Some(i64::from(expected)) {
         stats.record(
             "testresult",
             Duration::ZERO,
@@ -336,36 +323,15 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
     if !positive {
         return;
     }
-    let Some(answer) = app_request(
-        ctx,
-        Endpoint::Tan,
-        token_body(),
-        false,
-        None,
-        StatusCode::CREATED,
-    )
-    .await
-    else {
+    let Some(answer) = ctx.real(Endpoint::Tan, token_body(), None).await else {
         return;
     };
-    let Some(tan) = answer
-        .json()
-        .ok()
-        .and_then(|v| v["tan"].as_str().map(str::to_owned))
-    else {
-        stats.record("tan", Duration::ZERO, Some("no tan".into()));
+    let Some(tan) = ctx.field(Endpoint::Tan, &answer, "tan") else {
         return;
     };
     let payload = app::submission(app::random_keys(rng), &client.country);
-    app_request(
-        ctx,
-        Endpoint::DiagnosisKeys,
-        payload,
-        false,
-        Some(&tan),
-        StatusCode::OK,
-    )
-    .await;
+    ctx.real(Endpoint::DiagnosisKeys, payload, tan.as_str())
+        .await;
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
