@@ -100,6 +100,10 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     #[arg(long, value_enum, default_value = "ahead")]
     pub publish: Publish,
+    /// Distribution's embargo (its OPENWARN_EMBARGO): with `--publish ahead`, the run is as of
+    /// the hour after yesterday's keys came out of it, if that is later than the next hour.
+    #[arg(long, default_value = "2h", value_parser = openwarn_bootstrap::config::parse_duration)]
+    pub embargo: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -112,6 +116,41 @@ pub fn main(args: SimArgs) -> anyhow::Result<()> {
     match args.command {
         SimCommand::Run(args) => runtime.block_on(run(args)),
         SimCommand::Load(args) => runtime.block_on(load::run(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_ahead_covers_yesterdays_keys() {
+        let midnight = 1_795_046_400; // a UTC midnight
+        assert_eq!(midnight % 86_400, 0);
+        let two_hours = Duration::from_secs(7200);
+        // 14:20 → 15:01.
+        assert_eq!(
+            publish_ahead(midnight + 14 * 3600 + 1200, two_hours),
+            midnight + 15 * 3600 + 60
+        );
+        // 00:20 and 01:59 → 03:01: yesterday's keys are in hour 2.
+        assert_eq!(
+            publish_ahead(midnight + 1200, two_hours),
+            midnight + 3 * 3600 + 60
+        );
+        assert_eq!(
+            publish_ahead(midnight + 7199, two_hours),
+            midnight + 3 * 3600 + 60
+        );
+        // 02:30 → 03:01; 03:00 → 04:01.
+        assert_eq!(
+            publish_ahead(midnight + 9000, two_hours),
+            midnight + 3 * 3600 + 60
+        );
+        assert_eq!(
+            publish_ahead(midnight + 3 * 3600, two_hours),
+            midnight + 4 * 3600 + 60
+        );
     }
 }
 
@@ -269,9 +308,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     eprintln!("sim: {} fake requests sent", fakes.sent);
 
     let published = if args.publish == Publish::Ahead {
-        let at = chrono::DateTime::from_timestamp(i64::try_from((now / 3600 + 1) * 3600 + 60)?, 0)
-            .context("time out of range")?
-            .to_rfc3339();
+        let at =
+            chrono::DateTime::from_timestamp(i64::try_from(publish_ahead(now, args.embargo))?, 0)
+                .context("time out of range")?
+                .to_rfc3339();
         let report = crate::up::publish(&stack.distribution_admin, Some(&at)).await?;
         eprintln!("sim: published as of {at}");
         Some(report)
@@ -365,6 +405,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// When `--publish ahead` publishes as of: one minute into the next hour, or — right after
+/// midnight — into the hour after the one yesterday's keys (expired at midnight) are embargoed
+/// until, so that every uploaded key but today's is out.
+fn publish_ahead(now: u64, embargo: Duration) -> u64 {
+    let next_hour = (now / 3600 + 1) * 3600;
+    let yesterdays_keys_out = ((now / 86_400 * 86_400 + embargo.as_secs()) / 3600 + 1) * 3600;
+    next_hour.max(yesterdays_keys_out) + 60
 }
 
 fn print_report(report: &Report) {
