@@ -290,8 +290,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     ));
                 }
                 eprintln!(
-                    "sim: {} uploaded {} keys ({:?})",
-                    phones[i].name, upload.keys, upload.via
+                    "sim: {} ({:?}) uploaded {} keys: {}",
+                    phones[i].name, upload.via, upload.keys, upload.status
                 );
                 upload_reports[i] = Some(upload);
             }
