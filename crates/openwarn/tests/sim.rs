@@ -1,7 +1,8 @@
 //! The end-to-end proof, over the launcher's separate processes on a temporary data directory:
 //! phones that met a positive phone (QR code, and teleTAN) are warned — close and long: high
 //! risk, far and brief: low, never: nothing; a replayed TAN is refused; a tampered package is
-//! rejected by every phone; thousands of fake requests change nothing in any database.
+//! rejected by every phone; thousands of fake requests change nothing in any database; and
+//! load mode drives every kind of traffic without errors.
 
 mod common;
 
@@ -201,5 +202,70 @@ async fn an_upload_on_one_phone_warns_another() {
         "the real uploads are there: {}",
         before["submission.diagnosis_keys"].lines().count()
     );
+
+    // Load mode on the same stack: a short run with every kind of traffic, no errors, every
+    // endpoint reported with its percentiles.
+    let out = Command::new(env!("CARGO_BIN_EXE_openwarn"))
+        .args(["sim", "load", "--json", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--phones",
+            "200",
+            "--rate",
+            "50",
+            "--duration",
+            "2s",
+            "--test-share",
+            "0.5",
+            "--positive-share",
+            "0.5",
+            "--fake-share",
+            "1",
+            "--seed",
+            "5",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let load: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(load["errors"], 0, "{load:#}");
+    assert!(load["sessions"].as_u64().unwrap() >= 100, "{load:#}");
+    let endpoints: BTreeMap<String, &Value> = load["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["endpoint"].as_str().unwrap().to_owned(), e))
+        .collect();
+    for name in [
+        "cdn date index",
+        "cdn hour index",
+        "cdn hour package",
+        "cdn app_config",
+        "registrationToken",
+        "testresult",
+        "lab results",
+        "tan",
+        "diagnosis-keys",
+        "fake registrationToken",
+        "fake testresult",
+        "fake tan",
+        "fake diagnosis-keys",
+    ] {
+        let e = endpoints
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {load:#}"));
+        assert!(e["requests"].as_u64().unwrap() > 0, "{name}");
+        assert!(e["p50_ms"].as_f64().unwrap() <= e["p99_ms"].as_f64().unwrap());
+    }
+    // Every session fetched the four CDN files; the fake playbook went to every phone.
+    let sessions = load["sessions"].as_u64().unwrap();
+    assert_eq!(endpoints["cdn app_config"]["requests"], sessions);
+    assert_eq!(endpoints["fake tan"]["requests"], sessions);
+
     assert!(stack.stop().await.success());
 }
