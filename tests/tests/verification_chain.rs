@@ -177,8 +177,46 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         )
         .await;
         assert_eq!(poll.body["testResult"], 4, "{label}: redeemed");
-        // A lab can no longer change it.
+        // test-result is told off the submission's path: once it has been, a lab can no longer
+        // change the result.
+        let mut test_result = openwarn_protocol::testresult::v1::test_result_service_client::TestResultServiceClient::new(
+            chain
+                .pki
+                .files("verification")
+                .unwrap()
+                .grpc_channel(
+                    &format!("https://{}", chain.test_result_addr("grpc")),
+                    "test-result",
+                )
+                .unwrap(),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stored = test_result
+                .get_test_result(openwarn_protocol::testresult::v1::GetTestResultRequest {
+                    hashed_guid: hashed.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if stored.result == 4 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: test-result never marked redeemed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         lab_post(&chain, &hashed, 1).await;
+        let stored = test_result
+            .get_test_result(openwarn_protocol::testresult::v1::GetTestResultRequest {
+                hashed_guid: hashed.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.result, 4, "{label}: a lab changed a redeemed result");
         let poll = post(
             &chain,
             &chain.app_url("testresult"),

@@ -264,7 +264,14 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
     match (session.source, session.hashed_guid) {
         (Source::Guid, Some(hashed_guid)) => {
             let result = state.test_results.get(&hashed_guid).await?;
-            body.insert("testResult".into(), result.result.into());
+            // The session knows first that its TAN was redeemed: test-result is told off the
+            // submission's path, and a poll right after the upload must not read positive.
+            let code = if session.tan_redeemed {
+                crate::RESULT_REDEEMED
+            } else {
+                result.result
+            };
+            body.insert("testResult".into(), code.into());
             if let Some(sc) = result.sample_collected_at {
                 body.insert("sc".into(), sc.into());
             }

@@ -28,6 +28,8 @@ use std::time::Duration;
 pub const NAME: &str = "verification";
 /// The testResult code of a positive result.
 pub const RESULT_POSITIVE: i32 = 2;
+/// testResult of a GUID session whose TAN was redeemed (keys were submitted).
+pub const RESULT_REDEEMED: i32 = 4;
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
