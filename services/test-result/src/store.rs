@@ -204,18 +204,21 @@ fn find(conn: &mut AnyConnection, hashed_guid: &str) -> QueryResult<Option<Store
 
 /// Updates an unredeemed row or creates it; a redeemed row is never touched.
 fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> QueryResult<usize> {
-    let updated = diesel::update(
-        t::test_results
-            .filter(t::hashed_guid.eq(&r.hashed_guid))
-            .filter(t::redeemed_at.is_null()),
-    )
-    .set((
-        t::result.eq(r.result),
-        t::lab_id.eq(lab_id),
-        t::sample_collected_at.eq(r.sample_collected_at),
-        t::updated_at.eq(now),
-    ))
-    .execute(conn)?;
+    let update = |conn: &mut AnyConnection| {
+        diesel::update(
+            t::test_results
+                .filter(t::hashed_guid.eq(&r.hashed_guid))
+                .filter(t::redeemed_at.is_null()),
+        )
+        .set((
+            t::result.eq(r.result),
+            t::lab_id.eq(lab_id),
+            t::sample_collected_at.eq(r.sample_collected_at),
+            t::updated_at.eq(now),
+        ))
+        .execute(conn)
+    };
+    let updated = update(conn)?;
     if updated > 0 {
         return Ok(updated);
     }
@@ -226,7 +229,9 @@ fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> Qu
         .optional()?
         .is_some();
     if exists {
-        return Ok(0); // redeemed
+        // Redeemed (the update skips it: 0) — or created by a concurrent request that committed
+        // after our update looked (PostgreSQL, read committed): this update sees it.
+        return update(conn);
     }
     diesel::insert_into(t::test_results)
         .values((
