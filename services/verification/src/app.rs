@@ -262,16 +262,14 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
     let (_, session) = session_of(state, r.registration_token).await?;
     let mut body = Map::new();
     match (session.source, session.hashed_guid) {
+        // The session knows first that its TAN was redeemed: test-result is told off the
+        // submission's path, and a poll right after the upload must not read positive.
+        (Source::Guid, Some(_)) if session.tan_redeemed => {
+            body.insert("testResult".into(), crate::RESULT_REDEEMED.into());
+        }
         (Source::Guid, Some(hashed_guid)) => {
             let result = state.test_results.get(&hashed_guid).await?;
-            // The session knows first that its TAN was redeemed: test-result is told off the
-            // submission's path, and a poll right after the upload must not read positive.
-            let code = if session.tan_redeemed {
-                crate::RESULT_REDEEMED
-            } else {
-                result.result
-            };
-            body.insert("testResult".into(), code.into());
+            body.insert("testResult".into(), result.result.into());
             if let Some(sc) = result.sample_collected_at {
                 body.insert("sc".into(), sc.into());
             }
