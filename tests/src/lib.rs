@@ -225,11 +225,24 @@ impl Chain {
         keys
     }
 
-    /// A registration with a positive result, and a fresh TAN for it.
+    /// A registration with a positive result, and a fresh TAN for it (straight to verification).
     pub async fn fresh_tan(&self) -> String {
+        self.positive_session(&self.app, |e| self.app_url(e))
+            .await
+            .1
+    }
+
+    /// The lab posts a positive result for a fresh hashed GUID; the phone registers it and gets a
+    /// TAN through `client` at `url(endpoint)` (verification directly, or the proxy). Returns the
+    /// registration token and the TAN.
+    pub async fn positive_session(
+        &self,
+        client: &reqwest::Client,
+        url: impl Fn(&str) -> String,
+    ) -> (String, String) {
         let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
-        let lab = self.lab_client(Some("lab"));
-        let r = lab
+        let r = self
+            .lab_client(Some("lab"))
             .post(self.lab_url())
             .json(
                 &serde_json::json!({"labId": "lab", "testResults": [{"id": hashed, "result": 2}]}),
@@ -238,9 +251,8 @@ impl Chain {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 204);
-        let client = &self.app;
         let reply: serde_json::Value = client
-            .post(self.app_url("registrationToken"))
+            .post(url("registrationToken"))
             .json(&serde_json::json!({"key": hashed, "keyType": "GUID"}))
             .send()
             .await
@@ -248,9 +260,12 @@ impl Chain {
             .json()
             .await
             .unwrap();
-        let token = reply["registrationToken"].as_str().unwrap().to_owned();
+        let token = reply["registrationToken"]
+            .as_str()
+            .expect("a registration token")
+            .to_owned();
         let reply: serde_json::Value = client
-            .post(self.app_url("tan"))
+            .post(url("tan"))
             .json(&serde_json::json!({"registrationToken": token}))
             .send()
             .await
@@ -258,7 +273,8 @@ impl Chain {
             .json()
             .await
             .unwrap();
-        reply["tan"].as_str().expect("a TAN").to_owned()
+        let tan = reply["tan"].as_str().expect("a TAN").to_owned();
+        (token, tan)
     }
 
     pub async fn stop_verification(&mut self) {

@@ -295,40 +295,7 @@ async fn the_whole_path_through_the_proxy() {
         let chain = Chain::start(&db, &kv, &[]).await;
         let phone = reqwest::Client::new();
         // Lab result, registration, TAN: all of the phone's requests go through the proxy.
-        let hashed = openwarn_e2e::sha256_hex(&uuid::Uuid::new_v4().to_string());
-        let lab = chain.lab_client(Some("lab"));
-        let r = lab
-            .post(chain.lab_url())
-            .json(
-                &serde_json::json!({"labId": "lab", "testResults": [{"id": hashed, "result": 2}]}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 204);
-        let reg: Value = phone
-            .post(chain.proxy_url("registrationToken"))
-            .json(&serde_json::json!({"key": hashed, "keyType": "GUID"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = reg["registrationToken"]
-            .as_str()
-            .expect("a registration token")
-            .to_owned();
-        let tan: Value = phone
-            .post(chain.proxy_url("tan"))
-            .json(&serde_json::json!({"registrationToken": token}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tan = tan["tan"].as_str().expect("a TAN").to_owned();
+        let (_, tan) = chain.positive_session(&phone, |e| chain.proxy_url(e)).await;
         let r = phone
             .post(chain.proxy_url("diagnosis-keys"))
             .header("content-type", "application/x-protobuf")

@@ -744,37 +744,17 @@ async fn admin_endpoints_answer() {
     chain.shutdown().await;
 }
 
-/// Registers a hashed GUID, has the lab post it positive, and gets a TAN; returns the
-/// registration token and the TAN.
-async fn positive_session(chain: &Chain) -> (String, String) {
-    let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
-    let reg = post(
-        chain,
-        &chain.app_url("registrationToken"),
-        &json!({"key": hashed, "keyType": "GUID"}),
-        false,
-    )
-    .await;
-    let token = reg.body["registrationToken"].as_str().unwrap().to_owned();
-    lab_post(chain, &hashed, 2).await;
-    let reply = post(
-        chain,
-        &chain.app_url("tan"),
-        &json!({"registrationToken": token}),
-        false,
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
-    (token, reply.body["tan"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn a_redeemed_session_reads_redeemed_without_asking_test_result() {
     for (db, kv) in openwarn_testkit::backends() {
         let mut chain = Chain::start(&db, &kv, &[]).await;
         let label = db.label();
-        let (redeemed, tan) = positive_session(&chain).await;
-        let (open, _) = positive_session(&chain).await;
+        let (redeemed, tan) = chain
+            .positive_session(&chain.app, |e| chain.app_url(e))
+            .await;
+        let (open, _) = chain
+            .positive_session(&chain.app, |e| chain.app_url(e))
+            .await;
         // test-result goes away before the TAN is committed: its mark cannot happen.
         chain.test_result.take().unwrap().shutdown().await.unwrap();
         let mut grpc = chain.verification_grpc("submission");

@@ -338,7 +338,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(&stack)?,
     )?;
 
+    // One at a time, each ready before the next starts, so that a service's first calls find
+    // what it depends on listening (distribution's start-up run streams from submission at once).
     let mut running = Vec::new();
+    let mut started = Ok(());
     for spec in &specs {
         let child = command(&exe, spec, &data_dir, &pki, &args.log_format)
             .spawn()
@@ -348,17 +351,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             name: spec.name,
             child,
         });
+        started = tokio::select! {
+            ready = wait_ready(std::slice::from_ref(spec)) => ready,
+            exited = first_exit(&mut running) => Err(died(exited)),
+        };
+        if started.is_err() {
+            break;
+        }
     }
-
-    let outcome = tokio::select! {
-        ready = wait_ready(&specs) => match ready {
-            Ok(()) => {
-                print_endpoints(&specs, &data_dir, args.port_offset);
-                supervise(&mut running).await
-            }
-            Err(e) => Err(e),
-        },
-        exited = first_exit(&mut running) => Err(died(exited)),
+    let outcome = match started {
+        Ok(()) => {
+            print_endpoints(&specs, &data_dir, args.port_offset);
+            supervise(&mut running).await
+        }
+        Err(e) => Err(e),
     };
     stop(&mut running).await;
     match outcome {

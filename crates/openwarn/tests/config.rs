@@ -193,3 +193,40 @@ fn invalid_settings_are_named() {
     ]);
     assert_refused(&output, "OPENWARN_TLS_CA");
 }
+
+#[test]
+fn invalid_sim_arguments_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_openwarn"))
+            .arg("sim")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    for (flag, value) in [
+        ("--phones", "0"),
+        ("--rate", "0"),
+        ("--test-share", "1.5"),
+        ("--positive-share", "-0.1"),
+        ("--fake-share", "2"),
+    ] {
+        assert_refused(&sim(&["load", &format!("{flag}={value}")]), flag);
+    }
+    // Valid arguments, but no stack on that data directory.
+    assert_refused(&sim(&["load"]), "is `openwarn up --data-dir");
+    assert_refused(&sim(&["run"]), "is `openwarn up --data-dir");
+    // A scenario with a wrong field is refused naming it, before the stack is looked for.
+    let scenario = dir.path().join("scenario.json");
+    std::fs::write(
+        &scenario,
+        r#"{"phones": [{"name": "a"}, {"name": "b"}], "encounters": [{"phones": ["a", "b"], "days_ago": 1, "at": "7 pm", "minutes": 5, "attenuation_db": 50}]}"#,
+    )
+    .unwrap();
+    assert_refused(
+        &sim(&["run", "--scenario", scenario.to_str().unwrap()]),
+        "encounters[0].at",
+    );
+}

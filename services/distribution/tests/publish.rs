@@ -152,6 +152,11 @@ async fn json(tree: &Tree, path: &str) -> serde_json::Value {
     serde_json::from_slice(&object.bytes).unwrap()
 }
 
+/// Whether the tree holds an object at `path`.
+async fn exists(tree: &Tree, path: &str) -> bool {
+    tree.get(path).await.unwrap().is_some()
+}
+
 async fn snapshot(tree: &Tree) -> BTreeMap<String, Vec<u8>> {
     let mut all = BTreeMap::new();
     for path in tree.list("version").await.unwrap() {
@@ -450,12 +455,7 @@ async fn a_day_above_the_cap_keeps_its_hours_instead_of_a_day_package() {
             dates.as_array().unwrap().contains(&"2026-11-17".into()),
             "{name}"
         );
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-18"))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!exists(&tree, &format!("{DE}/date/2026-11-18")).await);
         // Its hours are published although older than the two-day hour window, and stay.
         let hours = json(&tree, &format!("{DE}/date/2026-11-18/hour")).await;
         assert_eq!(
@@ -466,20 +466,10 @@ async fn a_day_above_the_cap_keeps_its_hours_instead_of_a_day_package() {
         let noon = key_bytes(&package(&tree, &format!("{DE}/date/2026-11-18/hour/12")).await);
         assert_eq!(noon.len(), 2_000, "{name}");
         // Hours of a day with a day package, older than two days, are not published.
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-17/hour"))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(!exists(&tree, &format!("{DE}/date/2026-11-17/hour")).await);
         let later = publisher.run(at("2026-11-22T10:00:30Z")).await.unwrap();
         assert_eq!(later.days_over_cap, ["2026-11-18"], "{name}");
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-18/hour/12"))
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(exists(&tree, &format!("{DE}/date/2026-11-18/hour/12")).await);
     }
 }
 
@@ -489,18 +479,8 @@ async fn retention_deletes_old_hours_and_days_and_updates_the_indexes() {
     for (name, tree) in stores().trees {
         let publisher = publisher(&tree, Arc::new(source.clone()), settings());
         publisher.run(at("2026-11-20T10:00:30Z")).await.unwrap();
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-18/hour/11"))
-                .await
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-06"))
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(exists(&tree, &format!("{DE}/date/2026-11-18/hour/11")).await);
+        assert!(exists(&tree, &format!("{DE}/date/2026-11-06")).await);
 
         let report = publisher.run(at("2026-11-21T10:00:30Z")).await.unwrap();
         assert_eq!(
@@ -508,23 +488,10 @@ async fn retention_deletes_old_hours_and_days_and_updates_the_indexes() {
             "{name}: one day of hours aged out"
         );
         assert_eq!(report.days_deleted, 1, "{name}");
+        assert!(!exists(&tree, &format!("{DE}/date/2026-11-19/hour/9")).await);
+        assert!(exists(&tree, &format!("{DE}/date/2026-11-19/hour/10")).await);
         assert!(
-            tree.get(&format!("{DE}/date/2026-11-19/hour/9"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-19/hour/10"))
-                .await
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            tree.get(&format!("{DE}/date/2026-11-18/hour"))
-                .await
-                .unwrap()
-                .is_none(),
+            !exists(&tree, &format!("{DE}/date/2026-11-18/hour")).await,
             "{name}: an emptied hour index goes"
         );
         assert_eq!(
@@ -533,10 +500,7 @@ async fn retention_deletes_old_hours_and_days_and_updates_the_indexes() {
             "{name}"
         );
         assert!(
-            tree.get(&format!("{DE}/date/2026-11-06"))
-                .await
-                .unwrap()
-                .is_none(),
+            !exists(&tree, &format!("{DE}/date/2026-11-06")).await,
             "{name}"
         );
         let dates: Vec<String> = (7..=20).map(|d| format!("2026-11-{d:02}")).collect();
@@ -691,12 +655,9 @@ async fn a_path_can_be_a_package_and_a_directory_and_packages_are_never_replaced
             "{name}"
         );
         tree.delete(&day).await.unwrap();
-        assert!(tree.get(&day).await.unwrap().is_none(), "{name}");
-        assert!(
-            tree.get(&format!("{day}/hour/1")).await.unwrap().is_some(),
-            "{name}"
-        );
+        assert!(!exists(&tree, &day).await, "{name}");
+        assert!(exists(&tree, &format!("{day}/hour/1")).await, "{name}");
         tree.delete(&day).await.unwrap(); // deleting what is gone is fine
-        assert!(tree.get(&format!("{DE}/nothing")).await.unwrap().is_none());
+        assert!(!exists(&tree, &format!("{DE}/nothing")).await);
     }
 }

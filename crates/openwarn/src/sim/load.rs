@@ -342,7 +342,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ("--positive-share", args.positive_share),
         ("--fake-share", args.fake_share),
     ] {
-        anyhow::ensure!((0.0..=1.0).contains(&share), "{name}: between 0 and 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "{name}: between 0 and 1, got {share}"
+        );
     }
     let (_, client, _) = args.stack.open(args.max_in_flight)?;
     client

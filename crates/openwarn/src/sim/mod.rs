@@ -206,7 +206,6 @@ fn now_secs() -> u64 {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let (stack, client, verifier) = args.stack.open(64)?;
     let now = now_secs();
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -218,6 +217,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         scenario.fakes_per_phone = f;
     }
     scenario.validate(now)?;
+    let (stack, client, verifier) = args.stack.open(64)?;
     eprintln!(
         "sim: {} phones, {} encounters, seed {seed}",
         scenario.phones.len(),
