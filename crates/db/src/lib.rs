@@ -12,6 +12,12 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use std::time::Duration;
 
+pub mod batch;
+mod prepared;
+
+pub use batch::{BatchLimits, Batcher};
+pub use prepared::{Prepared, prepared};
+
 /// One connection to either backend. Write queries against this type.
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {

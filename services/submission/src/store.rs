@@ -3,7 +3,7 @@
 
 use crate::rules::ValidSubmission;
 use diesel::prelude::*;
-use openwarn_db::{AnyConnection, Database, DbError};
+use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 
 diesel::table! {
     diagnosis_keys (key_data, submission_type) {
@@ -50,59 +50,131 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// Submissions' keys, written together with those of concurrent submissions (group commit).
+    writes: Batcher<Vec<StoredKey>, usize>,
+}
+
+/// One statement for a whole batch: the rows as parallel arrays, so that the text does not depend
+/// on how many rows there are and stays prepared. Returns the rows that were new.
+const INSERT_KEYS_PG: &str = "\
+INSERT INTO diagnosis_keys (key_data, submission_type, rolling_start_interval_number, \
+    rolling_period, transmission_risk_level, report_type, days_since_onset_of_symptoms, origin, \
+    visited_countries, consent_to_federation, submission_hour)
+SELECT * FROM UNNEST($1::bytea[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], \
+    $7::int4[], $8::text[], $9::text[], $10::bool[], $11::int8[])
+ON CONFLICT DO NOTHING
+RETURNING key_data, submission_type";
+
+#[derive(diesel::QueryableByName)]
+struct NewKey {
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    key_data: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    submission_type: i32,
+}
+
+/// Writes the keys of several submissions; how many of each submission's keys were new. A key in
+/// two submissions of the batch counts for the first.
+fn insert_keys(
+    conn: &mut AnyConnection,
+    submissions: &[Vec<StoredKey>],
+) -> QueryResult<Vec<usize>> {
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            use diesel::sql_types::{Array, BigInt, Binary, Bool, Integer, Text};
+            let rows = || submissions.iter().flatten();
+            let ints = |f: fn(&StoredKey) -> i32| rows().map(f).collect::<Vec<i32>>();
+            let mut new: std::collections::HashSet<(Vec<u8>, i32)> =
+                openwarn_db::prepared(INSERT_KEYS_PG)
+                    .bind::<Array<Binary>, _>(
+                        rows().map(|k| k.key_data.clone()).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Integer>, _>(ints(|k| k.submission_type))
+                    .bind::<Array<Integer>, _>(ints(|k| k.rolling_start_interval_number))
+                    .bind::<Array<Integer>, _>(ints(|k| k.rolling_period))
+                    .bind::<Array<Integer>, _>(ints(|k| k.transmission_risk_level))
+                    .bind::<Array<Integer>, _>(ints(|k| k.report_type))
+                    .bind::<Array<Integer>, _>(ints(|k| k.days_since_onset_of_symptoms))
+                    .bind::<Array<Text>, _>(rows().map(|k| k.origin.clone()).collect::<Vec<_>>())
+                    .bind::<Array<Text>, _>(
+                        rows()
+                            .map(|k| k.visited_countries.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Bool>, _>(
+                        rows().map(|k| k.consent_to_federation).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<BigInt>, _>(rows().map(|k| k.submission_hour).collect::<Vec<_>>())
+                    .load::<NewKey>(pg)?
+                    .into_iter()
+                    .map(|k| (k.key_data, k.submission_type))
+                    .collect();
+            Ok(submissions
+                .iter()
+                .map(|keys| {
+                    keys.iter()
+                        .filter(|k| new.remove(&(k.key_data.clone(), k.submission_type)))
+                        .count()
+                })
+                .collect())
+        }
+        // Row by row, inside the batch's write transaction.
+        AnyConnection::Sqlite(lite) => submissions
+            .iter()
+            .map(|keys| {
+                keys.iter().try_fold(0, |n, row| {
+                    diesel::insert_or_ignore_into(dk::diagnosis_keys)
+                        .values(row)
+                        .execute(lite)
+                        .map(|m| n + m)
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The rows of a submission's keys.
+fn rows(submission: &ValidSubmission, submission_hour: i64) -> Vec<StoredKey> {
+    let visited_countries = submission.visited_countries.join(",");
+    submission
+        .keys
+        .iter()
+        .map(|k| StoredKey {
+            key_data: k.key_data.clone(),
+            submission_type: submission.submission_type,
+            rolling_start_interval_number: k.rolling_start_interval_number,
+            rolling_period: k.rolling_period,
+            transmission_risk_level: k.transmission_risk_level,
+            report_type: k.report_type,
+            days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
+            origin: submission.origin.clone(),
+            visited_countries: visited_countries.clone(),
+            consent_to_federation: submission.consent_to_federation,
+            submission_hour,
+        })
+        .collect()
 }
 
 impl Store {
+    /// Call from within a tokio runtime (it starts the batch writer).
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let writes = Batcher::new(db.clone(), BatchLimits::for_database(&db), insert_keys);
+        Self { db, writes }
     }
 
-    /// Stores every key of a submission in one transaction; a key already stored (same bytes and
-    /// submission type) is kept as it was. Returns how many were new.
+    /// Stores every key of a submission, atomically, together with the keys of submissions
+    /// arriving at the same time; a key already stored (same bytes and submission type) is kept
+    /// as it was. Returns how many were new.
     pub async fn store(
         &self,
         submission: &ValidSubmission,
         submission_hour: i64,
     ) -> Result<usize, DbError> {
-        let rows: Vec<StoredKey> = submission
-            .keys
-            .iter()
-            .map(|k| StoredKey {
-                key_data: k.key_data.clone(),
-                submission_type: submission.submission_type,
-                rolling_start_interval_number: k.rolling_start_interval_number,
-                rolling_period: k.rolling_period,
-                transmission_risk_level: k.transmission_risk_level,
-                report_type: k.report_type,
-                days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
-                origin: submission.origin.clone(),
-                visited_countries: submission.visited_countries.join(","),
-                consent_to_federation: submission.consent_to_federation,
-                submission_hour,
-            })
-            .collect();
+        let rows = rows(submission, submission_hour);
         if rows.is_empty() {
             return Ok(0);
         }
-        self.db
-            .run(move |conn| match conn {
-                // One multi-row INSERT is atomic by itself: all keys or none.
-                AnyConnection::Postgresql(pg) => diesel::insert_into(dk::diagnosis_keys)
-                    .values(&rows)
-                    .on_conflict_do_nothing()
-                    .execute(pg),
-                // diesel runs an SQLite batch insert row by row; one transaction makes it all or
-                // nothing (and takes the write lock once).
-                AnyConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
-                    rows.iter().try_fold(0, |n, row| {
-                        diesel::insert_or_ignore_into(dk::diagnosis_keys)
-                            .values(row)
-                            .execute(lite)
-                            .map(|m| n + m)
-                    })
-                }),
-            })
-            .await
+        self.writes.write(rows).await
     }
 
     /// Up to `limit` keys submitted in `[from_hour, until_hour)`, after `after`, in stream order.
@@ -221,6 +293,49 @@ mod tests {
             assert_eq!(first.len(), 3);
             assert_eq!(first[0].visited_countries, "DE,FR");
             assert!(first[0].consent_to_federation);
+        }
+    }
+
+    /// One batch statement with a key stored before and a key in two of its submissions: each
+    /// key is stored once, and counted for the first submission that brought it.
+    #[tokio::test]
+    async fn a_batch_stores_each_key_once() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.store(&submission(&[1], 0), 100).await.unwrap();
+            let batch = vec![
+                rows(&submission(&[1, 2, 3], 0), 101),
+                rows(&submission(&[3, 4], 0), 101),
+                rows(&submission(&[3], 1), 101),
+            ];
+            let counts =
+                s.db.transaction(move |conn| insert_keys(conn, &batch))
+                    .await
+                    .unwrap();
+            assert_eq!(counts, vec![2, 1, 1], "{}", db.label());
+            assert_eq!(s.count().await.unwrap(), 5, "{}", db.label());
+            let kept = s.keys_page(100, 101, None, 10).await.unwrap();
+            assert_eq!(kept.len(), 1, "{}: key 1 kept its first hour", db.label());
+        }
+    }
+
+    /// Submissions written at the same time each get their own count and all their keys.
+    #[tokio::test]
+    async fn concurrent_submissions_are_all_stored() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let tasks: Vec<_> = (0..40u8)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(
+                        async move { s.store(&submission(&[2 * i, 2 * i + 1], 0), 100).await },
+                    )
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap().unwrap(), 2, "{}", db.label());
+            }
+            assert_eq!(s.count().await.unwrap(), 80, "{}", db.label());
         }
     }
 

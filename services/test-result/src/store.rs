@@ -2,7 +2,7 @@
 
 use crate::codes;
 use diesel::prelude::*;
-use openwarn_db::{AnyConnection, Database, DbError};
+use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 
 diesel::table! {
     test_results (hashed_guid) {
@@ -37,11 +37,66 @@ pub struct LabResult {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// Redeemed marks of concurrent submissions, written together (group commit).
+    redemptions: Batcher<(String, i64), bool>,
+}
+
+/// Marks a batch of results redeemed in one statement (as [`redeemed_values`] does for one).
+/// Binds: the redeemed code, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
+/// row changed.
+const MARK_REDEEMED_PG: &str = "\
+UPDATE test_results SET result = $1, lab_id = NULL, sample_collected_at = NULL,
+    redeemed_at = v.now, updated_at = v.now
+FROM UNNEST($2::text[], $3::int8[]) AS v(hashed_guid, now)
+WHERE test_results.hashed_guid = v.hashed_guid AND test_results.redeemed_at IS NULL
+RETURNING test_results.hashed_guid";
+
+#[derive(diesel::QueryableByName)]
+struct Changed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    hashed_guid: String,
+}
+
+fn mark_redeemed(conn: &mut AnyConnection, batch: &[(String, i64)]) -> QueryResult<Vec<bool>> {
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            use diesel::sql_types::{Array, BigInt, SmallInt, Text};
+            let mut changed: std::collections::HashSet<String> =
+                openwarn_db::prepared(MARK_REDEEMED_PG)
+                    .bind::<SmallInt, _>(codes::REDEEMED)
+                    .bind::<Array<Text>, _>(
+                        batch.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<BigInt>, _>(batch.iter().map(|(_, now)| *now).collect::<Vec<_>>())
+                    .load::<Changed>(pg)?
+                    .into_iter()
+                    .map(|c| c.hashed_guid)
+                    .collect();
+            // A result in the batch twice changed once: the first mark reports it.
+            Ok(batch.iter().map(|(g, _)| changed.remove(g)).collect())
+        }
+        // One by one, inside the batch's write transaction.
+        AnyConnection::Sqlite(_) => batch
+            .iter()
+            .map(|(hashed_guid, now)| {
+                diesel::update(
+                    t::test_results
+                        .filter(t::hashed_guid.eq(hashed_guid))
+                        .filter(t::redeemed_at.is_null()),
+                )
+                .set(redeemed_values(*now))
+                .execute(conn)
+                .map(|n| n > 0)
+            })
+            .collect(),
+    }
 }
 
 impl Store {
+    /// Call from within a tokio runtime (it starts the batch writer).
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let redemptions = Batcher::new(db.clone(), BatchLimits::for_database(&db), mark_redeemed);
+        Self { db, redemptions }
     }
 
     /// Stores a lab's batch in one transaction. Results already redeemed are left as they are.
@@ -110,18 +165,7 @@ impl Store {
     /// Marks a result redeemed: from then on it reads 4 and no lab can change it. Its lab id and
     /// sample time are dropped, as nothing needs them any more. Returns whether a row changed.
     pub async fn mark_redeemed(&self, hashed_guid: String, now: i64) -> Result<bool, DbError> {
-        self.db
-            .run(move |conn| {
-                diesel::update(
-                    t::test_results
-                        .filter(t::hashed_guid.eq(&hashed_guid))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set(redeemed_values(now))
-                .execute(conn)
-                .map(|n| n > 0)
-            })
-            .await
+        self.redemptions.write((hashed_guid, now)).await
     }
 
     /// Redeems results first seen more than `redeem_after` seconds ago and deletes those first seen
@@ -329,6 +373,50 @@ mod tests {
                     sample_collected_at: None
                 }
             );
+        }
+    }
+
+    /// One statement marking a result twice, an unknown id, one redeemed before and another
+    /// result: each changed row is reported once, for its first mark.
+    #[tokio::test]
+    async fn a_batch_of_marks_reports_each_change_once() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.save_lab_results(
+                "lab".into(),
+                vec![
+                    lab(2, codes::POSITIVE),
+                    lab(3, codes::POSITIVE),
+                    lab(5, codes::POSITIVE),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+            assert!(s.mark_redeemed(guid(5), 110).await.unwrap());
+            let batch = vec![
+                (guid(2), 150),
+                (guid(2), 151),
+                (guid(9), 150),
+                (guid(5), 150),
+                (guid(3), 150),
+            ];
+            let changed =
+                s.db.transaction(move |conn| mark_redeemed(conn, &batch))
+                    .await
+                    .unwrap();
+            assert_eq!(
+                changed,
+                vec![true, false, false, false, true],
+                "{}",
+                db.label()
+            );
+            for id in [2, 3, 5] {
+                assert_eq!(
+                    s.get_or_create_pending(guid(id), 300).await.unwrap().result,
+                    codes::REDEEMED
+                );
+            }
         }
     }
 

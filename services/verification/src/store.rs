@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use openwarn_db::{AnyConnection, Database, DbError};
+use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 
 diesel::table! {
     app_sessions (token_hash) {
@@ -117,11 +117,37 @@ fn is_unique_violation(e: &DieselError) -> bool {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// TAN reservations and commits of concurrent submissions, written together (group commit).
+    reservations: Batcher<ReserveTan, Option<Reservation>>,
+    commits: Batcher<CommitTan, Committed>,
+}
+
+/// A reservation to make: see [`Store::reserve_tan`].
+#[derive(Debug)]
+struct ReserveTan {
+    tan_hash: String,
+    reservation_id: String,
+    now: i64,
+    reserved_until: i64,
+}
+
+/// A commit to make: see [`Store::commit_tan`].
+#[derive(Debug)]
+struct CommitTan {
+    tan_hash: String,
+    reservation_id: String,
+    now: i64,
 }
 
 impl Store {
+    /// Call from within a tokio runtime (it starts the batch writers).
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let limits = BatchLimits::for_database(&db);
+        Self {
+            reservations: Batcher::new(db.clone(), limits, reserve_tans),
+            commits: Batcher::new(db.clone(), limits, commit_tans),
+            db,
+        }
     }
 
     /// A session for a hashed GUID; at most one per hashed GUID.
@@ -259,7 +285,7 @@ impl Store {
     }
 
     /// Reserves a valid TAN that no one holds (or whose reservation lapsed). One conditional
-    /// update, so of concurrent callers exactly one wins.
+    /// update (for a batch of concurrent reservations), so of concurrent callers exactly one wins.
     pub async fn reserve_tan(
         &self,
         tan_hash: String,
@@ -267,41 +293,12 @@ impl Store {
         now: i64,
         reserved_until: i64,
     ) -> Result<Option<Reservation>, DbError> {
-        self.db
-            .run(move |conn| {
-                let reservable = t::tans
-                    .filter(t::tan_hash.eq(tan_hash.clone()))
-                    .filter(t::redeemed_at.is_null())
-                    .filter(t::expires_at.gt(now))
-                    .filter(t::reserved_until.is_null().or(t::reserved_until.le(now)));
-                let values = (
-                    t::reservation_id.eq(Some(reservation_id.clone())),
-                    t::reserved_until.eq(Some(reserved_until)),
-                );
-                let source = match conn {
-                    // One round trip on PostgreSQL.
-                    AnyConnection::Postgresql(pg) => diesel::update(reservable)
-                        .set(values)
-                        .returning(t::source)
-                        .get_result::<i16>(pg)
-                        .optional()?,
-                    AnyConnection::Sqlite(_) => {
-                        if diesel::update(reservable).set(values).execute(conn)? == 0 {
-                            None
-                        } else {
-                            Some(
-                                t::tans
-                                    .find(&tan_hash)
-                                    .select(t::source)
-                                    .first::<i16>(conn)?,
-                            )
-                        }
-                    }
-                };
-                Ok(source.map(|source| Reservation {
-                    source: Source::from_code(source),
-                    reserved_until,
-                }))
+        self.reservations
+            .write(ReserveTan {
+                tan_hash,
+                reservation_id,
+                now,
+                reserved_until,
             })
             .await
     }
@@ -314,26 +311,11 @@ impl Store {
         reservation_id: String,
         now: i64,
     ) -> Result<Committed, DbError> {
-        self.db
-            .transaction(move |conn| {
-                let spent = match conn {
-                    // PostgreSQL: one statement (data-modifying CTEs).
-                    AnyConnection::Postgresql(pg) => diesel::sql_query(COMMIT_TAN_PG)
-                        .bind::<diesel::sql_types::Text, _>(&tan_hash)
-                        .bind::<diesel::sql_types::Text, _>(&reservation_id)
-                        .bind::<diesel::sql_types::BigInt, _>(now)
-                        .get_result::<SpentRow>(pg)
-                        .optional()?
-                        .map(|row| row.hashed_guid),
-                    // SQLite: the same three steps, inside this (write-locked) transaction.
-                    AnyConnection::Sqlite(_) => {
-                        commit_portably(conn, &tan_hash, &reservation_id, now)?
-                    }
-                };
-                match spent {
-                    Some(hashed_guid) => Ok(Committed::Done { hashed_guid }),
-                    None => already_committed(conn, &tan_hash, &reservation_id),
-                }
+        self.commits
+            .write(CommitTan {
+                tan_hash,
+                reservation_id,
+                now,
             })
             .await
     }
@@ -444,29 +426,170 @@ impl Store {
     }
 }
 
-/// Spends a reserved TAN, closes its session and voids the session's other TANs, in one
-/// statement. The voiding update excludes the spent TAN itself (one statement must not update a
-/// row twice). Binds: tan hash, reservation id, now.
-const COMMIT_TAN_PG: &str = "\
-WITH spent AS (
-    UPDATE tans SET redeemed_at = $3, reserved_until = NULL
-    WHERE tan_hash = $1 AND reservation_id = $2 AND redeemed_at IS NULL
-    RETURNING session_hash
+/// Reserves a batch of TANs in one statement. A TAN in the batch twice is reserved for one of
+/// them (the returned reservation id tells which). Binds: TAN hashes, reservation ids, nows,
+/// reserved-untils (parallel arrays).
+const RESERVE_TANS_PG: &str = "\
+UPDATE tans SET reservation_id = v.reservation_id, reserved_until = v.reserved_until
+FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[])
+    AS v(tan_hash, reservation_id, now, reserved_until)
+WHERE tans.tan_hash = v.tan_hash AND tans.redeemed_at IS NULL AND tans.expires_at > v.now
+  AND (tans.reserved_until IS NULL OR tans.reserved_until <= v.now)
+RETURNING tans.tan_hash, tans.reservation_id, tans.source";
+
+#[derive(diesel::QueryableByName)]
+struct ReservedRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tan_hash: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reservation_id: String,
+    #[diesel(sql_type = diesel::sql_types::SmallInt)]
+    source: i16,
+}
+
+fn reserve_tans(
+    conn: &mut AnyConnection,
+    batch: &[ReserveTan],
+) -> QueryResult<Vec<Option<Reservation>>> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        // SQLite: one by one, inside the batch's write transaction.
+        return batch.iter().map(|r| reserve_one(conn, r)).collect();
+    };
+    use diesel::sql_types::{Array, BigInt, Text};
+    let won: std::collections::HashMap<(String, String), i16> =
+        openwarn_db::prepared(RESERVE_TANS_PG)
+            .bind::<Array<Text>, _>(batch.iter().map(|r| r.tan_hash.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                batch
+                    .iter()
+                    .map(|r| r.reservation_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(batch.iter().map(|r| r.now).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(batch.iter().map(|r| r.reserved_until).collect::<Vec<_>>())
+            .load::<ReservedRow>(pg)?
+            .into_iter()
+            .map(|row| ((row.tan_hash, row.reservation_id), row.source))
+            .collect();
+    Ok(batch
+        .iter()
+        .map(|r| {
+            won.get(&(r.tan_hash.clone(), r.reservation_id.clone()))
+                .map(|source| Reservation {
+                    source: Source::from_code(*source),
+                    reserved_until: r.reserved_until,
+                })
+        })
+        .collect())
+}
+
+fn reserve_one(conn: &mut AnyConnection, r: &ReserveTan) -> QueryResult<Option<Reservation>> {
+    let reservable = t::tans
+        .filter(t::tan_hash.eq(&r.tan_hash))
+        .filter(t::redeemed_at.is_null())
+        .filter(t::expires_at.gt(r.now))
+        .filter(t::reserved_until.is_null().or(t::reserved_until.le(r.now)));
+    let updated = diesel::update(reservable)
+        .set((
+            t::reservation_id.eq(Some(&r.reservation_id)),
+            t::reserved_until.eq(Some(r.reserved_until)),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    let source = t::tans
+        .find(&r.tan_hash)
+        .select(t::source)
+        .first::<i16>(conn)?;
+    Ok(Some(Reservation {
+        source: Source::from_code(source),
+        reserved_until: r.reserved_until,
+    }))
+}
+
+/// Spends a batch of reserved TANs, closes their sessions and voids the sessions' other TANs, in
+/// one statement. The voiding update excludes the TANs spent here (one statement must not update
+/// a row twice). Binds: TAN hashes, reservation ids, nows (parallel arrays).
+const COMMIT_TANS_PG: &str = "\
+WITH v AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(tan_hash, reservation_id, now)
+), spent AS (
+    UPDATE tans SET redeemed_at = v.now, reserved_until = NULL
+    FROM v
+    WHERE tans.tan_hash = v.tan_hash AND tans.reservation_id = v.reservation_id
+      AND tans.redeemed_at IS NULL
+    RETURNING tans.tan_hash, tans.reservation_id, tans.session_hash, v.now
 ), closed AS (
-    UPDATE app_sessions SET tan_redeemed_at = $3
-    WHERE token_hash IN (SELECT session_hash FROM spent)
-    RETURNING hashed_guid
+    UPDATE app_sessions SET tan_redeemed_at = spent.now
+    FROM spent
+    WHERE app_sessions.token_hash = spent.session_hash
+    RETURNING app_sessions.token_hash, app_sessions.hashed_guid
 ), voided AS (
-    UPDATE tans SET expires_at = $3
-    WHERE session_hash IN (SELECT session_hash FROM spent)
-      AND tan_hash <> $1 AND redeemed_at IS NULL AND expires_at > $3
+    UPDATE tans SET expires_at = spent.now
+    FROM spent
+    WHERE tans.session_hash = spent.session_hash
+      AND tans.tan_hash NOT IN (SELECT tan_hash FROM spent)
+      AND tans.redeemed_at IS NULL AND tans.expires_at > spent.now
 )
-SELECT (SELECT hashed_guid FROM closed) AS hashed_guid FROM spent";
+SELECT spent.tan_hash, spent.reservation_id, closed.hashed_guid
+FROM spent LEFT JOIN closed ON closed.token_hash = spent.session_hash";
 
 #[derive(diesel::QueryableByName)]
 struct SpentRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tan_hash: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reservation_id: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     hashed_guid: Option<String>,
+}
+
+fn commit_tans(conn: &mut AnyConnection, batch: &[CommitTan]) -> QueryResult<Vec<Committed>> {
+    let spent: std::collections::HashMap<(String, String), Option<String>> = match conn {
+        AnyConnection::Postgresql(pg) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            openwarn_db::prepared(COMMIT_TANS_PG)
+                .bind::<Array<Text>, _>(
+                    batch.iter().map(|c| c.tan_hash.clone()).collect::<Vec<_>>(),
+                )
+                .bind::<Array<Text>, _>(
+                    batch
+                        .iter()
+                        .map(|c| c.reservation_id.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<BigInt>, _>(batch.iter().map(|c| c.now).collect::<Vec<_>>())
+                .load::<SpentRow>(pg)?
+                .into_iter()
+                .map(|row| ((row.tan_hash, row.reservation_id), row.hashed_guid))
+                .collect()
+        }
+        // SQLite: the same steps one commit at a time, inside the batch's write transaction.
+        AnyConnection::Sqlite(_) => {
+            let mut spent = std::collections::HashMap::new();
+            for c in batch {
+                if let Some(hashed_guid) =
+                    commit_portably(conn, &c.tan_hash, &c.reservation_id, c.now)?
+                {
+                    spent.insert((c.tan_hash.clone(), c.reservation_id.clone()), hashed_guid);
+                }
+            }
+            spent
+        }
+    };
+    batch
+        .iter()
+        .map(
+            |c| match spent.get(&(c.tan_hash.clone(), c.reservation_id.clone())) {
+                Some(hashed_guid) => Ok(Committed::Done {
+                    hashed_guid: hashed_guid.clone(),
+                }),
+                // Not spent by this batch: a retried commit, or no such reservation.
+                None => already_committed(conn, &c.tan_hash, &c.reservation_id),
+            },
+        )
+        .collect()
 }
 
 /// Spends, closes and voids in three statements; `Some(hashed guid of the session)` when the
@@ -842,6 +965,137 @@ mod tests {
                 ),
                 "{}",
                 db.label()
+            );
+        }
+    }
+
+    /// One batch statement holding the same TAN twice, a TAN of another session and an unknown
+    /// one: one reservation of the doubled TAN wins, the other TAN is reserved, the unknown not.
+    #[tokio::test]
+    async fn a_reservation_batch_gives_each_tan_to_one_holder() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let (a, b) = (
+                session_with_tan(&s, "a").await,
+                session_with_tan(&s, "b").await,
+            );
+            let item = |tan: &str, id: &str| ReserveTan {
+                tan_hash: tan.to_owned(),
+                reservation_id: id.to_owned(),
+                now: NOW,
+                reserved_until: NOW + 60,
+            };
+            let batch = vec![
+                item(&a, "r1"),
+                item(&a, "r2"),
+                item(&b, "r3"),
+                item(&h("unknown"), "r4"),
+            ];
+            let got =
+                s.db.transaction(move |conn| reserve_tans(conn, &batch))
+                    .await
+                    .unwrap();
+            assert_eq!(
+                got.iter().take(2).filter(|r| r.is_some()).count(),
+                1,
+                "{}: one holder of a",
+                db.label()
+            );
+            assert_eq!(
+                got[2],
+                Some(Reservation {
+                    source: Source::Guid,
+                    reserved_until: NOW + 60
+                })
+            );
+            assert_eq!(got[3], None);
+            let holder = if got[0].is_some() { "r1" } else { "r2" };
+            assert!(matches!(
+                s.commit_tan(a, holder.into(), NOW + 1).await.unwrap(),
+                Committed::Done { .. }
+            ));
+        }
+    }
+
+    /// One commit statement spending two TANs of one session (both reserved before either was
+    /// committed), a TAN of another session, a retried commit and a commit without reservation:
+    /// each gets its own answer, and the first session's third TAN is voided.
+    #[tokio::test]
+    async fn a_commit_batch_answers_each_commit() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let reserve = |tan: String, id: &str| {
+                let (s, id) = (s.clone(), id.to_owned());
+                async move {
+                    s.reserve_tan(tan, id, NOW, NOW + 60)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                }
+            };
+            // A new TAN replaces the session's unreserved ones: reserve each before the next.
+            let first = session_with_tan(&s, "s").await;
+            reserve(first.clone(), "r1").await;
+            for (tan, id) in [("second", Some("r2")), ("third", None)] {
+                assert_eq!(
+                    s.issue_tan(h("s"), h(tan), NOW, NOW + 3600, 3)
+                        .await
+                        .unwrap(),
+                    TanIssue::Issued
+                );
+                if let Some(id) = id {
+                    reserve(h(tan), id).await;
+                }
+            }
+            let other = session_with_tan(&s, "o").await;
+            reserve(other.clone(), "r3").await;
+            let spent_before = session_with_tan(&s, "p").await;
+            reserve(spent_before.clone(), "r5").await;
+            assert!(s.verify_tan(h("third"), NOW + 1).await.unwrap().is_some());
+            s.commit_tan(spent_before.clone(), "r5".into(), NOW + 1)
+                .await
+                .unwrap();
+            let item = |tan: &str, id: &str| CommitTan {
+                tan_hash: tan.to_owned(),
+                reservation_id: id.to_owned(),
+                now: NOW + 2,
+            };
+            let batch = vec![
+                item(&first, "r1"),
+                item(&h("second"), "r2"),
+                item(&other, "r3"),
+                item(&spent_before, "r5"),
+                item(&h("third"), "r6"),
+            ];
+            let got =
+                s.db.transaction(move |conn| commit_tans(conn, &batch))
+                    .await
+                    .unwrap();
+            let done = |guid: &str| Committed::Done {
+                hashed_guid: Some(h(&format!("guid-{guid}"))),
+            };
+            assert_eq!(
+                got,
+                vec![
+                    done("s"),
+                    done("s"),
+                    done("o"),
+                    done("p"),
+                    Committed::NotReserved
+                ],
+                "{}",
+                db.label()
+            );
+            assert!(
+                s.verify_tan(h("third"), NOW + 3).await.unwrap().is_none(),
+                "{}: voided",
+                db.label()
+            );
+            assert_eq!(
+                s.issue_tan(h("o"), h("o2"), NOW + 3, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::AlreadyRedeemed
             );
         }
     }

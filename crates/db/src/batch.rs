@@ -1,0 +1,361 @@
+//! Group commit: writes that arrive while earlier ones are being written go to the database
+//! together, as one statement (PostgreSQL) or one transaction (SQLite).
+//!
+//! Under load this is what lets a service write at a rate close to the database's own ceiling:
+//! the per-statement costs (a round trip, parsing and planning, a commit and its WAL flush) are
+//! paid once per batch instead of once per request, while each caller still gets its own answer.
+//! Unloaded, a batch is one item and nothing waits: there is no timer, a batch is simply whatever
+//! queued up while the previous batches were running.
+
+use crate::{AnyConnection, Database, DbError};
+use diesel::result::Error as DieselError;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// How big and how many batches may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most items in one batch.
+    pub max_items: usize,
+    /// Batches written at the same time (each on its own pooled connection).
+    pub parallel: usize,
+}
+
+impl BatchLimits {
+    /// Defaults for a backend: SQLite has one writer at a time, PostgreSQL writes batches in
+    /// parallel on a few connections.
+    pub fn for_database(db: &Database) -> Self {
+        match db.backend() {
+            crate::Backend::Sqlite => Self {
+                max_items: 64,
+                parallel: 1,
+            },
+            crate::Backend::Postgres => Self {
+                max_items: 64,
+                parallel: 2,
+            },
+        }
+    }
+}
+
+/// Writes one batch: one result per item, in the items' order. On PostgreSQL the function should
+/// be one statement (atomic by itself); on SQLite it runs inside a write transaction already.
+pub type WriteFn<T, R> =
+    dyn Fn(&mut AnyConnection, &[T]) -> Result<Vec<R>, DieselError> + Send + Sync + 'static;
+
+struct Pending<T, R> {
+    item: T,
+    reply: oneshot::Sender<Result<R, DbError>>,
+}
+
+/// Collects concurrent writes of one kind into batches. Cheap to clone; the writer task stops
+/// when the last clone is dropped.
+pub struct Batcher<T, R> {
+    queue: mpsc::Sender<Pending<T, R>>,
+}
+
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T, R> std::fmt::Debug for Batcher<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Starts the writer task (call from within a tokio runtime).
+    pub fn new<F>(db: Database, limits: BatchLimits, write: F) -> Self
+    where
+        F: Fn(&mut AnyConnection, &[T]) -> Result<Vec<R>, DieselError> + Send + Sync + 'static,
+    {
+        let (queue, pending) = mpsc::channel(limits.max_items.max(1) * 64);
+        tokio::spawn(drive(db, limits, Arc::new(write), pending));
+        Self { queue }
+    }
+
+    /// Writes `item` with whatever else is queued; resolves when its batch is written.
+    pub async fn write(&self, item: T) -> Result<R, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { item, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> DbError {
+    DbError::Unavailable("the batch writer stopped".into())
+}
+
+async fn drive<T: Send + 'static, R: Send + 'static>(
+    db: Database,
+    limits: BatchLimits,
+    write: Arc<WriteFn<T, R>>,
+    mut pending: mpsc::Receiver<Pending<T, R>>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.parallel.max(1)));
+    loop {
+        // Wait for a free slot first: while every slot is busy, requests queue up and become the
+        // next batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = pending.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < limits.max_items {
+            match pending.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (db, write) = (db.clone(), write.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (items, replies): (Vec<T>, Vec<_>) =
+                batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+            let results = db
+                .with_connection(move |conn| Ok(write_batch(conn, &items, &*write)))
+                .await
+                .unwrap_or_else(|e| {
+                    let message = e.to_string();
+                    replies
+                        .iter()
+                        .map(|_| Err(DbError::Unavailable(message.clone())))
+                        .collect()
+                });
+            metrics::histogram!("openwarn_db_batch_items").record(replies.len() as f64);
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that went away no longer needs its answer.
+                let _ = reply.send(result);
+            }
+        });
+    }
+}
+
+/// Writes the batch; when it fails for a reason other than the database being unreachable, each
+/// item is written on its own, so that one item that cannot be written does not fail the others.
+fn write_batch<T, R>(
+    conn: &mut AnyConnection,
+    items: &[T],
+    write: &WriteFn<T, R>,
+) -> Vec<Result<R, DbError>> {
+    match write_atomically(conn, items, write) {
+        Ok(results) => results.into_iter().map(Ok).collect(),
+        Err(e) if items.len() == 1 => vec![Err(e)],
+        Err(e) if e.is_unavailable() => {
+            let message = e.to_string();
+            items
+                .iter()
+                .map(|_| Err(DbError::Unavailable(message.clone())))
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, items = items.len(), "a batch failed; writing its items one by one");
+            items
+                .chunks(1)
+                .map(|one| {
+                    write_atomically(conn, one, write)
+                        .map(|mut r| r.pop().expect("one result for one item"))
+                })
+                .collect()
+        }
+    }
+}
+
+fn write_atomically<T, R>(
+    conn: &mut AnyConnection,
+    items: &[T],
+    write: &WriteFn<T, R>,
+) -> Result<Vec<R>, DbError> {
+    use diesel::connection::SimpleConnection;
+    let results = match conn {
+        AnyConnection::Postgresql(_) => write(conn, items)?,
+        AnyConnection::Sqlite(_) => {
+            // One write transaction for the whole batch (the write lock taken up front).
+            conn.batch_execute("BEGIN IMMEDIATE")?;
+            match write(conn, items).and_then(|r| conn.batch_execute("COMMIT").map(|()| r)) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = conn.batch_execute("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+        }
+    };
+    if results.len() == items.len() {
+        Ok(results)
+    } else {
+        Err(DbError::Query(DieselError::QueryBuilderError(
+            format!(
+                "a batch of {} items gave {} results",
+                items.len(),
+                results.len()
+            )
+            .into(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::RunQueryDsl;
+    use diesel::result::DatabaseErrorKind;
+    use diesel::sql_types::{Array, Integer};
+    use std::sync::Mutex;
+
+    async fn open(url: &str) -> Database {
+        let db = Database::open(url, 4).await.unwrap();
+        db.run(|c| diesel::sql_query("CREATE TABLE items (id INTEGER PRIMARY KEY)").execute(c))
+            .await
+            .unwrap();
+        db
+    }
+
+    /// Inserts the batch's ids all or nothing; the result of each item is its id doubled.
+    fn insert(conn: &mut AnyConnection, ids: &[i32]) -> Result<Vec<i32>, DieselError> {
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                crate::prepared("INSERT INTO items (id) SELECT * FROM UNNEST($1::int4[])")
+                    .bind::<Array<Integer>, _>(ids.to_vec())
+                    .execute(pg)?;
+            }
+            AnyConnection::Sqlite(_) => {
+                for id in ids {
+                    diesel::sql_query("INSERT INTO items (id) VALUES (?)")
+                        .bind::<Integer, _>(*id)
+                        .execute(conn)?;
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| id * 2).collect())
+    }
+
+    async fn count(db: &Database) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct C {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            c: i64,
+        }
+        db.run(|c| diesel::sql_query("SELECT count(*) AS c FROM items").get_result::<C>(c))
+            .await
+            .unwrap()
+            .c
+    }
+
+    /// While a batch is being written, everything that arrives queues up and is written as the
+    /// next batch; each caller gets its own item's result.
+    #[tokio::test]
+    async fn writes_arriving_during_a_batch_form_the_next_batch() {
+        for db in openwarn_testkit::databases() {
+            let database = open(db.url()).await;
+            let sizes = Arc::new(Mutex::new(Vec::new()));
+            let (hold, held) = std::sync::mpsc::channel::<()>();
+            let held = Mutex::new(held);
+            let recorded = sizes.clone();
+            let batcher = Batcher::new(
+                database.clone(),
+                BatchLimits {
+                    max_items: 64,
+                    parallel: 1,
+                },
+                move |conn, ids: &[i32]| {
+                    recorded.lock().unwrap().push(ids.len());
+                    if ids == [0] {
+                        // The first batch waits until the others are queued.
+                        held.lock().unwrap().recv().unwrap();
+                    }
+                    insert(conn, ids)
+                },
+            );
+            let first = tokio::spawn({
+                let b = batcher.clone();
+                async move { b.write(0).await }
+            });
+            while sizes.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            let capacity = batcher.queue.capacity();
+            let rest: Vec<_> = (1..=40)
+                .map(|id| {
+                    let b = batcher.clone();
+                    tokio::spawn(async move { b.write(id).await })
+                })
+                .collect();
+            while batcher.queue.capacity() > capacity - 40 {
+                tokio::task::yield_now().await;
+            }
+            hold.send(()).unwrap();
+            assert_eq!(first.await.unwrap().unwrap(), 0);
+            for (id, task) in (1..=40).zip(rest) {
+                assert_eq!(task.await.unwrap().unwrap(), id * 2, "{}", db.label());
+            }
+            assert_eq!(*sizes.lock().unwrap(), vec![1, 40], "{}", db.label());
+            assert_eq!(count(&database).await, 41);
+        }
+    }
+
+    /// An item that cannot be written fails alone: its batch is rolled back and written again one
+    /// item at a time.
+    #[tokio::test]
+    async fn a_failing_item_does_not_fail_its_batch() {
+        for db in openwarn_testkit::databases() {
+            let database = open(db.url()).await;
+            database
+                .run(|c| diesel::sql_query("INSERT INTO items (id) VALUES (7)").execute(c))
+                .await
+                .unwrap();
+            let items = vec![1, 2, 7, 3];
+            let results = database
+                .with_connection(move |conn| Ok(write_batch(conn, &items, &insert)))
+                .await
+                .unwrap();
+            assert_eq!(results[0].as_ref().unwrap(), &2);
+            assert_eq!(results[1].as_ref().unwrap(), &4);
+            assert!(results[2].as_ref().unwrap_err().is_unique_violation());
+            assert_eq!(results[3].as_ref().unwrap(), &6);
+            assert_eq!(
+                count(&database).await,
+                4,
+                "{}: 7 once, 1 2 3 once",
+                db.label()
+            );
+        }
+    }
+
+    /// When the database is gone, every item of the batch is told so at once (no retries one by
+    /// one against a database that is not there).
+    #[tokio::test]
+    async fn an_unreachable_database_fails_the_whole_batch_once() {
+        let db = openwarn_testkit::TestDatabase::sqlite();
+        let database = Database::open(db.url(), 1).await.unwrap();
+        let calls = Mutex::new(0);
+        let write = move |_: &mut AnyConnection, _: &[i32]| -> Result<Vec<i32>, DieselError> {
+            *calls.lock().unwrap() += 1;
+            assert_eq!(*calls.lock().unwrap(), 1, "written once");
+            Err(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new("server closed the connection".to_owned()),
+            ))
+        };
+        let results = database
+            .with_connection(move |conn| Ok(write_batch(conn, &[1, 2, 3], &write)))
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().unwrap_err().is_unavailable())
+        );
+    }
+}
