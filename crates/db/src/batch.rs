@@ -69,13 +69,14 @@ impl<T, R> std::fmt::Debug for Batcher<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
-    /// Starts the writer task (call from within a tokio runtime).
-    pub fn new<F>(db: Database, limits: BatchLimits, write: F) -> Self
+    /// Starts the writer task (call from within a tokio runtime). `name` labels the batch-size
+    /// histogram `openwarn_db_batch_items{batch="…"}`.
+    pub fn new<F>(name: &'static str, db: Database, limits: BatchLimits, write: F) -> Self
     where
         F: Fn(&mut AnyConnection, &[T]) -> Result<Vec<R>, DieselError> + Send + Sync + 'static,
     {
         let (queue, pending) = mpsc::channel(limits.max_items.max(1) * 64);
-        tokio::spawn(drive(db, limits, Arc::new(write), pending));
+        tokio::spawn(drive(name, db, limits, Arc::new(write), pending));
         Self { queue }
     }
 
@@ -95,6 +96,7 @@ fn stopped() -> DbError {
 }
 
 async fn drive<T: Send + 'static, R: Send + 'static>(
+    name: &'static str,
     db: Database,
     limits: BatchLimits,
     write: Arc<WriteFn<T, R>>,
@@ -132,7 +134,8 @@ async fn drive<T: Send + 'static, R: Send + 'static>(
                         .map(|_| Err(DbError::Unavailable(message.clone())))
                         .collect()
                 });
-            metrics::histogram!("openwarn_db_batch_items").record(replies.len() as f64);
+            metrics::histogram!("openwarn_db_batch_items", "batch" => name)
+                .record(replies.len() as f64);
             for (reply, result) in replies.into_iter().zip(results) {
                 // A caller that went away no longer needs its answer.
                 let _ = reply.send(result);
@@ -263,6 +266,7 @@ mod tests {
             let held = Mutex::new(held);
             let recorded = sizes.clone();
             let batcher = Batcher::new(
+                "test",
                 database.clone(),
                 BatchLimits {
                     max_items: 64,

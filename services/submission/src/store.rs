@@ -158,7 +158,12 @@ fn rows(submission: &ValidSubmission, submission_hour: i64) -> Vec<StoredKey> {
 impl Store {
     /// Call from within a tokio runtime (it starts the batch writer).
     pub fn new(db: Database) -> Self {
-        let writes = Batcher::new(db.clone(), BatchLimits::for_database(&db), insert_keys);
+        let writes = Batcher::new(
+            "insert_keys",
+            db.clone(),
+            BatchLimits::for_database(&db),
+            insert_keys,
+        );
         Self { db, writes }
     }
 

@@ -95,7 +95,12 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(String, i64)]) -> QueryResu
 impl Store {
     /// Call from within a tokio runtime (it starts the batch writer).
     pub fn new(db: Database) -> Self {
-        let redemptions = Batcher::new(db.clone(), BatchLimits::for_database(&db), mark_redeemed);
+        let redemptions = Batcher::new(
+            "mark_redeemed",
+            db.clone(),
+            BatchLimits::for_database(&db),
+            mark_redeemed,
+        );
         Self { db, redemptions }
     }
 

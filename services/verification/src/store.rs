@@ -144,8 +144,8 @@ impl Store {
     pub fn new(db: Database) -> Self {
         let limits = BatchLimits::for_database(&db);
         Self {
-            reservations: Batcher::new(db.clone(), limits, reserve_tans),
-            commits: Batcher::new(db.clone(), limits, commit_tans),
+            reservations: Batcher::new("reserve_tans", db.clone(), limits, reserve_tans),
+            commits: Batcher::new("commit_tans", db.clone(), limits, commit_tans),
             db,
         }
     }
