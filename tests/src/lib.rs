@@ -8,7 +8,10 @@ use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
 use openwarn_protocol::submission::v1::submission_service_client::SubmissionServiceClient;
 use openwarn_protocol::submission::v1::{DiagnosisKey, StreamDiagnosisKeysRequest};
+use openwarn_protocol::testresult::v1::GetTestResultRequest;
+use openwarn_protocol::testresult::v1::test_result_service_client::TestResultServiceClient;
 use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
+use openwarn_protocol::verification::v1::{CommitTanRequest, ReserveTanRequest};
 use openwarn_testkit::TestDatabase;
 use std::net::SocketAddr;
 use tonic::transport::Channel;
@@ -337,6 +340,45 @@ impl Chain {
             )
             .unwrap();
         VerificationServiceClient::new(channel)
+    }
+
+    /// Spends `tan` as submission does: reserve, then commit, over verification's gRPC.
+    pub async fn spend_tan(&self, tan: &str) {
+        let mut grpc = self.verification_grpc("submission");
+        let reservation = grpc
+            .reserve_tan(ReserveTanRequest {
+                tan: tan.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        grpc.commit_tan(CommitTanRequest {
+            tan: tan.to_owned(),
+            reservation_id: reservation.reservation_id,
+        })
+        .await
+        .unwrap();
+    }
+
+    /// The result test-result holds for `hashed_guid`, asked over gRPC as verification.
+    pub async fn stored_result(&self, hashed_guid: &str) -> i32 {
+        let channel = self
+            .pki
+            .files("verification")
+            .unwrap()
+            .grpc_channel(
+                &format!("https://{}", self.test_result_addr("grpc")),
+                "test-result",
+            )
+            .unwrap();
+        TestResultServiceClient::new(channel)
+            .get_test_result(GetTestResultRequest {
+                hashed_guid: hashed_guid.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .result
     }
 
     /// Every row of both services' databases.

@@ -2,9 +2,7 @@
 //! hashes) or client addresses — checked on everything the verification chain logs at debug level.
 
 use openwarn_e2e::{Chain, sha256_hex};
-use openwarn_protocol::verification::v1::{
-    CommitTanRequest, IssueTeleTanRequest, ReserveTanRequest, TeleTanType,
-};
+use openwarn_protocol::verification::v1::{IssueTeleTanRequest, ReserveTanRequest, TeleTanType};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -88,18 +86,8 @@ async fn no_secret_or_address_reaches_the_logs() {
         .as_str()
         .unwrap()
         .to_owned();
+    chain.spend_tan(&tan).await;
     let mut grpc = chain.verification_grpc("submission");
-    let reservation = grpc
-        .reserve_tan(ReserveTanRequest { tan: tan.clone() })
-        .await
-        .unwrap()
-        .into_inner();
-    grpc.commit_tan(CommitTanRequest {
-        tan: tan.clone(),
-        reservation_id: reservation.reservation_id,
-    })
-    .await
-    .unwrap();
     let tele_tan = grpc
         .issue_tele_tan(IssueTeleTanRequest {
             r#type: TeleTanType::Test as i32,

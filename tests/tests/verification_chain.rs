@@ -179,27 +179,9 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         assert_eq!(poll.body["testResult"], 4, "{label}: redeemed");
         // test-result is told off the submission's path: once it has been, a lab can no longer
         // change the result.
-        let mut test_result = openwarn_protocol::testresult::v1::test_result_service_client::TestResultServiceClient::new(
-            chain
-                .pki
-                .files("verification")
-                .unwrap()
-                .grpc_channel(
-                    &format!("https://{}", chain.test_result_addr("grpc")),
-                    "test-result",
-                )
-                .unwrap(),
-        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let stored = test_result
-                .get_test_result(openwarn_protocol::testresult::v1::GetTestResultRequest {
-                    hashed_guid: hashed.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if stored.result == 4 {
+            if chain.stored_result(&hashed).await == 4 {
                 break;
             }
             assert!(
@@ -209,14 +191,11 @@ async fn guid_and_tele_tan_paths_end_to_end() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         lab_post(&chain, &hashed, 1).await;
-        let stored = test_result
-            .get_test_result(openwarn_protocol::testresult::v1::GetTestResultRequest {
-                hashed_guid: hashed.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(stored.result, 4, "{label}: a lab changed a redeemed result");
+        assert_eq!(
+            chain.stored_result(&hashed).await,
+            4,
+            "{label}: a lab changed a redeemed result"
+        );
         let poll = post(
             &chain,
             &chain.app_url("testresult"),
@@ -299,17 +278,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
             tonic::Code::FailedPrecondition,
             "a released reservation cannot commit"
         );
-        let second = grpc
-            .reserve_tan(ReserveTanRequest { tan: tan.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        grpc.commit_tan(CommitTanRequest {
-            tan: tan.clone(),
-            reservation_id: second.reservation_id,
-        })
-        .await
-        .unwrap();
+        chain.spend_tan(&tan).await;
 
         chain.shutdown().await;
     }
@@ -757,18 +726,7 @@ async fn a_redeemed_session_reads_redeemed_without_asking_test_result() {
             .await;
         // test-result goes away before the TAN is committed: its mark cannot happen.
         chain.test_result.take().unwrap().shutdown().await.unwrap();
-        let mut grpc = chain.verification_grpc("submission");
-        let reservation = grpc
-            .reserve_tan(ReserveTanRequest { tan: tan.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        grpc.commit_tan(CommitTanRequest {
-            tan,
-            reservation_id: reservation.reservation_id,
-        })
-        .await
-        .unwrap();
+        chain.spend_tan(&tan).await;
         let poll = |token: String| {
             let chain = &chain;
             async move {

@@ -152,7 +152,7 @@ fn write_batch<T, R>(
     write: &WriteFn<T, R>,
 ) -> Vec<Result<R, DbError>> {
     match write_atomically(conn, items, write) {
-        Ok(results) => results.into_iter().map(Ok).collect(),
+        Ok(results) => answered(items.len(), results),
         Err(e) if items.len() == 1 => vec![Err(e)],
         Err(e) if e.is_unavailable() => {
             let message = e.to_string();
@@ -165,13 +165,33 @@ fn write_batch<T, R>(
             tracing::warn!(error = %e, items = items.len(), "a batch failed; writing its items one by one");
             items
                 .chunks(1)
-                .map(|one| {
-                    write_atomically(conn, one, write)
-                        .map(|mut r| r.pop().expect("one result for one item"))
+                .flat_map(|one| match write_atomically(conn, one, write) {
+                    Ok(results) => answered(1, results),
+                    Err(e) => vec![Err(e)],
                 })
                 .collect()
         }
     }
+}
+
+/// The write's results, one per item; when it gave another number of results (a bug in the
+/// write — which has run and must not run again), an error for every item.
+fn answered<R>(items: usize, results: Vec<R>) -> Vec<Result<R, DbError>> {
+    if results.len() == items {
+        return results.into_iter().map(Ok).collect();
+    }
+    tracing::error!(
+        items,
+        results = results.len(),
+        "a batch write answered the wrong number of items"
+    );
+    (0..items)
+        .map(|_| {
+            Err(DbError::Query(DieselError::QueryBuilderError(
+                format!("a batch of {items} items gave {} results", results.len()).into(),
+            )))
+        })
+        .collect()
 }
 
 fn write_atomically<T, R>(
@@ -180,31 +200,19 @@ fn write_atomically<T, R>(
     write: &WriteFn<T, R>,
 ) -> Result<Vec<R>, DbError> {
     use diesel::connection::SimpleConnection;
-    let results = match conn {
-        AnyConnection::Postgresql(_) => write(conn, items)?,
+    match conn {
+        AnyConnection::Postgresql(_) => Ok(write(conn, items)?),
         AnyConnection::Sqlite(_) => {
             // One write transaction for the whole batch (the write lock taken up front).
             conn.batch_execute("BEGIN IMMEDIATE")?;
             match write(conn, items).and_then(|r| conn.batch_execute("COMMIT").map(|()| r)) {
-                Ok(r) => r,
+                Ok(r) => Ok(r),
                 Err(e) => {
                     let _ = conn.batch_execute("ROLLBACK");
-                    return Err(e.into());
+                    Err(e.into())
                 }
             }
         }
-    };
-    if results.len() == items.len() {
-        Ok(results)
-    } else {
-        Err(DbError::Query(DieselError::QueryBuilderError(
-            format!(
-                "a batch of {} items gave {} results",
-                items.len(),
-                results.len()
-            )
-            .into(),
-        )))
     }
 }
 
@@ -334,6 +342,26 @@ mod tests {
                 db.label()
             );
         }
+    }
+
+    /// A write that answers fewer items than it got is an error for every item of the batch,
+    /// not a success for some, and is not run again item by item (it has written already).
+    #[tokio::test]
+    async fn a_write_with_a_result_missing_fails_every_item() {
+        let db = openwarn_testkit::TestDatabase::sqlite();
+        let database = Database::open(db.url(), 1).await.unwrap();
+        let calls = Mutex::new(0);
+        let short = move |_: &mut AnyConnection, _: &[i32]| -> Result<Vec<i32>, DieselError> {
+            *calls.lock().unwrap() += 1;
+            assert_eq!(*calls.lock().unwrap(), 1, "written once");
+            Ok(vec![1])
+        };
+        let results = database
+            .with_connection(move |conn| Ok(write_batch(conn, &[1, 2], &short)))
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(Result::is_err), "{results:?}");
     }
 
     /// When the database is gone, every item of the batch is told so at once (no retries one by
