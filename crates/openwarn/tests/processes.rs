@@ -202,11 +202,15 @@ async fn the_whole_path_over_real_processes() {
         let today =
             i32::try_from(openwarn_bootstrap::lifecycle::unix_now() / 600 / 144 * 144).unwrap();
         let payload = SubmissionPayload {
-            keys: (0..3u8)
-                .map(|d| TemporaryExposureKey {
-                    key_data: Some(vec![d + 1; 16]),
+            // Today's key, and keys of two and three days ago: the latter expired at least a day
+            // ago, past the two-hour embargo at any time of day (yesterday's key would still be
+            // embargoed between 00:00 and 02:00 UTC).
+            keys: [(1u8, 0), (2, 2), (3, 3)]
+                .into_iter()
+                .map(|(byte, days_ago)| TemporaryExposureKey {
+                    key_data: Some(vec![byte; 16]),
                     transmission_risk_level: Some(5),
-                    rolling_start_interval_number: Some(today - 144 * i32::from(d)),
+                    rolling_start_interval_number: Some(today - 144 * days_ago),
                     rolling_period: Some(144),
                     report_type: Some(1),
                     days_since_onset_of_symptoms: Some(1),
@@ -270,7 +274,7 @@ async fn the_whole_path_over_real_processes() {
             .map(|k| k.key_data.unwrap())
             .collect();
         assert_eq!(in_package.len(), 140, "{label}: padded to 140");
-        // Yesterday's and the day before's keys; today's key is still valid: embargoed.
+        // The keys of two and three days ago; today's key is still valid: embargoed.
         for (byte, expected) in [(1u8, false), (2, true), (3, true)] {
             assert_eq!(
                 in_package.contains(&vec![byte; 16]),
