@@ -10,20 +10,21 @@
 use crate::{AnyConnection, Database, DbError};
 use diesel::result::Error as DieselError;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// How big and how many batches may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     /// Most items in one batch.
     pub max_items: usize,
-    /// Batches written at the same time (each on its own pooled connection).
+    /// Most batches written at the same time, each on its own pooled connection. A batch beyond
+    /// the first starts only while a full batch (`max_items`) is waiting.
     pub parallel: usize,
 }
 
 impl BatchLimits {
-    /// Defaults for a backend: SQLite has one writer at a time, PostgreSQL writes batches in
-    /// parallel on a few connections.
+    /// Defaults for a backend: SQLite has one writer at a time; PostgreSQL writes one batch at a
+    /// time too while that keeps up, and up to four when full batches are waiting.
     pub fn for_database(db: &Database) -> Self {
         match db.backend() {
             crate::Backend::Sqlite => Self {
@@ -32,7 +33,7 @@ impl BatchLimits {
             },
             crate::Backend::Postgres => Self {
                 max_items: 64,
-                parallel: 2,
+                parallel: 4,
             },
         }
     }
@@ -102,45 +103,66 @@ async fn drive<T: Send + 'static, R: Send + 'static>(
     write: Arc<WriteFn<T, R>>,
     mut pending: mpsc::Receiver<Pending<T, R>>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.parallel.max(1)));
+    let (max_items, parallel) = (limits.max_items.max(1), limits.parallel.max(1));
+    let mut running = tokio::task::JoinSet::new();
+    let mut waiting: Vec<Pending<T, R>> = Vec::with_capacity(max_items);
     loop {
-        // Wait for a free slot first: while every slot is busy, requests queue up and become the
-        // next batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = pending.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < limits.max_items {
-            match pending.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
+        // One batch at a time keeps batches as large as the load makes them (every statement
+        // saved is CPU saved on both sides); another runs beside it only once a full batch is
+        // waiting, i.e. when one writer at a time cannot keep up.
+        while starts_a_batch(running.len(), waiting.len(), max_items, parallel) {
+            let batch: Vec<_> = waiting.drain(..waiting.len().min(max_items)).collect();
+            running.spawn(write_and_answer(name, db.clone(), write.clone(), batch));
         }
-        let (db, write) = (db.clone(), write.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let (items, replies): (Vec<T>, Vec<_>) =
-                batch.into_iter().map(|p| (p.item, p.reply)).unzip();
-            let results = db
-                .with_connection(move |conn| Ok(write_batch(conn, &items, &*write)))
-                .await
-                .unwrap_or_else(|e| {
-                    let message = e.to_string();
-                    replies
-                        .iter()
-                        .map(|_| Err(DbError::Unavailable(message.clone())))
-                        .collect()
-                });
-            metrics::histogram!("openwarn_db_batch_items", "batch" => name)
-                .record(replies.len() as f64);
-            for (reply, result) in replies.into_iter().zip(results) {
-                // A caller that went away no longer needs its answer.
-                let _ = reply.send(result);
-            }
+        // Requests are taken off the queue only when they could start a batch; the rest stay
+        // queued and become the next batch.
+        let take = running.len() < parallel && waiting.len() < max_items;
+        tokio::select! {
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            next = pending.recv(), if take => match next {
+                Some(p) => {
+                    waiting.push(p);
+                    while waiting.len() < max_items {
+                        match pending.try_recv() {
+                            Ok(p) => waiting.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    // Every Batcher is gone, so nobody waits for `waiting`; let the batches being written finish.
+    while running.join_next().await.is_some() {}
+}
+
+/// Whether a new batch starts, with `running` batches being written and `waiting` requests taken.
+fn starts_a_batch(running: usize, waiting: usize, max_items: usize, parallel: usize) -> bool {
+    running < parallel && waiting > 0 && (running == 0 || waiting >= max_items)
+}
+
+async fn write_and_answer<T: Send + 'static, R: Send + 'static>(
+    name: &'static str,
+    db: Database,
+    write: Arc<WriteFn<T, R>>,
+    batch: Vec<Pending<T, R>>,
+) {
+    let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
+    let results = db
+        .with_connection(move |conn| Ok(write_batch(conn, &items, &*write)))
+        .await
+        .unwrap_or_else(|e| {
+            let message = e.to_string();
+            replies
+                .iter()
+                .map(|_| Err(DbError::Unavailable(message.clone())))
+                .collect()
         });
+    metrics::histogram!("openwarn_db_batch_items", "batch" => name).record(replies.len() as f64);
+    for (reply, result) in replies.into_iter().zip(results) {
+        // A caller that went away no longer needs its answer.
+        let _ = reply.send(result);
     }
 }
 
@@ -263,12 +285,17 @@ mod tests {
             .c
     }
 
-    /// While a batch is being written, everything that arrives queues up and is written as the
-    /// next batch; each caller gets its own item's result.
-    #[tokio::test]
-    async fn writes_arriving_during_a_batch_form_the_next_batch() {
-        for db in openwarn_testkit::databases() {
-            let database = open(db.url()).await;
+    /// A batcher over `items` whose first batch (the item 0) is held until `hold` sends: the item
+    /// 0 is being written when `start` returns. `sizes` are the sizes of the batches written.
+    struct HeldFirstBatch {
+        batcher: Batcher<i32, i32>,
+        sizes: Arc<Mutex<Vec<usize>>>,
+        hold: std::sync::mpsc::Sender<()>,
+        first: tokio::task::JoinHandle<Result<i32, DbError>>,
+    }
+
+    impl HeldFirstBatch {
+        async fn start(database: &Database, limits: BatchLimits) -> Self {
             let sizes = Arc::new(Mutex::new(Vec::new()));
             let (hold, held) = std::sync::mpsc::channel::<()>();
             let held = Mutex::new(held);
@@ -276,14 +303,10 @@ mod tests {
             let batcher = Batcher::new(
                 "test",
                 database.clone(),
-                BatchLimits {
-                    max_items: 64,
-                    parallel: 1,
-                },
+                limits,
                 move |conn, ids: &[i32]| {
                     recorded.lock().unwrap().push(ids.len());
                     if ids == [0] {
-                        // The first batch waits until the others are queued.
                         held.lock().unwrap().recv().unwrap();
                     }
                     insert(conn, ids)
@@ -293,9 +316,41 @@ mod tests {
                 let b = batcher.clone();
                 async move { b.write(0).await }
             });
-            while sizes.lock().unwrap().is_empty() {
-                tokio::task::yield_now().await;
+            tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                while sizes.lock().unwrap().is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("the first batch never started");
+            Self {
+                batcher,
+                sizes,
+                hold,
+                first,
             }
+        }
+    }
+
+    /// While a batch is being written, everything that arrives queues up and is written as the
+    /// next batch; each caller gets its own item's result.
+    #[tokio::test]
+    async fn writes_arriving_during_a_batch_form_the_next_batch() {
+        for db in openwarn_testkit::databases() {
+            let database = open(db.url()).await;
+            let HeldFirstBatch {
+                batcher,
+                sizes,
+                hold,
+                first,
+            } = HeldFirstBatch::start(
+                &database,
+                BatchLimits {
+                    max_items: 64,
+                    parallel: 1,
+                },
+            )
+            .await;
             let capacity = batcher.queue.capacity();
             let rest: Vec<_> = (1..=40)
                 .map(|id| {
@@ -313,6 +368,75 @@ mod tests {
             }
             assert_eq!(*sizes.lock().unwrap(), vec![1, 40], "{}", db.label());
             assert_eq!(count(&database).await, 41);
+        }
+    }
+
+    #[test]
+    fn a_batch_starts_when_idle_or_when_a_full_one_waits_and_a_writer_is_free() {
+        let (max, parallel) = (4, 2);
+        assert!(!starts_a_batch(0, 0, max, parallel), "nothing to write");
+        assert!(
+            starts_a_batch(0, 1, max, parallel),
+            "idle: one request goes at once"
+        );
+        assert!(
+            !starts_a_batch(1, 3, max, parallel),
+            "busy: a small batch waits"
+        );
+        assert!(
+            starts_a_batch(1, 4, max, parallel),
+            "busy: a full batch goes beside"
+        );
+        assert!(!starts_a_batch(2, 4, max, parallel), "every writer busy");
+        assert!(starts_a_batch(0, 1, max, 1) && !starts_a_batch(1, 9, max, 1));
+    }
+
+    /// With room for two batches, a second one starts beside a running batch only once a full
+    /// batch is waiting; fewer wait for the running one instead of making a small batch.
+    /// PostgreSQL only: SQLite has one writer (a held write transaction blocks the second).
+    #[tokio::test]
+    async fn a_second_batch_runs_beside_the_first_only_when_full() {
+        let postgres = openwarn_testkit::databases()
+            .into_iter()
+            .filter(|db| db.label() == "postgres");
+        for db in postgres {
+            let database = open(db.url()).await;
+            let HeldFirstBatch {
+                batcher,
+                sizes,
+                hold,
+                first,
+            } = HeldFirstBatch::start(
+                &database,
+                BatchLimits {
+                    max_items: 4,
+                    parallel: 2,
+                },
+            )
+            .await;
+            let rest: Vec<_> = (1..=7)
+                .map(|id| {
+                    let b = batcher.clone();
+                    tokio::spawn(async move { b.write(id).await })
+                })
+                .collect();
+            // Four of the seven make a full batch, which runs while the first is still held.
+            tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                while sizes.lock().unwrap().len() < 2 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("no second batch started beside the held one");
+            assert_eq!(*sizes.lock().unwrap(), vec![1, 4], "{}", db.label());
+            hold.send(()).unwrap();
+            assert_eq!(first.await.unwrap().unwrap(), 0);
+            for (id, task) in (1..=7).zip(rest) {
+                assert_eq!(task.await.unwrap().unwrap(), id * 2, "{}", db.label());
+            }
+            // The other three waited for a writer and went together.
+            assert_eq!(*sizes.lock().unwrap(), vec![1, 4, 3], "{}", db.label());
+            assert_eq!(count(&database).await, 8);
         }
     }
 

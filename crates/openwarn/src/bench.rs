@@ -5,6 +5,7 @@
 //! Every service runs in this process on 127.0.0.1 with fresh databases and a fresh dev PKI, over
 //! the same mutual-TLS paths as in production. TANs are prepared before the clock starts.
 
+use crate::cpu::CpuTimes;
 use anyhow::{Context, bail};
 use clap::Parser;
 use diesel::Connection;
@@ -33,28 +34,35 @@ pub struct BenchArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
-    /// Real submissions (each with its own TAN, prepared beforehand).
+    /// Real submissions at each concurrency (each with its own TAN, prepared beforehand).
     #[arg(long, default_value_t = 4000)]
     pub submissions: usize,
     /// Fake submissions.
     #[arg(long, default_value_t = 50_000)]
     pub fakes: usize,
-    /// Real submissions in flight at once.
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: usize,
+    /// Real submissions in flight at once; one run at each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64", value_parser = at_least_one)]
+    pub concurrency: Vec<usize>,
     /// Fake submissions in flight at once (each waits out a real latency, so many are needed to
     /// load the proxy).
     #[arg(long, default_value_t = 2048)]
     pub fake_concurrency: usize,
-    /// Concurrent clients of pgbench.
-    #[arg(long, default_value_t = 16)]
-    pub pgbench_clients: usize,
-    /// pgbench run time.
-    #[arg(long, default_value = "15s", value_parser = openwarn_bootstrap::config::parse_duration)]
+    /// Concurrent clients of pgbench; one run at each (comma-separated), the best is the ceiling.
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64", value_parser = at_least_one)]
+    pub pgbench_clients: Vec<usize>,
+    /// pgbench run time, at each client count.
+    #[arg(long, default_value = "10s", value_parser = openwarn_bootstrap::config::parse_duration)]
     pub pgbench_time: Duration,
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pub pgbench: String,
+}
+
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{v:?} is not a whole number of at least 1")),
+    }
 }
 
 #[derive(Parser)]
@@ -279,6 +287,8 @@ struct Run {
     errors: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU spent during the run by this process (services and client), PostgreSQL and Redis.
+    cpu: CpuTimes,
 }
 
 impl Run {
@@ -301,7 +311,38 @@ impl Run {
             self.quantile(0.99).as_secs_f64() * 1000.0,
             self.errors
         );
+        println!(
+            "{:<22} {}",
+            "",
+            cpu_per_request(
+                &[
+                    ("openwarn", Some(self.cpu.this)),
+                    ("postgres", self.cpu.postgres),
+                    ("redis", self.cpu.redis),
+                ],
+                self.requests
+            )
+        );
     }
+}
+
+/// "CPU per request: openwarn 0.71 ms + postgres 0.80 ms + … = 1.60 ms" (what was measured).
+fn cpu_per_request(parts: &[(&str, Option<Duration>)], requests: usize) -> String {
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / requests.max(1) as f64;
+    let measured: Vec<(&str, Duration)> = parts
+        .iter()
+        .filter_map(|(name, d)| d.map(|d| (*name, d)))
+        .collect();
+    let each: Vec<String> = measured
+        .iter()
+        .map(|(name, d)| format!("{name} {:.3} ms", per(*d)))
+        .collect();
+    let total: Duration = measured.iter().map(|(_, d)| *d).sum();
+    format!(
+        "CPU per request: {} = {:.3} ms",
+        each.join(" + "),
+        per(total)
+    )
 }
 
 /// Sends `count` submissions (`tans[i]`, or fakes) with `concurrency` in flight; times each.
@@ -313,6 +354,7 @@ async fn drive(
     concurrency: usize,
 ) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = CpuTimes::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     let fake_body = bytes::Bytes::from(payload(u64::MAX));
@@ -356,6 +398,7 @@ async fn drive(
         errors: 0,
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(count),
+        cpu: CpuTimes::default(),
     };
     for t in tasks {
         if let Ok((latencies, errors)) = t.await {
@@ -364,11 +407,12 @@ async fn drive(
         }
     }
     run.elapsed = started.elapsed();
+    run.cpu = CpuTimes::now().since(&cpu);
     run
 }
 
 /// PostgreSQL's ceiling for the same write: 14 rows per transaction into the same table.
-fn pgbench(args: &BenchArgs, database: &str) -> anyhow::Result<f64> {
+fn pgbench(args: &BenchArgs, database: &str, clients: usize) -> anyhow::Result<Ceiling> {
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("submission.sql");
     let rows: Vec<String> = (0..14)
@@ -387,13 +431,14 @@ fn pgbench(args: &BenchArgs, database: &str) -> anyhow::Result<f64> {
             rows.join(", ")
         ),
     )?;
+    let cpu = CpuTimes::now();
     let output = std::process::Command::new(&args.pgbench)
         .args([
             "-n",
             "-M",
             "prepared",
             "-c",
-            &args.pgbench_clients.to_string(),
+            &clients.to_string(),
             "-j",
             "2",
             "-T",
@@ -404,6 +449,7 @@ fn pgbench(args: &BenchArgs, database: &str) -> anyhow::Result<f64> {
         .arg(database)
         .output()
         .with_context(|| format!("running {}", args.pgbench))?;
+    let cpu = CpuTimes::now().since(&cpu);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         bail!(
@@ -412,12 +458,36 @@ fn pgbench(args: &BenchArgs, database: &str) -> anyhow::Result<f64> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    stdout
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no tps in pgbench's output")
+    let number = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.trim_start_matches(prefix).split_whitespace().next())
+    };
+    Ok(Ceiling {
+        per_second: number("tps = ")
+            .and_then(|v| v.parse().ok())
+            .context("no tps in pgbench's output")?,
+        transactions: number("number of transactions actually processed: ")
+            .and_then(|v| v.parse().ok())
+            .context("no transaction count in pgbench's output")?,
+        cpu,
+    })
+}
+
+/// pgbench's result: transactions per second, how many, and the CPU they took.
+struct Ceiling {
+    per_second: f64,
+    transactions: usize,
+    cpu: CpuTimes,
+}
+
+/// Empties the submission database's key table, so every measured phase starts alike.
+fn empty_keys(database: &str) -> anyhow::Result<()> {
+    diesel::PgConnection::establish(database)
+        .context("connecting to the submission database")?
+        .batch_execute("TRUNCATE diagnosis_keys")?;
+    Ok(())
 }
 
 #[tokio::main]
@@ -428,26 +498,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.redis_url
     );
     let stack = start_stack(&args).await?;
+    let most = args.concurrency.iter().copied().max().unwrap_or(1);
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(most.max(args.fake_concurrency))
         .tcp_nodelay(true)
         .build()?;
     let prepared = Instant::now();
-    let tans = prepare_tans(&client, &stack, args.submissions, args.concurrency).await?;
+    let total = args.submissions * args.concurrency.len();
+    let tans = prepare_tans(&client, &stack, total, most).await?;
     println!(
         "prepared {} TANs in {:.1} s",
         tans.len(),
         prepared.elapsed().as_secs_f64()
     );
 
-    let real = drive(
-        &client,
-        stack.proxy,
-        Some(Arc::new(tans)),
-        args.submissions,
-        args.concurrency,
-    )
-    .await;
+    let mut real = Vec::new();
+    for (level, tans) in args
+        .concurrency
+        .iter()
+        .zip(tans.chunks(args.submissions.max(1)))
+    {
+        empty_keys(&stack.submission_db)?;
+        let run = drive(
+            &client,
+            stack.proxy,
+            Some(Arc::new(tans.to_vec())),
+            tans.len(),
+            *level,
+        )
+        .await;
+        real.push((*level, run));
+    }
     let fake = drive(
         &client,
         stack.proxy,
@@ -460,30 +541,53 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         service.shutdown().await?;
     }
     // The same write, straight into PostgreSQL, on the submission database's table.
-    let ceiling = pgbench(&args, &stack.submission_db)?;
+    let mut ceilings = Vec::new();
+    for clients in &args.pgbench_clients {
+        empty_keys(&stack.submission_db)?;
+        ceilings.push((*clients, pgbench(&args, &stack.submission_db, *clients)?));
+    }
 
     println!();
     println!(
-        "machine: {} cores; in flight: {} real, {} fake",
+        "machine: {} cores",
         std::thread::available_parallelism().map_or(0, usize::from),
-        args.concurrency,
-        args.fake_concurrency
     );
-    real.report("real submissions");
-    fake.report("fake submissions");
+    for (level, run) in &real {
+        run.report(&format!("real, {level} in flight"));
+    }
+    fake.report(&format!("fake, {} in flight", args.fake_concurrency));
+    for (clients, ceiling) in &ceilings {
+        println!(
+            "{:<22} {:>7} tx        {:>9.0}/s  (14-row INSERT per transaction)",
+            format!("pgbench, {clients} clients"),
+            ceiling.transactions,
+            ceiling.per_second
+        );
+        println!(
+            "{:<22} {}",
+            "",
+            cpu_per_request(
+                &[
+                    ("pgbench", Some(ceiling.cpu.children)),
+                    ("postgres", ceiling.cpu.postgres),
+                ],
+                ceiling.transactions
+            )
+        );
+    }
+    let best = |rates: Vec<f64>| rates.into_iter().fold(0.0, f64::max);
+    let ours = best(real.iter().map(|(_, r)| r.per_second()).collect());
+    let ceiling = best(ceilings.iter().map(|(_, c)| c.per_second).collect());
     println!(
-        "{:<22} {:>7} clients   {:>9.0}/s  (14-row INSERT per transaction)",
-        "pgbench ceiling", args.pgbench_clients, ceiling
-    );
-    println!(
-        "{:<22} {:.2} x PostgreSQL's ceiling",
+        "{:<22} {:.2} x PostgreSQL's ceiling ({ours:.0}/s of {ceiling:.0}/s, the best of each)",
         "real / ceiling",
-        real.per_second() / ceiling
+        ours / ceiling
     );
-    if real.errors > 0 || fake.errors > 0 {
+    let real_errors: usize = real.iter().map(|(_, r)| r.errors).sum();
+    if real_errors > 0 || fake.errors > 0 {
         bail!(
             "{} real and {} fake submissions failed",
-            real.errors,
+            real_errors,
             fake.errors
         );
     }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_distribution;
+mod cpu;
 mod sim;
 mod up;
 
