@@ -360,8 +360,8 @@ impl Chain {
         .unwrap();
     }
 
-    /// The result test-result holds for `hashed_guid`, asked over gRPC as verification.
-    pub async fn stored_result(&self, hashed_guid: &str) -> i32 {
+    /// A gRPC client of test-result, with verification's certificate.
+    pub fn test_result_grpc(&self) -> TestResultServiceClient<tonic::transport::Channel> {
         let channel = self
             .pki
             .files("verification")
@@ -372,6 +372,11 @@ impl Chain {
             )
             .unwrap();
         TestResultServiceClient::new(channel)
+    }
+
+    /// The result test-result holds for `hashed_guid`, asked over gRPC as verification.
+    pub async fn stored_result(&self, hashed_guid: &str) -> i32 {
+        self.test_result_grpc()
             .get_test_result(GetTestResultRequest {
                 hashed_guid: hashed_guid.to_owned(),
             })

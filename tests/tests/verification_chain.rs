@@ -3,6 +3,7 @@
 //! Redis when configured (required with CI=true).
 
 use openwarn_e2e::{Chain, sha256_hex};
+use openwarn_protocol::testresult::v1::MarkRedeemedRequest;
 use openwarn_protocol::verification::v1::{
     CommitTanRequest, IssueTeleTanRequest, ReleaseTanRequest, ReserveTanRequest, TanSource,
     TeleTanType, VerifyTanRequest,
@@ -747,5 +748,54 @@ async fn a_redeemed_session_reads_redeemed_without_asking_test_result() {
         );
         // The session not yet redeemed needs test-result, which is down.
         assert_eq!(poll(open).await.status, 503, "{label}");
+    }
+}
+
+/// `MarkRedeemed` takes many ids in one call (verification sends its queued marks together), all
+/// or nothing: one malformed id, none at all or too many fail the call and mark nothing.
+#[tokio::test]
+async fn mark_redeemed_marks_many_results_in_one_call_or_none() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let label = db.label();
+        let hashed: Vec<String> = (0..4)
+            .map(|_| sha256_hex(&uuid::Uuid::new_v4().to_string()))
+            .collect();
+        for id in &hashed {
+            lab_post(&chain, id, 2).await;
+        }
+        let mut grpc = chain.test_result_grpc();
+        let mark = |hashed_guid: &str, hashed_guids: Vec<String>| MarkRedeemedRequest {
+            hashed_guid: hashed_guid.to_owned(),
+            hashed_guids,
+        };
+
+        grpc.mark_redeemed(mark("", hashed[..2].to_vec()))
+            .await
+            .unwrap();
+        grpc.mark_redeemed(mark(&hashed[1], vec![hashed[1].clone()]))
+            .await
+            .expect("marking again is harmless");
+        let refused = [
+            mark("", vec![hashed[2].clone(), "not-a-hash".into()]),
+            mark("not-a-hash", vec![hashed[2].clone()]),
+            mark("", vec![]),
+            mark("", vec![hashed[2].clone(); 1001]),
+        ];
+        for request in refused {
+            let status = grpc.mark_redeemed(request).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{label}");
+        }
+
+        let mut stored = Vec::new();
+        for id in &hashed {
+            stored.push(chain.stored_result(id).await);
+        }
+        assert_eq!(
+            stored,
+            vec![4, 4, 2, 2],
+            "{label}: only the first call marked"
+        );
+        chain.shutdown().await;
     }
 }

@@ -18,6 +18,9 @@ pub struct Grpc {
     store: Store,
 }
 
+/// Most results one `MarkRedeemed` call may mark.
+pub const MAX_MARKS_PER_CALL: usize = 1000;
+
 fn checked(hashed_guid: String) -> Result<String, Status> {
     if is_hashed_guid(&hashed_guid) {
         Ok(hashed_guid)
@@ -48,9 +51,25 @@ impl TestResultService for Grpc {
         &self,
         request: Request<MarkRedeemedRequest>,
     ) -> Result<Response<MarkRedeemedResponse>, Status> {
-        let hashed_guid = checked(request.into_inner().hashed_guid)?;
+        let request = request.into_inner();
+        let ids: Vec<String> = std::iter::once(request.hashed_guid)
+            .filter(|id| !id.is_empty())
+            .chain(request.hashed_guids)
+            .map(checked)
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() || ids.len() > MAX_MARKS_PER_CALL {
+            return Err(Status::invalid_argument(format!(
+                "between 1 and {MAX_MARKS_PER_CALL} hashed GUIDs per call"
+            )));
+        }
         let now = openwarn_bootstrap::lifecycle::unix_now();
-        self.store.mark_redeemed(hashed_guid, now).await?;
+        // Written together: the store's batcher takes them as one batch (or a few full ones).
+        for marked in
+            futures::future::join_all(ids.into_iter().map(|id| self.store.mark_redeemed(id, now)))
+                .await
+        {
+            marked?;
+        }
         Ok(Response::new(MarkRedeemedResponse {}))
     }
 }

@@ -1,9 +1,9 @@
 //! Internal gRPC: TAN reservation for submission, teleTAN issuance for the portal.
 
 use crate::app::{parse_uuid_v4, sha256_hex};
+use crate::redeem::RedeemMarks;
 use crate::store::{Committed, Source, Store, TELE_TAN_KIND_TEST};
 use crate::teletan;
-use crate::testresults::TestResults;
 use openwarn_bootstrap::lifecycle::unix_now;
 use openwarn_kv::KvStore;
 use openwarn_protocol::verification::v1::verification_service_server::{
@@ -28,20 +28,20 @@ pub struct GrpcLimits {
 pub struct Grpc {
     store: Store,
     kv: Arc<dyn KvStore>,
-    test_results: TestResults,
+    redeem: RedeemMarks,
     limits: GrpcLimits,
 }
 
 pub fn server(
     store: Store,
     kv: Arc<dyn KvStore>,
-    test_results: TestResults,
+    redeem: RedeemMarks,
     limits: GrpcLimits,
 ) -> VerificationServiceServer<Grpc> {
     VerificationServiceServer::new(Grpc {
         store,
         kv,
-        test_results,
+        redeem,
         limits,
     })
 }
@@ -129,17 +129,10 @@ impl VerificationService for Grpc {
                 metrics::counter!("openwarn_tans_redeemed_total").increment(1);
                 if let Some(hashed_guid) = hashed_guid {
                     // The TAN is spent here whatever happens next; the mark at test-result only
-                    // keeps labs from changing a result that was used, so it runs off the
-                    // submission's path. A failure is counted and logged; the session (redeemed
-                    // here) refuses further TANs either way.
-                    let test_results = self.test_results.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = test_results.mark_redeemed(&hashed_guid).await {
-                            metrics::counter!("openwarn_test_result_redeem_failures_total")
-                                .increment(1);
-                            tracing::warn!(code = ?e.code(), "could not mark the test result redeemed");
-                        }
-                    });
+                    // keeps labs from changing a result that was used, so it is queued and sent
+                    // off the submission's path, together with other uploads' marks. The session
+                    // (redeemed here) refuses further TANs either way.
+                    self.redeem.mark(hashed_guid);
                 }
                 Ok(Response::new(CommitTanResponse {}))
             }

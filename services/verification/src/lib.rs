@@ -7,6 +7,7 @@
 
 mod app;
 mod grpc;
+mod redeem;
 mod store;
 pub mod teletan;
 mod testresults;
@@ -219,7 +220,10 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .add_service(grpc::server(
             store.clone(),
             kv.clone(),
-            test_results,
+            redeem::RedeemMarks::start(move |ids| {
+                let test_results = test_results.clone();
+                async move { test_results.mark_redeemed(ids).await }
+            }),
             grpc::GrpcLimits {
                 reservation_ttl: config.tan_reservation_ttl,
                 tele_tan_validity: config.tele_tan_validity,

@@ -47,11 +47,13 @@ impl TestResults {
         })
     }
 
-    pub async fn mark_redeemed(&self, hashed_guid: &str) -> Result<(), tonic::Status> {
+    /// Marks results redeemed, all in one call (see [`crate::redeem`]).
+    pub async fn mark_redeemed(&self, hashed_guids: Vec<String>) -> Result<(), tonic::Status> {
         self.client
             .clone()
             .mark_redeemed(MarkRedeemedRequest {
-                hashed_guid: hashed_guid.to_owned(),
+                hashed_guid: String::new(),
+                hashed_guids,
             })
             .await
             .map(drop)
