@@ -34,7 +34,16 @@ impl RedeemMarks {
         F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), tonic::Status>> + Send,
     {
-        let (queue, mut pending) = mpsc::channel::<String>(QUEUE);
+        Self::with_queue(QUEUE, send)
+    }
+
+    /// [`Self::start`] with room for `capacity` waiting marks.
+    fn with_queue<F, Fut>(capacity: usize, send: F) -> Self
+    where
+        F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), tonic::Status>> + Send,
+    {
+        let (queue, mut pending) = mpsc::channel::<String>(capacity);
         tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
                 let mut ids = vec![first];
@@ -161,6 +170,39 @@ mod tests {
         gate.notify_one();
         until_calls(&calls, 2).await;
         assert_eq!(*calls.lock().unwrap(), vec![ids(1..=1), ids(2..=9)]);
+    }
+
+    /// A mark that finds the queue full is dropped, never waited for; the queue goes on.
+    #[tokio::test]
+    async fn a_mark_finding_the_queue_full_is_dropped() {
+        let calls: Calls = Arc::default();
+        let gate = Arc::new(Notify::new());
+        let marks = RedeemMarks::with_queue(2, {
+            let (calls, gate) = (calls.clone(), gate.clone());
+            move |ids: Vec<String>| {
+                let (calls, gate) = (calls.clone(), gate.clone());
+                async move {
+                    let first = calls.lock().unwrap().is_empty();
+                    calls.lock().unwrap().push(ids);
+                    if first {
+                        gate.notified().await;
+                    }
+                    Ok(())
+                }
+            }
+        });
+        marks.mark("1".into());
+        until_calls(&calls, 1).await;
+        for id in ids(2..=4) {
+            marks.mark(id);
+        }
+        gate.notify_one();
+        until_calls(&calls, 2).await;
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec![ids(1..=1), ids(2..=3)],
+            "4 found the queue (room for 2) full"
+        );
     }
 
     /// An unavailable test-result gets the same call again after a pause; a refusal is final.
