@@ -1,7 +1,10 @@
 //! Starts OpenWarn services in-process on 127.0.0.1:0 with a fresh dev PKI and fresh databases,
 //! for end-to-end tests over real sockets (HTTP, HTTPS with client certificates, gRPC over mTLS).
+//!
+//! Only what needs the service crates lives here (the chain of services, started together);
+//! everything else — databases, the dev PKI and a service's arguments from it, parsing a
+//! configuration, HTTPS clients — is `openwarn_testkit`'s.
 
-use clap::Parser;
 use openwarn_bootstrap::RunningService;
 use openwarn_mtls::DevPki;
 use openwarn_protocol::cwa::SubmissionPayload;
@@ -12,7 +15,7 @@ use openwarn_protocol::testresult::v1::GetTestResultRequest;
 use openwarn_protocol::testresult::v1::test_result_service_client::TestResultServiceClient;
 use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
 use openwarn_protocol::verification::v1::{CommitTanRequest, ReserveTanRequest};
-use openwarn_testkit::TestDatabase;
+use openwarn_testkit::{TestDatabase, config, https_client};
 use std::net::SocketAddr;
 use tonic::transport::Channel;
 
@@ -27,30 +30,6 @@ pub const PKI_NAMES: &[&str] = &[
     "lab",
     "rogue-lab",
 ];
-
-#[derive(Parser)]
-struct Parse<C: clap::Args> {
-    #[command(flatten)]
-    config: C,
-}
-
-/// Parses a service configuration from arguments (as its binary would).
-pub fn config<C: clap::Args>(args: &[String]) -> C {
-    Parse::<C>::try_parse_from(std::iter::once("test".to_owned()).chain(args.iter().cloned()))
-        .unwrap_or_else(|e| panic!("bad test configuration: {e}"))
-        .config
-}
-
-fn tls_args(pki: &DevPki, name: &str) -> Vec<String> {
-    vec![
-        "--tls-ca".into(),
-        pki.ca().display().to_string(),
-        "--tls-cert".into(),
-        pki.cert(name).display().to_string(),
-        "--tls-key".into(),
-        pki.key(name).display().to_string(),
-    ]
-}
 
 const EPHEMERAL: [&str; 6] = [
     "--http-addr",
@@ -83,18 +62,12 @@ impl Chain {
     /// over HTTPS and only the `lab` certificate allow-listed. `extra` goes to verification.
     pub async fn start(backend: &TestDatabase, kv_url: &str, extra: &[&str]) -> Self {
         let (pki_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
-        let fresh = |db: &TestDatabase| match db {
-            TestDatabase::Sqlite { .. } => TestDatabase::sqlite(),
-            TestDatabase::Postgres { .. } => TestDatabase::postgres(
-                &std::env::var(openwarn_testkit::POSTGRES_ENV).expect("postgres under test"),
-            ),
-        };
-        let test_result_db = fresh(backend);
-        let verification_db = fresh(backend);
+        let test_result_db = backend.another();
+        let verification_db = backend.another();
         let lab_fingerprint = openwarn_mtls::fingerprint_of_pem(&pki.cert("lab")).unwrap();
 
         let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
-        args.extend(tls_args(&pki, "test-result"));
+        args.extend(pki.service_args("test-result"));
         args.extend([
             "--database-url".into(),
             test_result_db.url().to_owned(),
@@ -111,7 +84,7 @@ impl Chain {
 
         let kv_namespace = format!("openwarn-e2e-{}", uuid::Uuid::new_v4().simple());
         let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
-        args.extend(tls_args(&pki, "verification"));
+        args.extend(pki.service_args("verification"));
         args.extend([
             "--database-url".into(),
             verification_db.url().to_owned(),
@@ -127,9 +100,9 @@ impl Chain {
             .await
             .expect("verification starts");
 
-        let submission_db = fresh(backend);
+        let submission_db = backend.another();
         let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
-        args.extend(tls_args(&pki, "submission"));
+        args.extend(pki.service_args("submission"));
         args.extend([
             "--database-url".into(),
             submission_db.url().to_owned(),
@@ -243,7 +216,7 @@ impl Chain {
         client: &reqwest::Client,
         url: impl Fn(&str) -> String,
     ) -> (String, String) {
-        let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
+        let hashed = sha256_hex(uuid::Uuid::new_v4().to_string());
         let r = self
             .lab_client(Some("lab"))
             .post(self.lab_url())
@@ -302,16 +275,7 @@ impl Chain {
 
     /// An HTTPS client presenting the named certificate from the test PKI.
     pub fn lab_client(&self, name: Option<&str>) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(self.pki.ca()).unwrap()).unwrap();
-        let mut builder = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .use_rustls_tls();
-        if let Some(name) = name {
-            let mut pem = std::fs::read(self.pki.cert(name)).unwrap();
-            pem.extend(std::fs::read(self.pki.key(name)).unwrap());
-            builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
-        }
-        builder.build().unwrap()
+        https_client(&self.pki, name)
     }
 
     pub fn lab_url(&self) -> String {
@@ -429,7 +393,7 @@ pub async fn start_proxy(
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    args.extend(tls_args(pki, "proxy"));
+    args.extend(pki.service_args("proxy"));
     args.extend([
         "--verification-http-url".into(),
         verification.to_owned(),
@@ -446,25 +410,8 @@ pub async fn start_proxy(
         .expect("proxy starts")
 }
 
-/// An HTTPS client trusting the test CA and presenting the named certificate, if any.
-pub fn https_client(pki: &DevPki, name: Option<&str>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
-    let mut builder = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .use_rustls_tls();
-    if let Some(name) = name {
-        let mut pem = std::fs::read(pki.cert(name)).unwrap();
-        pem.extend(std::fs::read(pki.key(name)).unwrap());
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
-}
-
 /// Lowercase hex SHA-256, as the app hashes a GUID.
-pub fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
+pub use openwarn_domain::sha256_hex;
 
 /// A payload of `n` keys for the last `n` days, as a phone sends it, with distinct key bytes
 /// derived from `seed`.

@@ -2,12 +2,13 @@
 //! gets 200 (their upload succeeded), the commit was retried, and the reservation is left to lapse
 //! by itself (never released: releasing would let the TAN be used twice).
 
-use openwarn_e2e::{PKI_NAMES, config, payload};
+use openwarn_e2e::{PKI_NAMES, payload};
 use openwarn_protocol::Message;
 use openwarn_protocol::verification::v1::verification_service_server::{
     VerificationService, VerificationServiceServer,
 };
 use openwarn_protocol::verification::v1::*;
+use openwarn_testkit::{config, https_client};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tonic::{Request, Response, Status};
@@ -89,13 +90,8 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
         ]
         .iter()
         .map(|s| (*s).to_owned())
+        .chain(pki.service_args("submission"))
         .chain([
-            "--tls-ca".into(),
-            pki.ca().display().to_string(),
-            "--tls-cert".into(),
-            pki.cert("submission").display().to_string(),
-            "--tls-key".into(),
-            pki.key("submission").display().to_string(),
             "--database-url".into(),
             db.url().to_owned(),
             "--verification-url".into(),
@@ -105,7 +101,7 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
         ])
         .collect();
         let submission = openwarn_submission::start(config(&args)).await.unwrap();
-        let reply = openwarn_e2e::https_client(&pki, Some("proxy"))
+        let reply = https_client(&pki, Some("proxy"))
             .post(format!(
                 "https://{}/version/v1/diagnosis-keys",
                 submission.addr("http")

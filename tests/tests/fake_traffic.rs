@@ -226,7 +226,7 @@ async fn fakes_against_reals() {
     // N people tested positive, and WARMUP more whose requests warm each route up unmeasured
     // (connections, caches, the reservoir): the test is about steady state.
     let guids: Vec<String> = (0..N + WARMUP)
-        .map(|_| sha256_hex(&uuid::Uuid::new_v4().to_string()))
+        .map(|_| sha256_hex(uuid::Uuid::new_v4().to_string()))
         .collect();
     let results: Vec<_> = guids
         .iter()

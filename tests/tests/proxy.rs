@@ -60,15 +60,10 @@ async fn rig(extra: &[&str]) -> Rig {
     let router = axum::Router::new().fallback(record).with_state(log.clone());
     let mut upstream = RunningService::new("recorder");
     let tls = pki.files("verification").unwrap().https_server().unwrap();
-    let addr = openwarn_mtls::serve_https_on(
-        &mut upstream,
-        "http",
-        "127.0.0.1:0".parse().unwrap(),
-        tls,
-        router,
-    )
-    .await
-    .unwrap();
+    let addr = upstream
+        .serve_https_on("http", "127.0.0.1:0".parse().unwrap(), tls, router)
+        .await
+        .unwrap();
     let base = format!("https://{addr}");
     let proxy = start_proxy(&pki, &base, &base, "memory://", extra).await;
     Rig {

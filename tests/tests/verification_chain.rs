@@ -290,7 +290,7 @@ async fn fake_requests_change_nothing_and_look_like_real_ones() {
     for (db, kv) in openwarn_testkit::backends() {
         let chain = Chain::start(&db, &kv, &[]).await;
         let label = db.label();
-        let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
+        let hashed = sha256_hex(uuid::Uuid::new_v4().to_string());
         lab_post(&chain, &hashed, 2).await;
 
         // Real requests, one per endpoint.
@@ -558,7 +558,7 @@ async fn the_lab_api_takes_only_allow_listed_certificates_and_valid_batches() {
         let huge = json!({"labId": "l", "testResults": vec![json!({"id": "a".repeat(64), "result": 1}); 4000]});
         let r = lab.post(chain.lab_url()).json(&huge).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 413);
-        let many = json!({"labId": "l", "testResults": (0..1001).map(|i| json!({"id": sha256_hex(&i.to_string()), "result": 1})).collect::<Vec<_>>()});
+        let many = json!({"labId": "l", "testResults": (0..1001).map(|i| json!({"id": sha256_hex(i.to_string()), "result": 1})).collect::<Vec<_>>()});
         let r = lab.post(chain.lab_url()).json(&many).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 400, "over the batch limit");
         chain.shutdown().await;
@@ -590,7 +590,7 @@ async fn tele_tan_issuance_is_limited_per_hour() {
 async fn a_down_test_result_service_is_a_503_not_a_crash() {
     for (db, kv) in openwarn_testkit::backends() {
         let mut chain = Chain::start(&db, &kv, &[]).await;
-        let hashed = sha256_hex(&uuid::Uuid::new_v4().to_string());
+        let hashed = sha256_hex(uuid::Uuid::new_v4().to_string());
         let reg = post(
             &chain,
             &chain.app_url("registrationToken"),
@@ -759,7 +759,7 @@ async fn mark_redeemed_marks_many_results_in_one_call_or_none() {
         let chain = Chain::start(&db, &kv, &[]).await;
         let label = db.label();
         let hashed: Vec<String> = (0..4)
-            .map(|_| sha256_hex(&uuid::Uuid::new_v4().to_string()))
+            .map(|_| sha256_hex(uuid::Uuid::new_v4().to_string()))
             .collect();
         for id in &hashed {
             lab_post(&chain, id, 2).await;

@@ -1,5 +1,8 @@
 //! Configuration shared by every service.
 
+use openwarn_mtls::TlsFiles;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A setting that cannot be used. The message names the setting, never its (possibly secret) value.
@@ -63,10 +66,104 @@ impl TlsArgs {
             required(self.key.as_deref(), "OPENWARN_TLS_KEY")?,
         ))
     }
+
+    /// Loads the three files; an error names the setting at fault.
+    pub fn load(&self) -> Result<TlsFiles, ConfigError> {
+        let (ca, cert, key) = self.paths()?;
+        TlsFiles::load(ca, cert, key).map_err(|e| {
+            let setting = match e.path() {
+                Some(p) if p == ca => "OPENWARN_TLS_CA",
+                Some(p) if p == cert => "OPENWARN_TLS_CERT",
+                _ => "OPENWARN_TLS_KEY",
+            };
+            ConfigError::new(setting, e.to_string())
+        })
+    }
 }
 
 fn required<'a>(path: Option<&'a Path>, setting: &'static str) -> Result<&'a Path, ConfigError> {
     path.ok_or_else(|| ConfigError::new(setting, "is required"))
+}
+
+/// A service's default listen addresses, and what it serves on its HTTP port: the service side
+/// of [`ListenArgs`].
+pub trait ListenDefaults: 'static {
+    /// Default of `--http-addr` / `OPENWARN_HTTP_ADDR`.
+    const HTTP_ADDR: &'static str;
+    /// Help of `--http-addr`: what the service serves there (no final period, like clap's help
+    /// from doc comments).
+    const HTTP_HELP: &'static str;
+    /// Default of `--admin-addr` / `OPENWARN_ADMIN_ADDR`.
+    const ADMIN_ADDR: &'static str;
+    /// Help of `--admin-addr`.
+    const ADMIN_HELP: &'static str = "`/healthz`, `/readyz`, `/metrics`";
+}
+
+/// The addresses every service listens on: its HTTP port and its admin port. The flags and
+/// variables are the same for every service; `S` gives the defaults and the help.
+#[derive(clap::Args)]
+pub struct ListenArgs<S: ListenDefaults> {
+    #[arg(long = "http-addr", env = "OPENWARN_HTTP_ADDR", default_value = S::HTTP_ADDR, help = S::HTTP_HELP)]
+    pub http_addr: SocketAddr,
+    #[arg(long = "admin-addr", env = "OPENWARN_ADMIN_ADDR", default_value = S::ADMIN_ADDR, help = S::ADMIN_HELP)]
+    pub admin_addr: SocketAddr,
+    #[arg(skip)]
+    defaults: PhantomData<fn() -> S>,
+}
+
+/// The default address of a service's internal gRPC port: the service side of
+/// [`GrpcListenArgs`].
+pub trait GrpcListenDefaults: 'static {
+    /// Default of `--grpc-addr` / `OPENWARN_GRPC_ADDR`.
+    const GRPC_ADDR: &'static str;
+    /// Help of `--grpc-addr`: who calls the service there.
+    const GRPC_HELP: &'static str;
+}
+
+/// The internal gRPC address of a service that has one.
+#[derive(clap::Args)]
+pub struct GrpcListenArgs<S: GrpcListenDefaults> {
+    #[arg(long = "grpc-addr", env = "OPENWARN_GRPC_ADDR", default_value = S::GRPC_ADDR, help = S::GRPC_HELP)]
+    pub grpc_addr: SocketAddr,
+    #[arg(skip)]
+    defaults: PhantomData<fn() -> S>,
+}
+
+// By hand, so that `S` (a marker type) needs neither `Clone` nor `Debug`.
+impl<S: ListenDefaults> Clone for ListenArgs<S> {
+    fn clone(&self) -> Self {
+        Self {
+            http_addr: self.http_addr,
+            admin_addr: self.admin_addr,
+            defaults: PhantomData,
+        }
+    }
+}
+
+impl<S: ListenDefaults> std::fmt::Debug for ListenArgs<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenArgs")
+            .field("http_addr", &self.http_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish()
+    }
+}
+
+impl<S: GrpcListenDefaults> Clone for GrpcListenArgs<S> {
+    fn clone(&self) -> Self {
+        Self {
+            grpc_addr: self.grpc_addr,
+            defaults: PhantomData,
+        }
+    }
+}
+
+impl<S: GrpcListenDefaults> std::fmt::Debug for GrpcListenArgs<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcListenArgs")
+            .field("grpc_addr", &self.grpc_addr)
+            .finish()
+    }
 }
 
 /// Where a service keeps its data.
@@ -152,7 +249,81 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, Parser};
     use std::time::Duration;
+
+    struct Example;
+
+    impl ListenDefaults for Example {
+        const HTTP_ADDR: &'static str = "127.0.0.1:8100";
+        const HTTP_HELP: &'static str = "The example API";
+        const ADMIN_ADDR: &'static str = "127.0.0.1:8101";
+    }
+
+    impl GrpcListenDefaults for Example {
+        const GRPC_ADDR: &'static str = "127.0.0.1:9100";
+        const GRPC_HELP: &'static str = "Internal gRPC of the example";
+    }
+
+    #[derive(Debug, Parser)]
+    struct ExampleCli {
+        #[command(flatten)]
+        listen: ListenArgs<Example>,
+        #[command(flatten)]
+        grpc: GrpcListenArgs<Example>,
+    }
+
+    #[test]
+    fn listen_addresses_default_per_service_under_shared_names() {
+        ExampleCli::command().debug_assert();
+        let defaults = ExampleCli::try_parse_from(["x"]).unwrap();
+        assert_eq!(defaults.listen.http_addr, "127.0.0.1:8100".parse().unwrap());
+        assert_eq!(
+            defaults.listen.admin_addr,
+            "127.0.0.1:8101".parse().unwrap()
+        );
+        assert_eq!(defaults.grpc.grpc_addr, "127.0.0.1:9100".parse().unwrap());
+        let given = ExampleCli::try_parse_from([
+            "x",
+            "--http-addr",
+            "0.0.0.0:1",
+            "--admin-addr",
+            "0.0.0.0:2",
+            "--grpc-addr",
+            "0.0.0.0:3",
+        ])
+        .unwrap();
+        assert_eq!(given.listen.http_addr, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(given.listen.admin_addr, "0.0.0.0:2".parse().unwrap());
+        assert_eq!(given.grpc.grpc_addr, "0.0.0.0:3".parse().unwrap());
+
+        let command = ExampleCli::command();
+        let arg = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no {id}"))
+        };
+        for (id, env, help) in [
+            ("http_addr", "OPENWARN_HTTP_ADDR", "The example API"),
+            (
+                "admin_addr",
+                "OPENWARN_ADMIN_ADDR",
+                "`/healthz`, `/readyz`, `/metrics`",
+            ),
+            (
+                "grpc_addr",
+                "OPENWARN_GRPC_ADDR",
+                "Internal gRPC of the example",
+            ),
+        ] {
+            assert_eq!(arg(id).get_env().and_then(|e| e.to_str()), Some(env));
+            assert_eq!(
+                arg(id).get_help().map(ToString::to_string).as_deref(),
+                Some(help)
+            );
+        }
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -1,9 +1,12 @@
 //! What every OpenWarn service starts with.
 //!
-//! - [`config`]: shared clap argument groups and secrets read from the environment or from files.
+//! - [`cli`]: the command line every service shares (`serve`, `migrate`, and its own commands).
+//! - [`config`]: shared clap argument groups (listen addresses, TLS files, database, telemetry)
+//!   and secrets read from the environment or from files.
 //! - [`telemetry`]: JSON logs, optional OTLP trace export, W3C trace context across gRPC.
 //! - [`admin`]: `/healthz`, `/readyz` and Prometheus `/metrics` on a separate port.
-//! - [`lifecycle`]: a running service's tasks, addresses and graceful shutdown.
+//! - [`lifecycle`]: a running service's tasks, addresses (HTTP, HTTPS via `openwarn-mtls`, gRPC)
+//!   and graceful shutdown.
 //! - [`http`]: small pieces every JSON endpoint shares (error bodies, padding, latency reservoirs).
 
 pub mod admin;

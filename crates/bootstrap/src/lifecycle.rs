@@ -208,6 +208,28 @@ pub async fn bind(
 }
 
 impl RunningService {
+    /// Binds `addr` for the task `what` and records the bound address under that label.
+    pub async fn listen(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+    ) -> Result<tokio::net::TcpListener, BindError> {
+        Ok(self.bind_recorded(what, addr).await?.0)
+    }
+
+    async fn bind_recorded(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+    ) -> Result<(tokio::net::TcpListener, SocketAddr), BindError> {
+        let listener = bind(what, addr).await?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| BindError { what, addr, source })?;
+        self.add_addr(what, bound);
+        Ok((listener, bound))
+    }
+
     /// Binds `addr` and serves `router` there as the task `what`; records the bound address.
     pub async fn serve_http_on(
         &mut self,
@@ -215,13 +237,28 @@ impl RunningService {
         addr: SocketAddr,
         router: axum::Router,
     ) -> Result<SocketAddr, BindError> {
-        let listener = bind(what, addr).await?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| BindError { what, addr, source })?;
-        self.add_addr(what, bound);
+        let (listener, bound) = self.bind_recorded(what, addr).await?;
         let token = self.token();
         self.spawn(serve_http(what, listener, router, token));
+        Ok(bound)
+    }
+
+    /// Binds `addr` and serves `router` there over TLS with `tls` as the task `what`; records
+    /// the bound address. Failed handshakes close that connection only.
+    pub async fn serve_https_on(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+        tls: std::sync::Arc<openwarn_mtls::RustlsServerConfig>,
+        router: axum::Router,
+    ) -> Result<SocketAddr, BindError> {
+        let (listener, bound) = self.bind_recorded(what, addr).await?;
+        let token = self.token();
+        self.spawn(async move {
+            openwarn_mtls::serve_https(listener, tls, router, token)
+                .await
+                .map_err(|e| ServeError::new(what, e))
+        });
         Ok(bound)
     }
 
@@ -282,13 +319,7 @@ impl RunningService {
         addr: SocketAddr,
         router: tonic::transport::server::Router<GrpcLayers>,
     ) -> Result<SocketAddr, BindError> {
-        let listener = bind("grpc", addr).await?;
-        let bound = listener.local_addr().map_err(|source| BindError {
-            what: "grpc",
-            addr,
-            source,
-        })?;
-        self.add_addr("grpc", bound);
+        let (listener, bound) = self.bind_recorded("grpc", addr).await?;
         let token = self.token();
         self.spawn(async move {
             router

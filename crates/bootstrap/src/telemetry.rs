@@ -1,6 +1,6 @@
 //! Logs and traces.
 //!
-//! Logs are JSON lines on stderr (or text for humans). When `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! Logs are JSON lines on stderr (or text for humans, coloured only on a terminal). When `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (`--otlp-endpoint`) is set, spans are also exported over OTLP/gRPC. The W3C trace context travels across internal gRPC
 //! calls: [`TraceContextInterceptor`] injects it on the client, [`grpc_server_span`] picks it up.
 //!
@@ -13,6 +13,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::IsTerminal;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -47,6 +48,7 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter =
         EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -56,6 +58,11 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour(
+                args.log_format,
+                std::io::stderr().is_terminal(),
+                no_color,
+            ))
             .with_writer(std::io::stderr)
             .boxed(),
     };
@@ -90,6 +97,12 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         .with(otel)
         .try_init();
     Ok(TelemetryGuard { provider })
+}
+
+/// Whether logs carry ANSI colour codes: text logs on a terminal only, never in a file or a pipe
+/// (or with `NO_COLOR` set, see <https://no-color.org>), and JSON logs never.
+fn colour(format: LogFormat, on_terminal: bool, no_color: bool) -> bool {
+    format == LogFormat::Text && on_terminal && !no_color
 }
 
 /// Injects the current span's W3C trace context into every outgoing gRPC request.
@@ -153,6 +166,18 @@ mod tests {
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
     use tonic::service::Interceptor;
+
+    #[test]
+    fn only_text_logs_on_a_terminal_are_coloured() {
+        assert!(colour(LogFormat::Text, true, false));
+        assert!(
+            !colour(LogFormat::Text, false, false),
+            "a file or a pipe gets no escape codes"
+        );
+        assert!(!colour(LogFormat::Text, true, true), "NO_COLOR is honoured");
+        assert!(!colour(LogFormat::Json, true, false));
+        assert!(!colour(LogFormat::Json, false, false));
+    }
 
     #[test]
     fn trace_context_round_trips_through_grpc_metadata() {

@@ -1,9 +1,7 @@
 use super::*;
 
-const REFERENCE_ZIP: &[u8] =
-    include_bytes!("../../../../shared/reference/gaen/testExport-2-records-1-of-1.zip");
-const REFERENCE_PEM: &str =
-    include_str!("../../../../shared/reference/gaen/ens_example_export_public.pem");
+const REFERENCE_ZIP: &[u8] = include_bytes!("../tests/data/testExport-2-records-1-of-1.zip");
+const REFERENCE_PEM: &str = include_str!("../tests/data/ens_example_export_public.pem");
 
 fn generated_signer(id: &str, version: &str) -> Signer {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

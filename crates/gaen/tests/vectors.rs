@@ -1,11 +1,11 @@
-//! Every field of the published GAEN crypto test vectors (../shared/reference/gaen/).
+//! Every field of the published GAEN crypto test vectors (tests/data/crypto-vectors.json).
 
 use openwarn_gaen::{
     TEK_ROLLING_PERIOD, Tek, en_interval_number, metadata, rolling_start, tx_power,
 };
 use serde_json::Value;
 
-const VECTORS: &str = include_str!("../../../../shared/reference/gaen/crypto-vectors.json");
+const VECTORS: &str = include_str!("data/crypto-vectors.json");
 
 fn bytes<const N: usize>(v: &Value) -> [u8; N] {
     hex::decode(v.as_str().unwrap())

@@ -1,12 +1,11 @@
 //! `openwarn`: run the whole stack on one machine (`up`), run one service (`service`), issue a
-//! teleTAN (`teletan`).
+//! teleTAN (`teletan`), publish now (`publish`), play phones (`sim`, from `openwarn-sim`) and
+//! benchmark (`bench`, `bench-distribution`, from `openwarn-bench`). The CLI only wires these
+//! together; production runs each service's own binary (`services/<name>`, deploy/Dockerfile).
 
-mod bench;
-mod bench_distribution;
-mod cpu;
-mod sim;
 mod up;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use openwarn_bootstrap::cli::ServiceCli;
 use std::path::PathBuf;
@@ -37,13 +36,13 @@ enum Command {
     /// hour; prints the run's report.
     Publish(PublishArgs),
     /// Benchmark submissions end to end on PostgreSQL, fakes at the proxy, and PostgreSQL's ceiling.
-    Bench(bench::BenchArgs),
+    Bench(openwarn_bench::bench::BenchArgs),
     /// Benchmark distribution: one package of 1M keys, and full runs streaming keys from
     /// submission on PostgreSQL (keys/s, peak RSS).
-    BenchDistribution(bench_distribution::BenchDistributionArgs),
+    BenchDistribution(openwarn_bench::bench_distribution::BenchDistributionArgs),
     /// Play phones against a stack started by `openwarn up`: a scenario end to end (`run`), or
     /// a population's mixed traffic with latency per endpoint (`load`).
-    Sim(sim::SimArgs),
+    Sim(openwarn_sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -57,7 +56,7 @@ enum Service {
     /// The app gateway.
     Proxy(Box<ServiceCli<openwarn_proxy::Config>>),
     /// Signed key packages, indexes and app configuration (`run-once` publishes and exits).
-    Distribution(Box<openwarn_distribution::Cli>),
+    Distribution(Box<ServiceCli<openwarn_distribution::Config, openwarn_distribution::Command>>),
 }
 
 #[derive(clap::Args)]
@@ -82,19 +81,23 @@ struct PublishArgs {
 
 #[tokio::main(flavor = "current_thread")]
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let stack = up::StackFile::read(&args.data_dir)?;
+    let stack = openwarn_sim::stack::StackFile::read(&args.data_dir)?;
     if let Some(now) = &args.now {
         openwarn_distribution::parse_now(now).map_err(anyhow::Error::msg)?;
     }
-    let report = up::publish(&stack.distribution_admin, args.now.as_deref()).await?;
+    let report =
+        openwarn_sim::stack::publish(&stack.distribution_admin, args.now.as_deref()).await?;
     println!("{report}");
     Ok(())
 }
 
 /// Set by `up` on its children: a service that outlives `up` (killed with SIGKILL, so it could not
-/// stop them) would hold its ports for ever; the kernel sends it SIGTERM instead.
+/// stop them) would hold its ports for ever; on Linux the kernel sends it SIGTERM instead. Other
+/// systems have no such request (`prctl(PR_SET_PDEATHSIG)`): there `up` stops its children
+/// itself, which it cannot do when SIGKILLed.
 const EXIT_WITH_PARENT: &str = "OPENWARN_EXIT_WITH_PARENT";
 
+#[cfg(target_os = "linux")]
 fn exit_with_parent() {
     if std::env::var_os(EXIT_WITH_PARENT).is_some() {
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
@@ -103,6 +106,11 @@ fn exit_with_parent() {
             std::process::exit(1);
         }
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exit_with_parent() {
+    let _ = EXIT_WITH_PARENT;
 }
 
 fn main() -> ExitCode {
@@ -120,13 +128,24 @@ fn main() -> ExitCode {
         Command::Service(Service::Proxy(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_proxy::ProxyService>(*cli)
         }
-        Command::Service(Service::Distribution(cli)) => openwarn_distribution::main(*cli),
+        Command::Service(Service::Distribution(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_distribution::DistributionService>(*cli)
+        }
         Command::Publish(args) => report(publish(args)),
         Command::Up(args) => report(up::run(args)),
         Command::Teletan(args) => report(teletan(args)),
-        Command::Bench(args) => report(bench::run(args)),
-        Command::BenchDistribution(args) => report(bench_distribution::run(args)),
-        Command::Sim(args) => report(sim::main(args)),
+        Command::Bench(args) => report(openwarn_bench::bench::run(args)),
+        Command::BenchDistribution(args) => report(
+            std::env::current_exe()
+                .context("cannot find the openwarn executable")
+                .and_then(|exe| {
+                    openwarn_bench::bench_distribution::run(
+                        args,
+                        &openwarn_bench::Launcher::cli(exe),
+                    )
+                }),
+        ),
+        Command::Sim(args) => report(openwarn_sim::run(args)),
     }
 }
 
@@ -142,8 +161,87 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 #[tokio::main(flavor = "current_thread")]
 async fn teletan(args: TeletanArgs) -> anyhow::Result<()> {
-    let (tele_tan, expires_at) = up::issue_teletan(&args.data_dir, &args.verification_url).await?;
-    println!("{tele_tan}");
-    eprintln!("valid until {expires_at} (unix seconds)");
+    let issued =
+        openwarn_sim::portal::issue_teletan(&args.data_dir, &args.verification_url).await?;
+    println!("{}", issued.tele_tan);
+    eprintln!("{}", valid_until(issued.expires_at, &chrono::Local));
     Ok(())
+}
+
+/// `valid until 2026-03-01 14:05:09 +01:00 (2026-03-01 13:05:09 UTC)`: the expiry in the time
+/// zone `tz` (the machine's, for the user) and in UTC.
+fn valid_until<Tz: chrono::TimeZone>(expires_at: i64, tz: &Tz) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    match chrono::DateTime::from_timestamp(expires_at, 0) {
+        Some(utc) => format!(
+            "valid until {} ({} UTC)",
+            utc.with_timezone(tz).format("%Y-%m-%d %H:%M:%S %:z"),
+            utc.format("%Y-%m-%d %H:%M:%S")
+        ),
+        None => format!("valid until {expires_at} (unix seconds)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_is_shown_in_local_time_and_utc() {
+        let at = 1_772_370_309; // 2026-03-01 13:05:09 UTC
+        let berlin = chrono::FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(
+            valid_until(at, &berlin),
+            "valid until 2026-03-01 14:05:09 +01:00 (2026-03-01 13:05:09 UTC)"
+        );
+        let utc = valid_until(at, &chrono::Utc);
+        assert_eq!(
+            utc,
+            "valid until 2026-03-01 13:05:09 +00:00 (2026-03-01 13:05:09 UTC)"
+        );
+    }
+
+    /// Every argument whose environment variable can carry a secret (a password in a URL, a
+    /// key) is shown in `--help` without its value, in every subcommand.
+    #[test]
+    fn secrets_are_not_shown_in_help() {
+        use clap::CommandFactory;
+        // Secrets, and the URLs of stores, which may carry a password.
+        fn secret(env: &str) -> bool {
+            !env.ends_with("_FILE")
+                && (["SECRET", "PASSWORD"].iter().any(|s| env.contains(s))
+                    || ["DATABASE_URL", "POSTGRES_URL", "REDIS_URL", "KV_URL"]
+                        .iter()
+                        .any(|s| env.ends_with(s)))
+        }
+        fn check(command: &clap::Command, path: &str, checked: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+                    continue;
+                };
+                if secret(env) {
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "{path} --{}: {env} is shown in --help",
+                        arg.get_id()
+                    );
+                    checked.push(format!("{path} {env}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), checked);
+            }
+        }
+        let mut checked = Vec::new();
+        check(&Cli::command(), "openwarn", &mut checked);
+        for expected in [
+            "openwarn bench OPENWARN_BENCH_POSTGRES_URL",
+            "openwarn bench OPENWARN_BENCH_REDIS_URL",
+            "openwarn bench-distribution OPENWARN_BENCH_POSTGRES_URL",
+        ] {
+            assert!(checked.iter().any(|c| c == expected), "{checked:#?}");
+        }
+    }
 }

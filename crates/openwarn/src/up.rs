@@ -1,11 +1,15 @@
 //! `openwarn up`: every service as its own child process, with embedded defaults.
+//!
+//! Platforms: on Linux each child also asks the kernel for SIGTERM when `up` dies
+//! (`OPENWARN_EXIT_WITH_PARENT`, see `main.rs`), so even a SIGKILLed `up` leaves no service
+//! behind. On other Unix systems `up` stops its children itself (Ctrl-C, SIGTERM, a service
+//! that dies, an error), but children of an `up` killed with SIGKILL keep running.
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use openwarn_sim::stack::{PUBLIC_KEY_FILE, StackFile};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// Every name the dev PKI issues a certificate for (services, and callers such as the CLI).
@@ -66,7 +70,7 @@ impl DistributionKeys {
     pub fn paths(data_dir: &Path) -> Self {
         Self {
             signing_key: data_dir.join("distribution").join("signing-key.pem"),
-            public_key: data_dir.join("distribution-public-key.pem"),
+            public_key: data_dir.join(PUBLIC_KEY_FILE),
             padding_secret: data_dir.join("distribution").join("padding-secret"),
         }
     }
@@ -74,15 +78,15 @@ impl DistributionKeys {
     /// Generates whatever is missing: an ECDSA P-256 signing key with its public key, and a
     /// padding secret.
     pub fn ensure(data_dir: &Path) -> anyhow::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
         let keys = Self::paths(data_dir);
         std::fs::create_dir_all(data_dir.join("distribution"))?;
         let private = |path: &Path, contents: &str| -> anyhow::Result<()> {
             use std::io::Write;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
                 .open(path)
                 .and_then(|mut f| f.write_all(contents.as_bytes()))
                 .with_context(|| format!("cannot write {}", path.display()))
@@ -101,102 +105,6 @@ impl DistributionKeys {
         }
         Ok(keys)
     }
-}
-
-/// What `openwarn up` writes for other commands (`openwarn publish`, `openwarn sim`) to find the
-/// stack it runs.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct StackFile {
-    /// The app API (the proxy).
-    pub app: String,
-    /// The lab API of test-result.
-    pub lab: String,
-    /// The published tree (distribution's embedded server).
-    pub cdn: String,
-    /// Distribution's admin port (`POST /run`).
-    pub distribution_admin: String,
-    /// Verification's gRPC endpoint (teleTANs).
-    pub verification_grpc: String,
-}
-
-impl StackFile {
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("stack.json")
-    }
-
-    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = Self::path(data_dir);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "no {}: is `openwarn up --data-dir {}` running?",
-                path.display(),
-                data_dir.display()
-            )
-        })?;
-        Ok(serde_json::from_str(&text)?)
-    }
-}
-
-/// Asks distribution (admin port of `up`) to publish now, or as of `now` (RFC 3339); waits out a
-/// run already in progress (the hourly one holds the lease). Returns the run's report.
-pub async fn publish(admin: &str, now: Option<&str>) -> anyhow::Result<serde_json::Value> {
-    let mut url = reqwest::Url::parse(&format!("{admin}/run"))?;
-    if let Some(now) = now {
-        url.query_pairs_mut().append_pair("now", now);
-    }
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let response = client
-            .post(url.clone())
-            .send()
-            .await
-            .context("distribution does not answer; is `openwarn up` running?")?;
-        let status = response.status();
-        let body = response.text().await?;
-        if !status.is_success() {
-            bail!("distribution answered {status}: {body}");
-        }
-        let report: serde_json::Value = serde_json::from_str(&body)?;
-        if report["skipped"].is_null() || Instant::now() > deadline {
-            return Ok(report);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Issues a TEST teleTAN over verification's gRPC with the portal's dev certificate (as the
-/// portal will); returns it with its expiry (unix seconds).
-pub async fn issue_teletan(
-    data_dir: &Path,
-    verification_url: &str,
-) -> anyhow::Result<(String, i64)> {
-    use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
-    use openwarn_protocol::verification::v1::{IssueTeleTanRequest, TeleTanType};
-    let pki_dir = data_dir.join("pki");
-    let pki = openwarn_mtls::DevPki::ensure(&pki_dir, &[]).with_context(|| {
-        format!(
-            "no dev PKI in {}; run `openwarn up` first",
-            pki_dir.display()
-        )
-    })?;
-    let channel = pki
-        .files("portal")
-        .with_context(|| {
-            format!(
-                "no portal certificate in {}; run `openwarn up` first",
-                pki_dir.display()
-            )
-        })?
-        .grpc_channel(verification_url, "verification")?;
-    let issued = VerificationServiceClient::new(channel)
-        .issue_tele_tan(IssueTeleTanRequest {
-            r#type: TeleTanType::Test as i32,
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("verification refused: {:?}: {}", s.code(), s.message()))?
-        .into_inner();
-    Ok((issued.tele_tan, issued.expires_at))
 }
 
 fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
@@ -298,12 +206,7 @@ fn command(
         cmd.arg("--database-url")
             .arg(format!("sqlite://{}", file.display()));
     }
-    cmd.arg("--tls-ca")
-        .arg(pki.ca())
-        .arg("--tls-cert")
-        .arg(pki.cert(spec.name))
-        .arg("--tls-key")
-        .arg(pki.key(spec.name))
+    cmd.args(pki.service_args(spec.name))
         .args(["--log-format", log_format])
         .args(&spec.extra)
         .stdin(Stdio::null())
@@ -333,10 +236,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         distribution_admin: format!("http://127.0.0.1:{}", port(8051)),
         verification_grpc: format!("https://127.0.0.1:{}", port(9010)),
     };
-    std::fs::write(
-        StackFile::path(&data_dir),
-        serde_json::to_vec_pretty(&stack)?,
-    )?;
+    stack
+        .write(&data_dir)
+        .with_context(|| format!("cannot write {}", StackFile::path(&data_dir).display()))?;
 
     // One at a time, each ready before the next starts, so that a service's first calls find
     // what it depends on listening (distribution's start-up run streams from submission at once).
@@ -352,7 +254,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             child,
         });
         started = tokio::select! {
-            ready = wait_ready(std::slice::from_ref(spec)) => ready,
+            ready = wait_ready(spec) => ready,
             exited = first_exit(&mut running) => Err(died(exited)),
         };
         if started.is_err() {
@@ -385,23 +287,14 @@ fn died((name, status): (&'static str, std::io::Result<ExitStatus>)) -> anyhow::
     }
 }
 
-/// Polls every service's `/readyz` until all answer 200.
-async fn wait_ready(specs: &[Spec]) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for spec in specs {
-        let url = format!("http://127.0.0.1:{}/readyz", spec.admin());
-        loop {
-            match client.get(&url).send().await {
-                Ok(r) if r.status().is_success() => break,
-                _ if Instant::now() > deadline => {
-                    bail!("{} did not become ready at {url}", spec.name)
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+/// Polls the service's `/readyz` until it answers 200 (at most a minute).
+async fn wait_ready(spec: &Spec) -> anyhow::Result<()> {
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], spec.admin()));
+    if !openwarn_sim::stack::wait_ready(admin, Duration::from_secs(60)).await {
+        bail!(
+            "{} did not become ready at http://{admin}/readyz",
+            spec.name
+        );
     }
     Ok(())
 }
@@ -464,10 +357,8 @@ async fn first_exit(running: &mut [Running]) -> (&'static str, std::io::Result<E
 
 /// SIGTERM to every child that still runs, then SIGKILL after 10 s.
 async fn stop(running: &mut [Running]) {
-    for r in running.iter() {
-        if let Some(pid) = r.child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
+    for r in running.iter_mut() {
+        terminate(&mut r.child);
     }
     for r in running.iter_mut() {
         match tokio::time::timeout(Duration::from_secs(10), r.child.wait()).await {
@@ -478,4 +369,20 @@ async fn stop(running: &mut [Running]) {
             }
         }
     }
+}
+
+/// Asks a child to stop gracefully: SIGTERM on Unix; elsewhere there is no such signal, so it is
+/// killed.
+#[cfg(unix)]
+fn terminate(child: &mut Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(child: &mut Child) {
+    let _ = child.start_kill();
 }

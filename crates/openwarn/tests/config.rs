@@ -25,16 +25,7 @@ fn assert_refused(output: &Output, needle: &str) {
 fn invalid_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let pki = openwarn_mtls::DevPki::ensure(dir.path(), &["verification", "test-result"]).unwrap();
-    let tls = |name: &str| {
-        vec![
-            "--tls-ca".to_owned(),
-            pki.ca().display().to_string(),
-            "--tls-cert".to_owned(),
-            pki.cert(name).display().to_string(),
-            "--tls-key".to_owned(),
-            pki.key(name).display().to_string(),
-        ]
-    };
+    let tls = |name: &str| pki.service_args(name);
     let sqlite = format!("sqlite://{}", dir.path().join("v.db").display());
     let ports = [
         "--http-addr",

@@ -7,17 +7,10 @@ use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
 use openwarn_protocol::submission::v1::StreamDiagnosisKeysRequest;
 use openwarn_protocol::submission::v1::submission_service_client::SubmissionServiceClient;
+use openwarn_testkit::free_port;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Ports {
     http: u16,
@@ -40,12 +33,7 @@ fn spawn(name: &str, ports: &Ports, pki: &openwarn_mtls::DevPki, extra: &[String
     cmd.args(["service", name])
         .args(["--http-addr", &format!("127.0.0.1:{}", ports.http)])
         .args(["--admin-addr", &format!("127.0.0.1:{}", ports.admin)])
-        .arg("--tls-ca")
-        .arg(pki.ca())
-        .arg("--tls-cert")
-        .arg(pki.cert(name))
-        .arg("--tls-key")
-        .arg(pki.key(name))
+        .args(pki.service_args(name))
         .args(["--log", "warn"])
         .args(extra)
         .kill_on_drop(true);
@@ -56,34 +44,17 @@ fn spawn(name: &str, ports: &Ports, pki: &openwarn_mtls::DevPki, extra: &[String
 }
 
 async fn ready(name: &str, ports: &Ports) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = format!("http://127.0.0.1:{}/readyz", ports.admin);
-    while Instant::now() < deadline {
-        if reqwest::get(&url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name} did not become ready");
+    let admin = ([127, 0, 0, 1], ports.admin).into();
+    assert!(
+        openwarn_sim::stack::wait_ready(admin, Duration::from_secs(60)).await,
+        "{name} did not become ready"
+    );
 }
 
 #[tokio::test]
 async fn the_whole_path_over_real_processes() {
     for (test_result_db, kv) in openwarn_testkit::backends() {
-        let fresh = || match &test_result_db {
-            openwarn_testkit::TestDatabase::Sqlite { .. } => {
-                openwarn_testkit::TestDatabase::sqlite()
-            }
-            openwarn_testkit::TestDatabase::Postgres { .. } => {
-                openwarn_testkit::TestDatabase::postgres(
-                    &std::env::var(openwarn_testkit::POSTGRES_ENV).unwrap(),
-                )
-            }
-        };
-        let (verification_db, submission_db) = (fresh(), fresh());
+        let (verification_db, submission_db) = (test_result_db.another(), test_result_db.another());
         let label = test_result_db.label();
         let (_dir, pki) = openwarn_testkit::dev_pki(&[
             "test-result",
@@ -158,7 +129,7 @@ async fn the_whole_path_over_real_processes() {
 
         let phone = reqwest::Client::new();
         let app = |path: &str| format!("http://127.0.0.1:{}/version/v1/{path}", p.http);
-        let guid_hash = hex_sha256(&uuid::Uuid::new_v4().to_string());
+        let guid_hash = openwarn_domain::sha256_hex(uuid::Uuid::new_v4().to_string());
         let lab = phone
             .post(format!("http://127.0.0.1:{}/api/v1/lab/results", tr.http))
             .json(&json!({"labId": "lab", "testResults": [{"id": guid_hash, "result": 2}]}))
@@ -331,12 +302,7 @@ async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i
         .args(["service", "distribution", "run-once", "--now", &now])
         .arg("--store-url")
         .arg(dir.path().join("cdn"))
-        .arg("--tls-ca")
-        .arg(pki.ca())
-        .arg("--tls-cert")
-        .arg(pki.cert("distribution"))
-        .arg("--tls-key")
-        .arg(pki.key("distribution"))
+        .args(pki.service_args("distribution"))
         .args([
             "--submission-url",
             &format!("https://127.0.0.1:{submission_grpc}"),
@@ -357,9 +323,4 @@ async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i
     assert_eq!(report["app_config"]["outcome"], "published", "{report}");
     let verifier = openwarn_export::Verifier::from_public_key_pem(&pair.public_key_pem()).unwrap();
     Published { dir, verifier }
-}
-
-fn hex_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }

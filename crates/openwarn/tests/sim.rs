@@ -4,8 +4,6 @@
 //! rejected by every phone; thousands of fake requests change nothing in any database; and
 //! load mode drives every kind of traffic without errors.
 
-mod common;
-
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -92,7 +90,8 @@ fn databases(data_dir: &Path) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_on_one_phone_warns_another() {
     let dir = tempfile::tempdir().unwrap();
-    let mut stack = common::up(dir.path(), OFFSET).await;
+    let mut stack =
+        openwarn_testkit::launcher::up(env!("CARGO_BIN_EXE_openwarn"), dir.path(), OFFSET);
     stack.until("ready; Ctrl-C stops everything").await;
 
     // The scenario: Alice positive by QR code, Erin by teleTAN; published with `run-once --now`

@@ -5,10 +5,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::process::Command;
 
-mod common;
-
-use common::up;
-
 const OFFSET: u16 = 21_000;
 
 fn pid_of(lines: &[String], service: &str) -> i32 {
@@ -24,6 +20,10 @@ fn pid_of(lines: &[String], service: &str) -> i32 {
         .unwrap()
 }
 
+fn up(data_dir: &std::path::Path) -> openwarn_testkit::launcher::Up {
+    openwarn_testkit::launcher::up(env!("CARGO_BIN_EXE_openwarn"), data_dir, OFFSET)
+}
+
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
 }
@@ -32,7 +32,7 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
 async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     let dir = tempfile::tempdir().unwrap();
 
-    let mut stack = up(dir.path(), OFFSET).await;
+    let mut stack = up(dir.path());
     let lines = stack.until("ready; Ctrl-C stops everything").await;
     assert!(
         lines
@@ -58,6 +58,12 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
         teletan.status.success(),
         "{}",
         String::from_utf8_lossy(&teletan.stderr)
+    );
+    // The expiry, for the health officer: local time and UTC.
+    let stderr = String::from_utf8_lossy(&teletan.stderr);
+    assert!(
+        stderr.contains("valid until ") && stderr.contains(" UTC)"),
+        "{stderr}"
     );
     let teletan = String::from_utf8(teletan.stdout).unwrap().trim().to_owned();
     let reply: Value = reqwest::Client::new()
@@ -136,7 +142,7 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     assert!(status.success(), "{status}");
 
     // Again on the same data directory; this time a service dies.
-    let mut stack = up(dir.path(), OFFSET).await;
+    let mut stack = up(dir.path());
     let lines = stack.until("ready; Ctrl-C stops everything").await;
     signal(
         pid_of(&lines, "verification"),

@@ -4,6 +4,9 @@
 //! - [`cwa`]: the app's `SubmissionPayload`, wire-compatible with the Corona-Warn-App backend.
 //! - [`testresult::v1`], [`verification::v1`], [`submission::v1`]: internal gRPC APIs.
 //! - [`config::v1`]: the signed application configuration phones download.
+//!
+//! The protobuf `TestResult` enum converts to and from `openwarn_domain::TestResult` (`From`
+//! both ways); services hold the domain type and meet the enum only here.
 
 #![allow(clippy::doc_markdown, clippy::large_enum_variant, missing_docs)]
 
@@ -81,6 +84,8 @@ pub mod metadata {
         }
     }
 }
+
+mod conversions;
 
 pub use prost;
 pub use prost::Message;

@@ -1,9 +1,17 @@
-//! Test harness shared by every crate's tests.
+//! The one test kit of OpenWarn, shared by every crate's tests, the end-to-end tests (`tests/`,
+//! the CLI's) and the benchmarks.
 //!
 //! Storage tests run against SQLite (and the in-memory key-value store) always, and against
 //! PostgreSQL and Redis when `OPENWARN_TEST_POSTGRES_URL` / `OPENWARN_TEST_REDIS_URL` are set. Each
 //! test gets a fresh database (created, then dropped) and its own Redis key namespace. With
 //! `CI=true` an unset or unreachable backend fails the test instead of skipping it.
+//!
+//! For tests that start services: a dev PKI ([`dev_pki`]) and the TLS arguments of a service
+//! from it ([`openwarn_mtls::DevPki::service_args`]), a service configuration parsed from arguments as its
+//! binary would ([`config`]), free ports, readiness, HTTPS clients with a test certificate, and
+//! `openwarn up` as a child process ([`launcher`]). Like every crate, it links no service.
+
+pub mod launcher;
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
@@ -67,6 +75,14 @@ impl TestDatabase {
         }
     }
 
+    /// Another fresh database on the same backend (for a second service of one test).
+    pub fn another(&self) -> Self {
+        match self {
+            Self::Sqlite { .. } => Self::sqlite(),
+            Self::Postgres { admin_url, .. } => Self::postgres(admin_url),
+        }
+    }
+
     pub fn url(&self) -> &str {
         match self {
             Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
@@ -94,7 +110,7 @@ impl Drop for TestDatabase {
 }
 
 /// Replaces the database name in a PostgreSQL URL, keeping its query string.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -160,6 +176,47 @@ pub fn dev_pki(names: &[&str]) -> (tempfile::TempDir, openwarn_mtls::DevPki) {
     (dir, pki)
 }
 
+#[derive(clap::Parser)]
+struct Parse<C: clap::Args> {
+    #[command(flatten)]
+    config: C,
+}
+
+/// Parses a service configuration from `args` (without the program name), as its binary would.
+pub fn try_config<C: clap::Args>(args: impl IntoIterator<Item = String>) -> Result<C, clap::Error> {
+    use clap::Parser;
+    Ok(Parse::<C>::try_parse_from(std::iter::once("test".to_owned()).chain(args))?.config)
+}
+
+/// [`try_config`] for tests: a configuration the test got wrong panics with clap's message.
+pub fn config<C: clap::Args>(args: &[String]) -> C {
+    try_config(args.iter().cloned()).unwrap_or_else(|e| panic!("bad test configuration: {e}"))
+}
+
+/// A loopback port free at the time of the call (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An HTTPS client trusting the dev CA and presenting the certificate of `name`, if any (a lab,
+/// the proxy, or another caller from the PKI).
+pub fn https_client(pki: &openwarn_mtls::DevPki, name: Option<&str>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).expect("read the CA"))
+        .expect("the CA is PEM");
+    let mut builder = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .use_rustls_tls();
+    if let Some(name) = name {
+        let mut pem = std::fs::read(pki.cert(name)).expect("read the certificate");
+        pem.extend(std::fs::read(pki.key(name)).expect("read the key"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("an identity"));
+    }
+    builder.build().expect("an HTTPS client")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +234,39 @@ mod tests {
         assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
 
+    #[test]
+    fn service_args_name_the_pki_files_of_the_service() {
+        let (_dir, pki) = dev_pki(&["verification"]);
+        let args = pki.service_args("verification");
+        assert_eq!(args.len(), 6);
+        assert_eq!(args[0], "--tls-ca");
+        assert_eq!(args[1], pki.ca().display().to_string());
+        assert_eq!(args[3], pki.cert("verification").display().to_string());
+        assert_eq!(args[5], pki.key("verification").display().to_string());
+        // A configuration parses them as a service binary does.
+        #[derive(clap::Args)]
+        struct Tls {
+            #[arg(long)]
+            tls_ca: std::path::PathBuf,
+            #[arg(long)]
+            tls_cert: std::path::PathBuf,
+            #[arg(long)]
+            tls_key: std::path::PathBuf,
+        }
+        let tls: Tls = config(&args);
+        assert_eq!(tls.tls_ca, pki.ca());
+        assert_eq!(tls.tls_cert, pki.cert("verification"));
+        assert_eq!(tls.tls_key, pki.key("verification"));
+        assert!(try_config::<Tls>(["--tls-ca".to_owned()]).is_err());
+    }
+
     #[tokio::test]
     async fn every_configured_database_is_fresh_and_usable() {
+        for db in databases() {
+            let other = db.another();
+            assert_eq!(other.label(), db.label());
+            assert_ne!(other.url(), db.url());
+        }
         for db in databases() {
             let conn = openwarn_db::Database::open(db.url(), 2).await.unwrap();
             conn.run(|c| c.batch_execute("CREATE TABLE fresh (id INTEGER PRIMARY KEY)"))

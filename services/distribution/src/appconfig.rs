@@ -108,66 +108,152 @@ fn weight(field: &str, value: f64, max: f64) -> Result<f64, InvalidConfig> {
     }
 }
 
-impl AppConfig {
-    /// Parses and validates; the error names the first offending field.
-    pub fn parse(json: &str) -> Result<Self, InvalidConfig> {
-        let config: Self = serde_json::from_str(json).map_err(|e| {
-            // serde names unknown/missing fields in its message; keep it, without the input.
-            invalid("(file)", e.to_string())
-        })?;
-        config.to_proto()?;
-        Ok(config)
+/// Risk classes: labelled, each `min < max`, the first from 0, each starting where the previous
+/// ends.
+fn risk_score_classes(classes: &[RiskClass]) -> Result<pb::RiskScoreClassification, InvalidConfig> {
+    if classes.is_empty() {
+        return Err(invalid("riskScoreClasses", "needs at least one class"));
+    }
+    for (i, class) in classes.iter().enumerate() {
+        let field = format!("riskScoreClasses[{i}]");
+        if class.label.trim().is_empty() {
+            return Err(invalid(format!("{field}.label"), "must not be empty"));
+        }
+        if !(class.min.is_finite() && class.max.is_finite() && class.min < class.max) {
+            return Err(invalid(format!("{field}.max"), "must be above min"));
+        }
+        match i {
+            0 if class.min != 0.0 => {
+                return Err(invalid(
+                    format!("{field}.min"),
+                    "the first class starts at 0",
+                ));
+            }
+            0 => {}
+            _ if class.min != classes[i - 1].max => {
+                return Err(invalid(
+                    format!("{field}.min"),
+                    "classes must be contiguous: min = the previous class's max",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(pb::RiskScoreClassification {
+        risk_classes: classes
+            .iter()
+            .map(|c| pb::RiskScoreClass {
+                label: c.label.clone(),
+                min: c.min,
+                max: c.max,
+                url: c.url.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The four checked score arrays of [`ExposureConfig`].
+struct Scores {
+    transmission: [i32; 8],
+    duration: [i32; 8],
+    days: [i32; 8],
+    attenuation: [i32; 8],
+}
+
+impl Scores {
+    fn of(e: &ExposureConfig) -> Result<Self, InvalidConfig> {
+        Ok(Self {
+            transmission: scores("exposureConfig.transmission", &e.transmission)?,
+            duration: scores("exposureConfig.duration", &e.duration)?,
+            days: scores(
+                "exposureConfig.daysSinceLastExposure",
+                &e.days_since_last_exposure,
+            )?,
+            attenuation: scores("exposureConfig.attenuation", &e.attenuation)?,
+        })
     }
 
-    /// The wire message, after checking every field.
-    pub fn to_proto(&self) -> Result<pb::ApplicationConfiguration, InvalidConfig> {
-        if !(0..=4096).contains(&self.min_risk_score) {
-            return Err(invalid(
-                "minRiskScore",
-                "must be 0..4096 (the largest product of four scores)",
-            ));
-        }
-        if self.risk_score_classes.is_empty() {
-            return Err(invalid("riskScoreClasses", "needs at least one class"));
-        }
-        for (i, class) in self.risk_score_classes.iter().enumerate() {
-            let field = format!("riskScoreClasses[{i}]");
-            if class.label.trim().is_empty() {
-                return Err(invalid(format!("{field}.label"), "must not be empty"));
-            }
-            if !(class.min.is_finite() && class.max.is_finite() && class.min < class.max) {
-                return Err(invalid(format!("{field}.max"), "must be above min"));
-            }
-            match i {
-                0 if class.min != 0.0 => {
-                    return Err(invalid(
-                        format!("{field}.min"),
-                        "the first class starts at 0",
-                    ));
-                }
-                0 => {}
-                _ if class.min != self.risk_score_classes[i - 1].max => {
-                    return Err(invalid(
-                        format!("{field}.min"),
-                        "classes must be contiguous: min = the previous class's max",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let e = &self.exposure_config;
-        let [t1, t2, t3, t4, t5, t6, t7, t8] =
-            scores("exposureConfig.transmission", &e.transmission)?;
-        let [d1, d2, d3, d4, d5, d6, d7, d8] = scores("exposureConfig.duration", &e.duration)?;
-        let [s1, s2, s3, s4, s5, s6, s7, s8] = scores(
-            "exposureConfig.daysSinceLastExposure",
-            &e.days_since_last_exposure,
-        )?;
-        let [a1, a2, a3, a4, a5, a6, a7, a8] =
-            scores("exposureConfig.attenuation", &e.attenuation)?;
-        let w = &e.weights;
-        let a = &self.attenuation_duration;
-        let t = &a.thresholds;
+    /// The risk-score parameters, once each weight is checked.
+    fn with_weights(self, w: &ParameterWeights) -> Result<pb::RiskScoreParameters, InvalidConfig> {
+        Ok(pb::RiskScoreParameters {
+            transmission: Some(transmission(self.transmission)),
+            transmission_weight: weight(
+                "exposureConfig.weights.transmission",
+                w.transmission,
+                100.0,
+            )?,
+            duration: Some(duration(self.duration)),
+            duration_weight: weight("exposureConfig.weights.duration", w.duration, 100.0)?,
+            days_since_last_exposure: Some(days_since_last_exposure(self.days)),
+            days_weight: weight("exposureConfig.weights.days", w.days, 100.0)?,
+            attenuation: Some(attenuation(self.attenuation)),
+            attenuation_weight: weight("exposureConfig.weights.attenuation", w.attenuation, 100.0)?,
+        })
+    }
+}
+
+/// Transmission risk levels 1..8.
+fn transmission([t1, t2, t3, t4, t5, t6, t7, t8]: [i32; 8]) -> rsp::TransmissionRiskParameters {
+    rsp::TransmissionRiskParameters {
+        app_defined_1: t1,
+        app_defined_2: t2,
+        app_defined_3: t3,
+        app_defined_4: t4,
+        app_defined_5: t5,
+        app_defined_6: t6,
+        app_defined_7: t7,
+        app_defined_8: t8,
+    }
+}
+
+/// Exposure durations =0, ≤5, ≤10, … >30 min.
+fn duration([d1, d2, d3, d4, d5, d6, d7, d8]: [i32; 8]) -> rsp::DurationRiskParameters {
+    rsp::DurationRiskParameters {
+        eq_0_min: d1,
+        gt_0_le_5_min: d2,
+        gt_5_le_10_min: d3,
+        gt_10_le_15_min: d4,
+        gt_15_le_20_min: d5,
+        gt_20_le_25_min: d6,
+        gt_25_le_30_min: d7,
+        gt_30_min: d8,
+    }
+}
+
+/// Days since the last exposure ≥14, 12–13, … 0–1.
+fn days_since_last_exposure(
+    [s1, s2, s3, s4, s5, s6, s7, s8]: [i32; 8],
+) -> rsp::DaysSinceLastExposureRiskParameters {
+    rsp::DaysSinceLastExposureRiskParameters {
+        ge_14_days: s1,
+        ge_12_lt_14_days: s2,
+        ge_10_lt_12_days: s3,
+        ge_8_lt_10_days: s4,
+        ge_6_lt_8_days: s5,
+        ge_4_lt_6_days: s6,
+        ge_2_lt_4_days: s7,
+        ge_0_lt_2_days: s8,
+    }
+}
+
+/// Attenuation >73, 64–73, … <10 dB.
+fn attenuation([a1, a2, a3, a4, a5, a6, a7, a8]: [i32; 8]) -> rsp::AttenuationRiskParameters {
+    rsp::AttenuationRiskParameters {
+        gt_73_dbm: a1,
+        gt_63_le_73_dbm: a2,
+        gt_51_le_63_dbm: a3,
+        gt_33_le_51_dbm: a4,
+        gt_27_le_33_dbm: a5,
+        gt_15_le_27_dbm: a6,
+        gt_10_le_15_dbm: a7,
+        lt_10_dbm: a8,
+    }
+}
+
+impl AttenuationDuration {
+    /// Checks the thresholds, the default bucket offset and the divisor (not the weights).
+    fn check(&self) -> Result<(), InvalidConfig> {
+        let t = &self.thresholds;
         if !(0..=255).contains(&t.lower) {
             return Err(invalid(
                 "attenuationDuration.thresholds.lower",
@@ -180,99 +266,68 @@ impl AppConfig {
                 "must be above lower and at most 255 dB",
             ));
         }
-        if !(0..=1440).contains(&a.default_bucket_offset) {
+        if !(0..=1440).contains(&self.default_bucket_offset) {
             return Err(invalid(
                 "attenuationDuration.defaultBucketOffset",
                 "must be 0..1440",
             ));
         }
-        if !(1..=1000).contains(&a.risk_score_normalization_divisor) {
+        if !(1..=1000).contains(&self.risk_score_normalization_divisor) {
             return Err(invalid(
                 "attenuationDuration.riskScoreNormalizationDivisor",
                 "must be 1..1000",
             ));
         }
+        Ok(())
+    }
+
+    /// The wire message, once the weights are checked.
+    fn to_proto(&self) -> Result<pb::AttenuationDuration, InvalidConfig> {
+        let w = &self.weights;
+        Ok(pb::AttenuationDuration {
+            thresholds: Some(pb::Thresholds {
+                lower: self.thresholds.lower,
+                upper: self.thresholds.upper,
+            }),
+            weights: Some(pb::Weights {
+                low: weight("attenuationDuration.weights.low", w.low, 10.0)?,
+                mid: weight("attenuationDuration.weights.mid", w.mid, 10.0)?,
+                high: weight("attenuationDuration.weights.high", w.high, 10.0)?,
+            }),
+            default_bucket_offset: self.default_bucket_offset,
+            risk_score_normalization_divisor: self.risk_score_normalization_divisor,
+        })
+    }
+}
+
+impl AppConfig {
+    /// Parses and validates; the error names the first offending field.
+    pub fn parse(json: &str) -> Result<Self, InvalidConfig> {
+        let config: Self = serde_json::from_str(json).map_err(|e| {
+            // serde names unknown/missing fields in its message; keep it, without the input.
+            invalid("(file)", e.to_string())
+        })?;
+        config.to_proto()?;
+        Ok(config)
+    }
+
+    /// The wire message, after checking every field (in the order of the file, except that
+    /// every score and threshold is checked before the weights).
+    pub fn to_proto(&self) -> Result<pb::ApplicationConfiguration, InvalidConfig> {
+        if !(0..=4096).contains(&self.min_risk_score) {
+            return Err(invalid(
+                "minRiskScore",
+                "must be 0..4096 (the largest product of four scores)",
+            ));
+        }
+        let risk_score_classes = risk_score_classes(&self.risk_score_classes)?;
+        let scores = Scores::of(&self.exposure_config)?;
+        self.attenuation_duration.check()?;
         Ok(pb::ApplicationConfiguration {
             min_risk_score: self.min_risk_score,
-            risk_score_classes: Some(pb::RiskScoreClassification {
-                risk_classes: self
-                    .risk_score_classes
-                    .iter()
-                    .map(|c| pb::RiskScoreClass {
-                        label: c.label.clone(),
-                        min: c.min,
-                        max: c.max,
-                        url: c.url.clone(),
-                    })
-                    .collect(),
-            }),
-            exposure_config: Some(pb::RiskScoreParameters {
-                transmission: Some(rsp::TransmissionRiskParameters {
-                    app_defined_1: t1,
-                    app_defined_2: t2,
-                    app_defined_3: t3,
-                    app_defined_4: t4,
-                    app_defined_5: t5,
-                    app_defined_6: t6,
-                    app_defined_7: t7,
-                    app_defined_8: t8,
-                }),
-                transmission_weight: weight(
-                    "exposureConfig.weights.transmission",
-                    w.transmission,
-                    100.0,
-                )?,
-                duration: Some(rsp::DurationRiskParameters {
-                    eq_0_min: d1,
-                    gt_0_le_5_min: d2,
-                    gt_5_le_10_min: d3,
-                    gt_10_le_15_min: d4,
-                    gt_15_le_20_min: d5,
-                    gt_20_le_25_min: d6,
-                    gt_25_le_30_min: d7,
-                    gt_30_min: d8,
-                }),
-                duration_weight: weight("exposureConfig.weights.duration", w.duration, 100.0)?,
-                days_since_last_exposure: Some(rsp::DaysSinceLastExposureRiskParameters {
-                    ge_14_days: s1,
-                    ge_12_lt_14_days: s2,
-                    ge_10_lt_12_days: s3,
-                    ge_8_lt_10_days: s4,
-                    ge_6_lt_8_days: s5,
-                    ge_4_lt_6_days: s6,
-                    ge_2_lt_4_days: s7,
-                    ge_0_lt_2_days: s8,
-                }),
-                days_weight: weight("exposureConfig.weights.days", w.days, 100.0)?,
-                attenuation: Some(rsp::AttenuationRiskParameters {
-                    gt_73_dbm: a1,
-                    gt_63_le_73_dbm: a2,
-                    gt_51_le_63_dbm: a3,
-                    gt_33_le_51_dbm: a4,
-                    gt_27_le_33_dbm: a5,
-                    gt_15_le_27_dbm: a6,
-                    gt_10_le_15_dbm: a7,
-                    lt_10_dbm: a8,
-                }),
-                attenuation_weight: weight(
-                    "exposureConfig.weights.attenuation",
-                    w.attenuation,
-                    100.0,
-                )?,
-            }),
-            attenuation_duration: Some(pb::AttenuationDuration {
-                thresholds: Some(pb::Thresholds {
-                    lower: t.lower,
-                    upper: t.upper,
-                }),
-                weights: Some(pb::Weights {
-                    low: weight("attenuationDuration.weights.low", a.weights.low, 10.0)?,
-                    mid: weight("attenuationDuration.weights.mid", a.weights.mid, 10.0)?,
-                    high: weight("attenuationDuration.weights.high", a.weights.high, 10.0)?,
-                }),
-                default_bucket_offset: a.default_bucket_offset,
-                risk_score_normalization_divisor: a.risk_score_normalization_divisor,
-            }),
+            risk_score_classes: Some(risk_score_classes),
+            exposure_config: Some(scores.with_weights(&self.exposure_config.weights)?),
+            attenuation_duration: Some(self.attenuation_duration.to_proto()?),
         })
     }
 

@@ -13,12 +13,14 @@ pub mod source;
 pub mod tree;
 
 use clap::Args;
-use openwarn_bootstrap::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration, secret};
+use openwarn_bootstrap::cli::BoxError;
+use openwarn_bootstrap::config::{
+    ConfigError, ListenArgs, ListenDefaults, TelemetryArgs, TlsArgs, parse_duration, secret,
+};
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_export::{KeyInfo, Signer};
-use openwarn_mtls::{TlsError, TlsFiles};
+use openwarn_mtls::TlsError;
 use publish::{AppConfigSource, Publisher, Report, Settings};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,17 +28,22 @@ use tree::Tree;
 
 pub const NAME: &str = "distribution";
 
+impl ListenDefaults for DistributionService {
+    const HTTP_ADDR: &'static str = "127.0.0.1:8050";
+    const HTTP_HELP: &'static str =
+        "Embedded mode: serves the published tree here (production: the CDN serves the bucket)";
+    const ADMIN_ADDR: &'static str = "127.0.0.1:8051";
+    const ADMIN_HELP: &'static str =
+        "`/healthz`, `/readyz`, `/metrics` (and `POST /run` with OPENWARN_MANUAL_RUNS)";
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Embedded mode: serves the published tree here (production: the CDN serves the bucket).
-    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8050")]
-    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<DistributionService>,
     /// Serve the tree on OPENWARN_HTTP_ADDR (off when a CDN serves the bucket).
     #[arg(long, env = "OPENWARN_SERVE_TREE", default_value_t = true, action = clap::ArgAction::Set)]
     pub serve_tree: bool,
-    /// `/healthz`, `/readyz`, `/metrics` (and `POST /run` with OPENWARN_MANUAL_RUNS).
-    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8051")]
-    pub admin_addr: SocketAddr,
     /// Where the tree is published: a directory (`file:///srv/cdn` or a plain path), or
     /// `s3://BUCKET[/PREFIX]` (credentials from the standard AWS_* variables).
     #[arg(long, env = "OPENWARN_STORE_URL", default_value = "openwarn-cdn")]
@@ -155,10 +162,6 @@ pub(crate) fn now_f64() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn is_country(c: &str) -> bool {
-    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
-}
-
 /// Reads every signing key named in the configuration.
 pub fn signers(config: &Config) -> Result<Vec<Signer>, ConfigError> {
     const SETTING: &str = "OPENWARN_SIGNING_KEYS";
@@ -249,7 +252,11 @@ pub fn tree(config: &Config) -> Result<Tree, ConfigError> {
 
 /// Everything a run needs, from the configuration.
 pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
-    if !is_country(&config.country) {
+    if config
+        .country
+        .parse::<openwarn_domain::CountryCode>()
+        .is_err()
+    {
         return Err(ConfigError::new("OPENWARN_COUNTRY", "must be two upper-case letters").into());
     }
     if config.min_keys_per_hour > config.max_keys_per_package {
@@ -286,7 +293,7 @@ pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
         Some(path) => AppConfigSource::File(path.clone()),
         None => AppConfigSource::Default,
     };
-    let tls = TlsFiles::from_args(&config.tls)?;
+    let tls = config.tls.load()?;
     let channel = tls
         .grpc_channel(&config.submission_url, &config.submission_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_SUBMISSION_URL", e.to_string()))?;
@@ -335,7 +342,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         service
             .serve_http_on(
                 "http",
-                config.http_addr,
+                config.listen.http_addr,
                 serve::router(publisher.tree().clone()),
             )
             .await?;
@@ -349,7 +356,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         admin = admin.merge(manual_runs(publisher.clone()));
     }
     service
-        .serve_http_on("admin", config.admin_addr, admin)
+        .serve_http_on("admin", config.listen.admin_addr, admin)
         .await?;
     if config.schedule {
         let token = service.token();
@@ -414,26 +421,10 @@ pub fn parse_now(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    start(config).await?.run_until_signal().await?;
-    Ok(())
-}
-
-/// `distribution [serve|run-once [--now RFC3339]] [SETTINGS]`.
-#[derive(Debug, Clone, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
-
+/// Distribution's own commands, beside `serve` (and `migrate`, which has nothing to do: the
+/// published tree is distribution's only state).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Serve (embedded mode) and publish every hour (the default).
-    Serve(Config),
     /// Publish once and exit (the Kubernetes CronJob; tests). Prints the run's report as JSON.
     RunOnce(RunOnce),
 }
@@ -448,18 +439,18 @@ pub struct RunOnce {
     pub config: Config,
 }
 
-/// Runs the command line; the process's exit code (1 when a run failed, or published keys but
-/// refused the application configuration).
-pub fn main(cli: Cli) -> std::process::ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve(cli.config));
-    let telemetry = match &command {
-        Command::Serve(c) => c.telemetry.clone(),
-        Command::RunOnce(r) => r.config.telemetry.clone(),
-    };
-    openwarn_bootstrap::cli::execute(NAME, &telemetry, move || async move {
-        match command {
-            Command::Serve(config) => openwarn_bootstrap::cli::serve(start(config).await?).await,
-            Command::RunOnce(RunOnce { now, config }) => {
+impl openwarn_bootstrap::cli::Commands<Config> for Command {
+    fn config(&self) -> &Config {
+        match self {
+            Self::RunOnce(run_once) => &run_once.config,
+        }
+    }
+
+    /// `run-once` fails (exit code 1) when the run failed, or published keys but refused the
+    /// application configuration.
+    async fn run(self) -> Result<(), BoxError> {
+        match self {
+            Self::RunOnce(RunOnce { now, config }) => {
                 let report = run_once(config, now).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 match report.app_config {
@@ -470,5 +461,29 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
                 }
             }
         }
-    })
+    }
+}
+
+/// The service as the shared command line runs it:
+/// `distribution [serve|migrate|run-once [--now RFC3339]] [SETTINGS]`.
+pub struct DistributionService;
+
+impl openwarn_bootstrap::cli::Service for DistributionService {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+    type Commands = Command;
+    type Error = Error;
+
+    fn telemetry(config: &Config) -> &TelemetryArgs {
+        &config.telemetry
+    }
+
+    async fn start(config: Config) -> Result<RunningService, Error> {
+        start(config).await
+    }
+
+    /// Distribution keeps no database.
+    async fn migrate(_config: Config) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
 }

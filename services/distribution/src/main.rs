@@ -5,9 +5,12 @@ use clap::Parser;
 #[command(name = "openwarn-distribution", version)]
 struct Cli {
     #[command(flatten)]
-    inner: openwarn_distribution::Cli,
+    inner: openwarn_bootstrap::cli::ServiceCli<
+        openwarn_distribution::Config,
+        openwarn_distribution::Command,
+    >,
 }
 
 fn main() -> std::process::ExitCode {
-    openwarn_distribution::main(Cli::parse().inner)
+    openwarn_bootstrap::cli::main::<openwarn_distribution::DistributionService>(Cli::parse().inner)
 }

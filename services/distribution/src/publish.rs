@@ -149,6 +149,45 @@ struct Published {
     hour_indexes: BTreeSet<i64>,
 }
 
+/// The hours and days a run as of some time publishes and keeps.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The current (open) hour, in hours since the epoch.
+    now_hour: i64,
+    /// The current (open) day, in days since the epoch.
+    today: i64,
+    /// The first hour inside the hour retention window.
+    first_hour: i64,
+    /// The first day inside the day retention window.
+    first_day: i64,
+}
+
+impl Window {
+    fn new(now: i64, s: &Settings) -> Self {
+        let now_hour = now.div_euclid(3600);
+        let today = now_hour.div_euclid(24);
+        Self {
+            now_hour,
+            today,
+            first_hour: now_hour - secs(s.hour_retention) / 3600,
+            first_day: today - secs(s.day_retention) / 86_400,
+        }
+    }
+
+    /// Closed hours inside the hour window, and closed days inside the day window, not yet
+    /// published. (A day above the cap has no day package: it is rebuilt, found above the cap
+    /// again and left out again; its hour packages are kept for the whole day window.)
+    fn missing(&self, published: &Published) -> (BTreeSet<i64>, Vec<i64>) {
+        let hours = (self.first_hour.max(self.first_day * 24)..self.now_hour)
+            .filter(|h| !published.hours.contains(h))
+            .collect();
+        let days = (self.first_day..self.today)
+            .filter(|d| !published.days.contains(d))
+            .collect();
+        (hours, days)
+    }
+}
+
 pub struct Publisher {
     tree: Tree,
     source: Arc<dyn KeySource>,
@@ -298,41 +337,63 @@ impl Publisher {
     }
 
     async fn run_holding_lease(&self, now: i64) -> Result<Report, PublishError> {
-        let s = &self.settings;
         let mut report = Report::new(now);
-        let now_hour = now.div_euclid(3600);
-        let today = now_hour.div_euclid(24);
-        let first_hour = now_hour - secs(s.hour_retention) / 3600;
-        let first_day = today - secs(s.day_retention) / 86_400;
-
+        let window = Window::new(now, &self.settings);
         let published = self.published().await?;
-        // Closed hours inside the hour window, and closed days inside the day window, not yet
-        // published. (A day above the cap has no day package: it is rebuilt, found above the cap
-        // again and left out again; its hour packages are kept for the whole day window.)
-        let mut want_hours: BTreeSet<i64> = (first_hour.max(first_day * 24)..now_hour)
-            .filter(|h| !published.hours.contains(h))
-            .collect();
-        let want_days: Vec<i64> = (first_day..today)
-            .filter(|d| !published.days.contains(d))
-            .collect();
+        let (mut want_hours, want_days) = window.missing(&published);
         let mut needed = want_hours.clone();
         for day in &want_days {
             needed.extend(day * 24..day * 24 + 24);
         }
 
         let mut hours = self.collect(&needed, &mut report).await?;
-        for (hour, keys) in &mut hours {
+        self.pad(&mut hours);
+        let day_packages =
+            self.days_under_cap(&want_days, &hours, &published, &mut want_hours, &mut report);
+        let hours_written = self
+            .write_hour_packages(&want_hours, &hours, &mut report)
+            .await?;
+        let days_written = self
+            .write_day_packages(&day_packages, &hours, &mut report)
+            .await?;
+        drop(hours);
+
+        report.app_config = Some(self.publish_app_config().await?);
+        self.apply_retention(
+            &window,
+            &published,
+            &days_written,
+            &hours_written,
+            &mut report,
+        )
+        .await?;
+        Ok(report)
+    }
+
+    /// Pads every hour with fake keys up to the minimum, deterministically.
+    fn pad(&self, hours: &mut BTreeMap<i64, Vec<Key>>) {
+        let s = &self.settings;
+        for (hour, keys) in hours {
             keys::sort_and_dedup(keys);
             keys::pad(keys, *hour, s.min_keys_per_hour, &s.padding_secret);
             keys::sort_and_dedup(keys);
         }
+    }
 
-        // Day packages (closed days); a day above the cap keeps its hours instead.
-        let mut days_written = BTreeSet::new();
+    /// The wanted days that get a day package (closed days); a day above the cap keeps its hours
+    /// instead: it is reported, and its hours not yet published become wanted.
+    fn days_under_cap(
+        &self,
+        want_days: &[i64],
+        hours: &BTreeMap<i64, Vec<Key>>,
+        published: &Published,
+        want_hours: &mut BTreeSet<i64>,
+        report: &mut Report,
+    ) -> Vec<i64> {
         let mut day_packages = Vec::new();
-        for &day in &want_days {
+        for &day in want_days {
             let count: usize = (day * 24..day * 24 + 24).map(|h| hours[&h].len()).sum();
-            if count > s.max_keys_per_package {
+            if count > self.settings.max_keys_per_package {
                 report.days_over_cap.push(date(day));
                 want_hours
                     .extend((day * 24..day * 24 + 24).filter(|h| !published.hours.contains(h)));
@@ -340,15 +401,29 @@ impl Publisher {
             }
             day_packages.push(day);
         }
+        day_packages
+    }
 
-        let mut hours_written = BTreeSet::new();
-        for &hour in &want_hours {
+    /// The batch of a package covering `[start, end)` (seconds since the epoch).
+    fn batch(&self, start: i64, end: i64) -> Batch {
+        Batch {
+            start_timestamp: u64::try_from(start).unwrap_or(0),
+            end_timestamp: u64::try_from(end).unwrap_or(0),
+            region: self.settings.country.clone(),
+        }
+    }
+
+    /// Writes the package of every wanted hour; the hours that exist now.
+    async fn write_hour_packages(
+        &self,
+        want_hours: &BTreeSet<i64>,
+        hours: &BTreeMap<i64, Vec<Key>>,
+        report: &mut Report,
+    ) -> Result<BTreeSet<i64>, TreeError> {
+        let mut written = BTreeSet::new();
+        for &hour in want_hours {
             let keys = &hours[&hour];
-            let batch = Batch {
-                start_timestamp: u64::try_from(hour * 3600).unwrap_or(0),
-                end_timestamp: u64::try_from((hour + 1) * 3600).unwrap_or(0),
-                region: s.country.clone(),
-            };
+            let batch = self.batch(hour * 3600, (hour + 1) * 3600);
             if self
                 .write_package(&self.hour_path(hour), &batch, keys)
                 .await?
@@ -361,19 +436,26 @@ impl Publisher {
                 ));
                 report.keys_published += keys.len() as u64;
             }
-            hours_written.insert(hour);
+            written.insert(hour);
         }
-        for day in day_packages {
+        Ok(written)
+    }
+
+    /// Writes the package of every day given, from its 24 hours; the days that exist now.
+    async fn write_day_packages(
+        &self,
+        days: &[i64],
+        hours: &BTreeMap<i64, Vec<Key>>,
+        report: &mut Report,
+    ) -> Result<BTreeSet<i64>, TreeError> {
+        let mut written = BTreeSet::new();
+        for &day in days {
             let mut keys: Vec<Key> = Vec::new();
             for h in day * 24..day * 24 + 24 {
                 keys.extend_from_slice(&hours[&h]);
             }
             keys::sort_and_dedup(&mut keys);
-            let batch = Batch {
-                start_timestamp: u64::try_from(day * 86_400).unwrap_or(0),
-                end_timestamp: u64::try_from((day + 1) * 86_400).unwrap_or(0),
-                region: s.country.clone(),
-            };
+            let batch = self.batch(day * 86_400, (day + 1) * 86_400);
             if self
                 .write_package(&self.day_path(day), &batch, &keys)
                 .await?
@@ -382,26 +464,33 @@ impl Publisher {
                 report.days_published.push(date(day));
                 report.keys_published += keys.len() as u64;
             }
-            days_written.insert(day);
+            written.insert(day);
         }
-        drop(hours);
+        Ok(written)
+    }
 
-        report.app_config = Some(self.publish_app_config().await?);
-
-        // Indexes from what exists now, minus what retention removes; then the removal.
-        let mut all_days: BTreeSet<i64> = published.days.union(&days_written).copied().collect();
-        let mut all_hours: BTreeSet<i64> = published.hours.union(&hours_written).copied().collect();
+    /// Rewrites the indexes from what exists now, minus what retention removes; then removes it.
+    async fn apply_retention(
+        &self,
+        window: &Window,
+        published: &Published,
+        days_written: &BTreeSet<i64>,
+        hours_written: &BTreeSet<i64>,
+        report: &mut Report,
+    ) -> Result<(), TreeError> {
+        let mut all_days: BTreeSet<i64> = published.days.union(days_written).copied().collect();
+        let mut all_hours: BTreeSet<i64> = published.hours.union(hours_written).copied().collect();
         let expired_days: Vec<i64> = all_days
             .iter()
             .copied()
-            .filter(|d| *d < first_day)
+            .filter(|d| *d < window.first_day)
             .collect();
         let expired_hours: Vec<i64> = all_hours
             .iter()
             .copied()
             .filter(|h| {
                 let day = h.div_euclid(24);
-                *h < first_hour && (day < first_day || all_days.contains(&day))
+                *h < window.first_hour && (day < window.first_day || all_days.contains(&day))
             })
             .collect();
         for d in &expired_days {
@@ -420,7 +509,7 @@ impl Publisher {
         }
         report.hours_deleted = expired_hours.len();
         report.days_deleted = expired_days.len();
-        Ok(report)
+        Ok(())
     }
 
     /// Streams the keys whose distribution hour is in `needed`, bucketed by that hour (every

@@ -200,66 +200,93 @@ impl Gateway {
 
     /// Handles one request. `peer` is used for the rate-limit key only and never kept.
     pub async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
-        let started = Instant::now();
-        let Some(route) = self.routes.iter().find(|r| r.path == request.uri().path()) else {
-            return error(StatusCode::NOT_FOUND, "not_found");
-        };
-        if request.method() != Method::POST {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        match self.answer(request, peer).await {
+            Ok(response) => response,
+            Err(refusal) => refusal.into_response(),
         }
+    }
+
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: IpAddr,
+    ) -> Result<Response<Full<Bytes>>, Refusal> {
+        let started = Instant::now();
+        let route = self.route(&request)?;
+        self.rate_limit(request.headers(), peer).await?;
+        let (parts, body) = request.into_parts();
+        let body = read_body(
+            &parts.headers,
+            body,
+            route.max_body,
+            self.limits.read_timeout,
+        )
+        .await?;
+        if is_fake(&parts.headers) {
+            return Ok(self.fake(route, started).await);
+        }
+        let (answer, answer_body) = self.forward(route, &parts.headers, body).await?;
+        Ok(relay(route, answer, answer_body, started))
+    }
+
+    /// The route of the request's path: 404 for any other path, 405 for any method but POST.
+    fn route(&self, request: &Request<Incoming>) -> Result<&Route, Refusal> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.path == request.uri().path())
+            .ok_or(Refusal::Error(StatusCode::NOT_FOUND, "not_found"))?;
+        if request.method() != Method::POST {
+            return Err(Refusal::Error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ));
+        }
+        Ok(route)
+    }
+
+    async fn rate_limit(&self, headers: &HeaderMap, peer: IpAddr) -> Result<(), Refusal> {
         let now = u64::try_from(openwarn_bootstrap::lifecycle::unix_now()).unwrap_or(0);
-        match self
-            .limiter
-            .check(self.client_ip(request.headers(), peer), now)
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(limited)) => return retry_after(limited.retry_after_secs),
+        match self.limiter.check(self.client_ip(headers, peer), now).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(limited)) => Err(Refusal::RateLimited {
+                retry_after_secs: limited.retry_after_secs,
+            }),
             Err(e) => {
                 // Failing open: an outage of the counter store must not lock every phone out.
                 metrics::counter!("openwarn_proxy_rate_limit_unavailable_total").increment(1);
                 tracing::warn!(error = %e, "rate limit store unavailable; request let through");
+                Ok(())
             }
         }
-        let (parts, body) = request.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > route.max_body) {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-        }
-        let body = match tokio::time::timeout(
-            self.limits.read_timeout,
-            Limited::new(body, route.max_body).collect(),
-        )
-        .await
-        {
-            Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
-            }
-            Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "unreadable_body"),
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
+    }
 
-        if is_fake(&parts.headers) {
-            // Build the answer first: only then wait, until the drawn latency has passed.
-            let template = route.template.lock().expect("template lock").clone();
-            let mut response = Response::new(Full::new(fake_body(&template)));
-            *response.status_mut() = template.status;
-            if let Some(content_type) = template.content_type {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, content_type);
-            }
-            self.timer
-                .sleep_until(started + route.reservoir.sample())
-                .await;
-            return response;
+    /// A fake request's answer, shaped like the route's last real success, returned once a
+    /// latency drawn from the route's real ones has passed since the request arrived.
+    async fn fake(&self, route: &Route, started: Instant) -> Response<Full<Bytes>> {
+        // Build the answer first: only then wait, until the drawn latency has passed.
+        let template = route.template.lock().expect("template lock").clone();
+        let mut response = Response::new(Full::new(fake_body(&template)));
+        *response.status_mut() = template.status;
+        if let Some(content_type) = template.content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
         }
+        self.timer
+            .sleep_until(started + route.reservoir.sample())
+            .await;
+        response
+    }
 
+    /// Sends a real request to the route's backend with only the allow-listed headers; the
+    /// backend's whole answer.
+    async fn forward(
+        &self,
+        route: &Route,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(http::response::Parts, Bytes), Refusal> {
         let base = match route.upstream {
             Upstream::Verification => &self.verification,
             Upstream::Submission => &self.submission,
@@ -268,14 +295,13 @@ impl Gateway {
             .method(Method::POST)
             .uri(format!("{base}{}", route.path));
         for name in &FORWARDED_REQUEST_HEADERS {
-            for value in parts.headers.get_all(name) {
+            for value in headers.get_all(name) {
                 upstream = upstream.header(name, value);
             }
         }
-        let upstream = match upstream.body(Full::new(body)) {
-            Ok(r) => r,
-            Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request"),
-        };
+        let upstream = upstream
+            .body(Full::new(body))
+            .map_err(|_| Refusal::Error(StatusCode::BAD_REQUEST, "invalid_request"))?;
         let answer = tokio::time::timeout(self.limits.upstream_timeout, async {
             let response = self.client.request(upstream).await?;
             let (parts, body) = response.into_parts();
@@ -283,40 +309,102 @@ impl Gateway {
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
         })
         .await;
-        let (parts, body) = match answer {
-            Ok(Ok(answer)) => answer,
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, upstream = ?route.upstream, "upstream unavailable");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
+                Err(Refusal::UNAVAILABLE)
             }
             Err(_) => {
                 tracing::warn!(upstream = ?route.upstream, "upstream timed out");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
-            }
-        };
-        let succeeded = parts.status.is_success();
-        if succeeded {
-            *route.template.lock().expect("template lock") = Template {
-                status: parts.status,
-                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-                length: body.len(),
-            };
-        }
-        let mut response = Response::new(Full::new(body));
-        *response.status_mut() = parts.status;
-        for name in &FORWARDED_RESPONSE_HEADERS {
-            if let Some(value) = parts.headers.get(name) {
-                response.headers_mut().insert(name, value.clone());
+                Err(Refusal::UNAVAILABLE)
             }
         }
-        drop(parts);
-        if succeeded {
-            // Timed as late as the handler can: a fake returns its answer when the drawn latency
-            // has passed, so a real one's latency covers everything up to its own return.
-            route.reservoir.record(started.elapsed());
-        }
-        response
     }
+}
+
+/// A request the proxy answers itself with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The status and the `error` of the JSON body.
+    Error(StatusCode, &'static str),
+    /// 429 with `Retry-After`.
+    RateLimited { retry_after_secs: u64 },
+}
+
+impl Refusal {
+    const UNAVAILABLE: Self =
+        Self::Error(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable");
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        match self {
+            Self::Error(status, reason) => error(status, reason),
+            Self::RateLimited { retry_after_secs } => retry_after(retry_after_secs),
+        }
+    }
+}
+
+/// Reads the whole body, within the route's size cap and the read timeout.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    max_body: usize,
+    read_timeout: Duration,
+) -> Result<Bytes, Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(Refusal::Error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ));
+    }
+    match tokio::time::timeout(read_timeout, Limited::new(body, max_body).collect()).await {
+        Err(_) => Err(Refusal::Error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::Error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        )),
+        Ok(Err(_)) => Err(Refusal::Error(StatusCode::BAD_REQUEST, "unreadable_body")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The backend's answer with only the allow-listed headers. A success becomes the route's
+/// template for fakes, and its latency one the fakes draw from.
+fn relay(
+    route: &Route,
+    parts: http::response::Parts,
+    body: Bytes,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    let succeeded = parts.status.is_success();
+    if succeeded {
+        *route.template.lock().expect("template lock") = Template {
+            status: parts.status,
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            length: body.len(),
+        };
+    }
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = parts.status;
+    for name in &FORWARDED_RESPONSE_HEADERS {
+        if let Some(value) = parts.headers.get(name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    drop(parts);
+    if succeeded {
+        // Timed as late as the handler can: a fake returns its answer when the drawn latency
+        // has passed, so a real one's latency covers everything up to its own return.
+        route.reservoir.record(started.elapsed());
+    }
+    response
 }
 
 #[cfg(test)]

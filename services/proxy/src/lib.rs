@@ -14,24 +14,29 @@ pub mod ratelimit;
 pub use gateway::{FORWARDED_REQUEST_HEADERS, FORWARDED_RESPONSE_HEADERS};
 
 use clap::Args;
-use openwarn_bootstrap::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration, secret};
-use openwarn_bootstrap::lifecycle::{BindError, RunningService, ServeError, bind};
-use openwarn_kv::KvError;
-use openwarn_mtls::{TlsError, TlsFiles};
+use openwarn_bootstrap::cli::NoCommands;
+use openwarn_bootstrap::config::{
+    ConfigError, ListenArgs, ListenDefaults, TelemetryArgs, TlsArgs, parse_duration, secret,
+};
+use openwarn_bootstrap::lifecycle::{BindError, RunningService, ServeError};
+use openwarn_kv::{KvError, KvStore};
+use openwarn_mtls::{HttpServer, TlsError, TlsFiles};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "proxy";
 
+impl ListenDefaults for ProxyService {
+    const HTTP_ADDR: &'static str = "127.0.0.1:8000";
+    const HTTP_HELP: &'static str = "App-facing HTTP (behind the TLS-terminating ingress)";
+    const ADMIN_ADDR: &'static str = "127.0.0.1:8001";
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// App-facing HTTP (behind the TLS-terminating ingress).
-    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8000")]
-    pub http_addr: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8001")]
-    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<ProxyService>,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -138,100 +143,39 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     if config.rate_limit == 0 {
         return Err(ConfigError::new("OPENWARN_RATE_LIMIT", "must be at least 1").into());
     }
-    let client_address_header = config
-        .client_address_header
-        .as_deref()
-        .map(|h| {
-            http::HeaderName::try_from(h).map_err(|_| {
-                ConfigError::new("OPENWARN_CLIENT_ADDRESS_HEADER", "is not a header name")
-            })
-        })
-        .transpose()?;
-    let tls = TlsFiles::from_args(&config.tls)?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.https_client()?)
-        .https_only()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector);
-    let kv_url = secret(
-        config.kv_url.as_deref(),
-        config.kv_url_file.as_deref(),
-        "OPENWARN_KV_URL",
-    )?
-    .unwrap_or_else(|| "memory://".to_owned());
-    let kv = openwarn_kv::open(&kv_url, &config.kv_namespace).await?;
-    let rate_secret = match secret(
-        config.rate_limit_secret.as_deref(),
-        config.rate_limit_secret_file.as_deref(),
-        "OPENWARN_RATE_LIMIT_SECRET",
-    )? {
-        Some(s) if s.len() >= 16 => s.into_bytes(),
-        Some(_) => {
-            return Err(ConfigError::new(
-                "OPENWARN_RATE_LIMIT_SECRET",
-                "must be at least 16 characters",
-            )
-            .into());
-        }
-        None => {
-            tracing::warn!("OPENWARN_RATE_LIMIT_SECRET not set: this process draws its own");
-            let mut bytes = vec![0; 32];
-            rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
-            bytes
-        }
-    };
-    let limits = gateway::Limits {
-        max_submission_bytes: config.max_submission_bytes,
-        max_verification_bytes: config.max_verification_bytes,
-        read_timeout: config.read_timeout,
-        upstream_timeout: config.upstream_timeout,
-        reservoir_size: config.fake_reservoir,
-        fake_seed: config.fake_seed,
-        verification_response_length: config.response_length,
-    };
+    let client_address_header = client_address_header(&config)?;
+    let client = https_client(&config.tls.load()?)?;
+    let kv = open_kv(&config).await?;
+    let limiter = ratelimit::Limiter::new(
+        kv.clone(),
+        rate_limit_secret(&config)?,
+        config.rate_limit,
+        config.rate_limit_window,
+        config.rate_limit_rotation,
+    );
+    let limits = limits(&config);
     let gateway = Arc::new(gateway::Gateway {
         routes: gateway::routes(&limits),
         client,
         verification,
         submission,
-        limiter: ratelimit::Limiter::new(
-            kv.clone(),
-            rate_secret,
-            config.rate_limit,
-            config.rate_limit_window,
-            config.rate_limit_rotation,
-        ),
+        limiter,
         limits,
         client_address_header,
         timer: openwarn_bootstrap::http::PreciseTimer::new(),
     });
 
     let mut service = RunningService::new(NAME);
-    let listener = bind("http", config.http_addr).await?;
-    let bound = listener.local_addr().map_err(|source| BindError {
-        what: "http",
-        addr: config.http_addr,
-        source,
-    })?;
-    service.add_addr("http", bound);
-    let token = service.token();
-    let header_timeout = config.read_timeout;
-    service.spawn(async move {
-        serve(listener, gateway, header_timeout, token)
-            .await
-            .map_err(|e| ServeError::new("http", e))
-    });
+    serve_gateway(
+        &mut service,
+        config.listen.http_addr,
+        gateway,
+        config.read_timeout,
+    )
+    .await?;
     service
         .serve_admin_on(
-            config.admin_addr,
+            config.listen.admin_addr,
             Arc::new(move || {
                 let kv = kv.clone();
                 Box::pin(async move { kv.ping().await.map_err(|e| e.to_string()) })
@@ -241,59 +185,105 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     Ok(service)
 }
 
-async fn serve(
-    listener: tokio::net::TcpListener,
-    gateway: Arc<gateway::Gateway>,
-    header_timeout: Duration,
-    token: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = token.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let token = token.clone();
-        connections.spawn(async move {
-            let ip = peer.ip();
-            let service = hyper::service::service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, ip).await) }
-            });
-            let mut builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = token.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    connections.close();
-    connections.wait().await;
-    Ok(())
+fn client_address_header(config: &Config) -> Result<Option<http::HeaderName>, ConfigError> {
+    config
+        .client_address_header
+        .as_deref()
+        .map(|h| {
+            http::HeaderName::try_from(h).map_err(|_| {
+                ConfigError::new("OPENWARN_CLIENT_ADDRESS_HEADER", "is not a header name")
+            })
+        })
+        .transpose()
 }
 
-/// Runs the proxy until SIGINT/SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    start(config).await?.run_until_signal().await?;
+/// The pooled HTTP/1 and HTTP/2 client towards the backends: HTTPS only, with our certificate.
+fn https_client(tls: &TlsFiles) -> Result<gateway::HttpsClient, TlsError> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.https_client()?)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector),
+    )
+}
+
+async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>, Error> {
+    let kv_url = secret(
+        config.kv_url.as_deref(),
+        config.kv_url_file.as_deref(),
+        "OPENWARN_KV_URL",
+    )?
+    .unwrap_or_else(|| "memory://".to_owned());
+    Ok(openwarn_kv::open(&kv_url, &config.kv_namespace).await?)
+}
+
+/// The configured secret of the keyed hash of client addresses, or one drawn for this process.
+fn rate_limit_secret(config: &Config) -> Result<Vec<u8>, ConfigError> {
+    match secret(
+        config.rate_limit_secret.as_deref(),
+        config.rate_limit_secret_file.as_deref(),
+        "OPENWARN_RATE_LIMIT_SECRET",
+    )? {
+        Some(s) if s.len() >= 16 => Ok(s.into_bytes()),
+        Some(_) => Err(ConfigError::new(
+            "OPENWARN_RATE_LIMIT_SECRET",
+            "must be at least 16 characters",
+        )),
+        None => {
+            tracing::warn!("OPENWARN_RATE_LIMIT_SECRET not set: this process draws its own");
+            let mut bytes = vec![0; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+            Ok(bytes)
+        }
+    }
+}
+
+fn limits(config: &Config) -> gateway::Limits {
+    gateway::Limits {
+        max_submission_bytes: config.max_submission_bytes,
+        max_verification_bytes: config.max_verification_bytes,
+        read_timeout: config.read_timeout,
+        upstream_timeout: config.upstream_timeout,
+        reservoir_size: config.fake_reservoir,
+        fake_seed: config.fake_seed,
+        verification_response_length: config.response_length,
+    }
+}
+
+/// Binds `addr` and serves the gateway there (plain HTTP: the ingress terminates TLS) as the
+/// task `http`. Each request learns its connection's peer address, for the rate limit only.
+async fn serve_gateway(
+    service: &mut RunningService,
+    addr: SocketAddr,
+    gateway: Arc<gateway::Gateway>,
+    header_timeout: Duration,
+) -> Result<(), BindError> {
+    let listener = service.listen("http", addr).await?;
+    let token = service.token();
+    let server = HttpServer::plain().header_read_timeout(header_timeout);
+    service.spawn(async move {
+        let per_connection = move |peer: SocketAddr| {
+            let gateway = gateway.clone();
+            let ip = peer.ip();
+            hyper::service::service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, ip).await) }
+            })
+        };
+        server
+            .serve(listener, per_connection, token)
+            .await
+            .map_err(|e| ServeError::new("http", e))
+    });
     Ok(())
 }
 
@@ -303,6 +293,7 @@ pub struct ProxyService;
 impl openwarn_bootstrap::cli::Service for ProxyService {
     const NAME: &'static str = NAME;
     type Config = Config;
+    type Commands = NoCommands;
     type Error = Error;
 
     fn telemetry(config: &Config) -> &TelemetryArgs {

@@ -1,7 +1,8 @@
 //! `StreamDiagnosisKeys` for distribution: pages of keys sent as they are read, with a bounded
 //! channel between reader and sender, so memory stays bounded whatever the range.
 
-use crate::store::{Cursor, Store};
+use crate::store::{Cursor, Store, StoredKey};
+use openwarn_domain::VisitedCountries;
 use openwarn_protocol::submission::v1::submission_service_server::{
     SubmissionService, SubmissionServiceServer,
 };
@@ -19,6 +20,28 @@ pub fn server(store: Store) -> SubmissionServiceServer<Grpc> {
 
 pub struct Grpc {
     store: Store,
+}
+
+/// A stored key as distribution gets it.
+fn to_wire(k: StoredKey) -> Result<DiagnosisKey, Status> {
+    // Written only from parsed codes: a value that does not parse is a broken row.
+    let visited_countries = VisitedCountries::from_db(&k.visited_countries).map_err(|e| {
+        tracing::error!(error = %e, "a stored key has malformed visited countries");
+        Status::internal("a stored key is malformed")
+    })?;
+    Ok(DiagnosisKey {
+        key_data: k.key_data,
+        rolling_start_interval_number: k.rolling_start_interval_number,
+        rolling_period: k.rolling_period,
+        transmission_risk_level: k.transmission_risk_level,
+        report_type: k.report_type,
+        days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
+        origin: k.origin,
+        visited_countries: visited_countries.to_strings(),
+        consent_to_federation: k.consent_to_federation,
+        submission_type: k.submission_type,
+        submission_hour: k.submission_hour,
+    })
 }
 
 #[tonic::async_trait]
@@ -62,25 +85,15 @@ impl SubmissionService for Grpc {
                 let full = page.len() as i64 == PAGE_SIZE;
                 let keys = page
                     .into_iter()
-                    .map(|k| DiagnosisKey {
-                        key_data: k.key_data,
-                        rolling_start_interval_number: k.rolling_start_interval_number,
-                        rolling_period: k.rolling_period,
-                        transmission_risk_level: k.transmission_risk_level,
-                        report_type: k.report_type,
-                        days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
-                        origin: k.origin,
-                        visited_countries: k
-                            .visited_countries
-                            .split(',')
-                            .filter(|c| !c.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                        consent_to_federation: k.consent_to_federation,
-                        submission_type: k.submission_type,
-                        submission_hour: k.submission_hour,
-                    })
-                    .collect();
+                    .map(to_wire)
+                    .collect::<Result<Vec<_>, Status>>();
+                let keys = match keys {
+                    Ok(keys) => keys,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 if tx.send(Ok(DiagnosisKeyBatch { keys })).await.is_err() || !full {
                     return; // the caller went away, or that was the last page
                 }

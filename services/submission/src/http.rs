@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use openwarn_bootstrap::http::{ApiError, is_fake, read_body};
+use openwarn_domain::Tan;
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use std::sync::Arc;
@@ -67,9 +68,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(),
         .ok_or(ApiError::bad_request("missing_authorization"))?
         .to_str()
         .ok()
-        .and_then(|t| uuid::Uuid::try_parse(t).ok())
-        .filter(|u| u.get_version_num() == 4)
-        .map(|u| u.hyphenated().to_string())
+        .and_then(|t| Tan::from_authorization_header(t).ok())
         .ok_or(ApiError::new(StatusCode::FORBIDDEN, "tan_not_valid"))?;
     let payload =
         SubmissionPayload::decode(bytes).map_err(|_| ApiError::bad_request("invalid_payload"))?;

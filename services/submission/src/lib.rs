@@ -3,7 +3,7 @@
 //! `POST /version/v1/diagnosis-keys` (through the proxy): a positive-tested person's keys, with a
 //! TAN that verification reserves and, once the keys are stored, commits. Internal gRPC
 //! `StreamDiagnosisKeys` is the only way keys leave (for distribution). A retention job deletes
-//! keys [14] days after submission.
+//! keys \[14\] days after submission.
 
 mod grpc;
 mod http;
@@ -14,29 +14,37 @@ mod tans;
 pub use store::{Store, StoredKey};
 
 use clap::Args;
+use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
-    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+    ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
+    TelemetryArgs, TlsArgs, parse_duration,
 };
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_db::{Database, DbError};
-use openwarn_mtls::{TlsError, TlsFiles};
-use std::net::SocketAddr;
+use openwarn_mtls::TlsError;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "submission";
 
+impl ListenDefaults for SubmissionService {
+    const HTTP_ADDR: &'static str = "127.0.0.1:8020";
+    const HTTP_HELP: &'static str =
+        "App REST API: HTTPS, client certificates from the internal CA (the proxy's)";
+    const ADMIN_ADDR: &'static str = "127.0.0.1:8021";
+}
+
+impl GrpcListenDefaults for SubmissionService {
+    const GRPC_ADDR: &'static str = "127.0.0.1:9020";
+    const GRPC_HELP: &'static str = "Internal gRPC (mutual TLS) for distribution";
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// App REST API: HTTPS, client certificates from the internal CA (the proxy's).
-    #[arg(long, env = "OPENWARN_HTTP_ADDR", default_value = "127.0.0.1:8020")]
-    pub http_addr: SocketAddr,
-    /// Internal gRPC (mutual TLS) for distribution.
-    #[arg(long, env = "OPENWARN_GRPC_ADDR", default_value = "127.0.0.1:9020")]
-    pub grpc_addr: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(long, env = "OPENWARN_ADMIN_ADDR", default_value = "127.0.0.1:8021")]
-    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<SubmissionService>,
+    #[command(flatten)]
+    pub grpc: GrpcListenArgs<SubmissionService>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -99,18 +107,22 @@ pub(crate) const MIGRATIONS_PG: diesel_migrations::EmbeddedMigrations =
 pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 
-fn is_country(c: &str) -> bool {
-    c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
-}
-
 fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
-    if !is_country(&config.country) {
+    if config
+        .country
+        .parse::<openwarn_domain::CountryCode>()
+        .is_err()
+    {
         return Err(ConfigError::new(
             "OPENWARN_COUNTRY",
             "must be two upper-case letters (ISO 3166 alpha-2)",
         ));
     }
-    if let Some(bad) = config.supported_countries.iter().find(|c| !is_country(c)) {
+    if let Some(bad) = config
+        .supported_countries
+        .iter()
+        .find(|c| c.parse::<openwarn_domain::CountryCode>().is_err())
+    {
         return Err(ConfigError::new(
             "OPENWARN_SUPPORTED_COUNTRIES",
             format!("{bad:?} is not an ISO 3166 alpha-2 code"),
@@ -132,7 +144,7 @@ fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
 /// Starts the service: migrations, app REST, gRPC, admin port, retention job.
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     let rules = rules(&config)?;
-    let tls = TlsFiles::from_args(&config.tls)?;
+    let tls = config.tls.load()?;
     let channel = tls
         .grpc_channel(&config.verification_url, &config.verification_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_VERIFICATION_URL", e.to_string()))?;
@@ -148,24 +160,19 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         max_body_bytes: config.max_body_bytes,
     }));
     // Only the proxy calls this port: mutual TLS with the internal CA.
-    openwarn_mtls::serve_https_on(
-        &mut service,
-        "http",
-        config.http_addr,
-        tls.https_server()?,
-        app,
-    )
-    .await?;
+    service
+        .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
+        .await?;
 
     let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
         .map_err(|e| TlsError::Config(e.to_string()))?
         .add_service(grpc::server(store.clone()));
-    service.serve_grpc_on(config.grpc_addr, router).await?;
+    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
 
     let ready = store.clone();
     service
         .serve_admin_on(
-            config.admin_addr,
+            config.listen.admin_addr,
             Arc::new(move || {
                 let store = ready.clone();
                 Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
@@ -191,18 +198,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     Ok(service)
 }
 
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    start(config).await?.run_until_signal().await?;
-    Ok(())
-}
-
 /// The service as the shared command line runs it.
 pub struct SubmissionService;
 
 impl openwarn_bootstrap::cli::Service for SubmissionService {
     const NAME: &'static str = NAME;
     type Config = Config;
+    type Commands = NoCommands;
     type Error = Error;
 
     fn telemetry(config: &Config) -> &TelemetryArgs {

@@ -8,6 +8,7 @@
 //! dropped silently. The missing one of transmission risk and days since onset is derived with
 //! [`trl_from_dsos`] / [`dsos_from_trl`].
 
+use openwarn_domain::{CountryCode, VisitedCountries};
 use openwarn_protocol::cwa::SubmissionPayload;
 use std::collections::HashSet;
 
@@ -75,8 +76,8 @@ pub struct ValidKey {
 pub struct ValidSubmission {
     /// The keys to store: possibly fewer than submitted (too old or future keys are dropped).
     pub keys: Vec<ValidKey>,
-    pub origin: String,
-    pub visited_countries: Vec<String>,
+    pub origin: CountryCode,
+    pub visited_countries: VisitedCountries,
     pub consent_to_federation: bool,
     pub submission_type: i32,
 }
@@ -139,10 +140,12 @@ pub fn validate(
         });
     }
     let origin = match payload.origin.as_deref() {
-        None | Some("") => rules.country.clone(),
-        Some(o) if o == rules.country => o.to_owned(),
+        None | Some("") => rules.country.as_str(),
+        Some(o) if o == rules.country => o,
         Some(_) => return Err(Refusal::UnsupportedOrigin),
     };
+    // The configured countries are country codes (checked at start-up): these never fail.
+    let origin = CountryCode::try_from(origin).map_err(|_| Refusal::UnsupportedOrigin)?;
     if payload
         .visited_countries
         .iter()
@@ -150,9 +153,13 @@ pub fn validate(
     {
         return Err(Refusal::UnsupportedCountry);
     }
-    let mut visited_countries = payload.visited_countries.clone();
-    visited_countries.sort();
-    visited_countries.dedup();
+    // Sorted, each once.
+    let visited_countries: VisitedCountries = payload
+        .visited_countries
+        .iter()
+        .map(|c| CountryCode::try_from(c.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Refusal::UnsupportedCountry)?;
 
     // Silently drop keys that start in the future or more than 14 days back.
     let today = now_interval - now_interval.rem_euclid(INTERVALS_PER_DAY);
@@ -226,7 +233,7 @@ mod tests {
         .unwrap();
         assert_eq!(valid.keys.len(), 14);
         assert_eq!(valid.origin, "DE");
-        assert_eq!(valid.visited_countries, vec!["FR"]);
+        assert_eq!(valid.visited_countries.to_strings(), vec!["FR"]);
         assert_eq!(valid.keys[3].rolling_start_interval_number, TODAY - 3 * 144);
     }
 
@@ -397,7 +404,10 @@ mod tests {
         assert_eq!(refused(p.clone()), Refusal::UnsupportedCountry);
         p.visited_countries = vec!["NL".into(), "FR".into(), "NL".into()];
         assert_eq!(
-            validate(&p, &rules(), NOW).unwrap().visited_countries,
+            validate(&p, &rules(), NOW)
+                .unwrap()
+                .visited_countries
+                .to_strings(),
             vec!["FR", "NL"]
         );
     }

@@ -34,6 +34,7 @@ pub struct StoredKey {
     pub report_type: i32,
     pub days_since_onset_of_symptoms: i32,
     pub origin: String,
+    /// [`VisitedCountries::to_db`](openwarn_domain::VisitedCountries::to_db).
     pub visited_countries: String,
     pub consent_to_federation: bool,
     pub submission_hour: i64,
@@ -135,7 +136,8 @@ fn insert_keys(
 
 /// The rows of a submission's keys.
 fn rows(submission: &ValidSubmission, submission_hour: i64) -> Vec<StoredKey> {
-    let visited_countries = submission.visited_countries.join(",");
+    let origin = submission.origin.as_str();
+    let visited_countries = submission.visited_countries.to_db();
     submission
         .keys
         .iter()
@@ -147,7 +149,7 @@ fn rows(submission: &ValidSubmission, submission_hour: i64) -> Vec<StoredKey> {
             transmission_risk_level: k.transmission_risk_level,
             report_type: k.report_type,
             days_since_onset_of_symptoms: k.days_since_onset_of_symptoms,
-            origin: submission.origin.clone(),
+            origin: origin.to_owned(),
             visited_countries: visited_countries.clone(),
             consent_to_federation: submission.consent_to_federation,
             submission_hour,
@@ -270,8 +272,11 @@ mod tests {
                     days_since_onset_of_symptoms: 2,
                 })
                 .collect(),
-            origin: "DE".into(),
-            visited_countries: vec!["DE".into(), "FR".into()],
+            origin: "DE".parse().unwrap(),
+            visited_countries: ["FR", "DE"]
+                .into_iter()
+                .map(|c| c.parse().unwrap())
+                .collect(),
             consent_to_federation: true,
             submission_type,
         }

@@ -2,6 +2,7 @@
 //! storing failed.
 
 use openwarn_bootstrap::telemetry::TraceContextInterceptor;
+use openwarn_domain::Tan;
 use openwarn_protocol::verification::v1::verification_service_client::VerificationServiceClient;
 use openwarn_protocol::verification::v1::{CommitTanRequest, ReleaseTanRequest, ReserveTanRequest};
 use tonic::Code;
@@ -42,11 +43,11 @@ impl Tans {
     }
 
     /// Reserves the TAN; returns the reservation id.
-    pub async fn reserve(&self, tan: &str) -> Result<String, TanError> {
+    pub async fn reserve(&self, tan: &Tan) -> Result<String, TanError> {
         self.client
             .clone()
             .reserve_tan(ReserveTanRequest {
-                tan: tan.to_owned(),
+                tan: tan.expose().to_owned(),
             })
             .await
             .map(|r| r.into_inner().reservation_id)
@@ -54,7 +55,7 @@ impl Tans {
     }
 
     /// Spends the reserved TAN (idempotent at verification, so retrying is safe).
-    pub async fn commit(&self, tan: &str, reservation_id: &str) -> Result<(), TanError> {
+    pub async fn commit(&self, tan: &Tan, reservation_id: &str) -> Result<(), TanError> {
         let mut last = TanError::Unavailable;
         for attempt in 0..3 {
             if attempt > 0 {
@@ -64,7 +65,7 @@ impl Tans {
                 .client
                 .clone()
                 .commit_tan(CommitTanRequest {
-                    tan: tan.to_owned(),
+                    tan: tan.expose().to_owned(),
                     reservation_id: reservation_id.to_owned(),
                 })
                 .await
@@ -82,12 +83,12 @@ impl Tans {
     }
 
     /// Gives the reservation back; failures only mean it lapses by itself a little later.
-    pub async fn release(&self, tan: &str, reservation_id: &str) {
+    pub async fn release(&self, tan: &Tan, reservation_id: &str) {
         if let Err(s) = self
             .client
             .clone()
             .release_tan(ReleaseTanRequest {
-                tan: tan.to_owned(),
+                tan: tan.expose().to_owned(),
                 reservation_id: reservation_id.to_owned(),
             })
             .await

@@ -1,12 +1,13 @@
 //! Internal gRPC for verification: `GetTestResult`, `MarkRedeemed`.
 
-use crate::lab::is_hashed_guid;
 use crate::store::Store;
+use openwarn_domain::HashedGuid;
 use openwarn_protocol::testresult::v1::test_result_service_server::{
     TestResultService, TestResultServiceServer,
 };
 use openwarn_protocol::testresult::v1::{
     GetTestResultRequest, GetTestResultResponse, MarkRedeemedRequest, MarkRedeemedResponse,
+    TestResult as WireTestResult,
 };
 use tonic::{Request, Response, Status};
 
@@ -21,14 +22,9 @@ pub struct Grpc {
 /// Most results one `MarkRedeemed` call may mark.
 pub const MAX_MARKS_PER_CALL: usize = 1000;
 
-fn checked(hashed_guid: String) -> Result<String, Status> {
-    if is_hashed_guid(&hashed_guid) {
-        Ok(hashed_guid)
-    } else {
-        Err(Status::invalid_argument(
-            "hashed_guid must be 64 lowercase hex characters",
-        ))
-    }
+fn checked(hashed_guid: String) -> Result<HashedGuid, Status> {
+    HashedGuid::try_from(hashed_guid)
+        .map_err(|_| Status::invalid_argument("hashed_guid must be 64 lowercase hex characters"))
 }
 
 #[tonic::async_trait]
@@ -41,7 +37,7 @@ impl TestResultService for Grpc {
         let now = openwarn_bootstrap::lifecycle::unix_now();
         let found = self.store.get_or_create_pending(hashed_guid, now).await?;
         Ok(Response::new(GetTestResultResponse {
-            result: i32::from(found.result),
+            result: WireTestResult::from(found.result).into(),
             sample_collected_at: found.sample_collected_at,
             lab_id: found.lab_id,
         }))
@@ -52,7 +48,7 @@ impl TestResultService for Grpc {
         request: Request<MarkRedeemedRequest>,
     ) -> Result<Response<MarkRedeemedResponse>, Status> {
         let request = request.into_inner();
-        let ids: Vec<String> = std::iter::once(request.hashed_guid)
+        let ids: Vec<HashedGuid> = std::iter::once(request.hashed_guid)
             .filter(|id| !id.is_empty())
             .chain(request.hashed_guids)
             .map(checked)

@@ -1,6 +1,5 @@
 //! The lab API: `POST /api/v1/lab/results` `{"labId", "testResults": [{"id", "result", "sc"?}]}` → 204.
 
-use crate::codes;
 use crate::store::{LabResult, Store};
 use axum::Router;
 use axum::body::Body;
@@ -9,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use openwarn_bootstrap::http::{ApiError, read_json};
+use openwarn_domain::{HashedGuid, TestResult};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -59,12 +59,6 @@ fn invalid(field: impl Into<String>, reason: &'static str) -> Invalid {
     }
 }
 
-pub fn is_hashed_guid(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Checks a lab request completely before anything is stored.
 pub fn validate(
     body: &Value,
@@ -109,8 +103,11 @@ pub fn validate(
         let entry = entry
             .as_object()
             .ok_or_else(|| invalid(format!("testResults[{i}]"), "must be an object"))?;
-        let id = match entry.get("id") {
-            Some(Value::String(s)) if is_hashed_guid(s) => s.clone(),
+        let id = match entry
+            .get("id")
+            .map(|v| v.as_str().map(HashedGuid::try_from))
+        {
+            Some(Some(Ok(id))) => id,
             Some(_) => {
                 return Err(invalid(
                     at("id"),
@@ -119,10 +116,12 @@ pub fn validate(
             }
             None => return Err(invalid(at("id"), "is required")),
         };
-        let result = match entry.get("result").and_then(Value::as_i64) {
-            Some(r) if (i64::from(codes::NEGATIVE)..=i64::from(codes::INVALID)).contains(&r) => {
-                i16::try_from(r).map_err(|_| invalid(at("result"), "must be 1, 2 or 3"))?
-            }
+        let result = match entry
+            .get("result")
+            .and_then(Value::as_i64)
+            .and_then(|r| TestResult::try_from(r).ok())
+        {
+            Some(r) if r.is_lab_result() => r,
             _ => {
                 return Err(invalid(
                     at("result"),
@@ -210,8 +209,8 @@ mod tests {
         assert_eq!(
             results[0],
             LabResult {
-                hashed_guid: id('a'),
-                result: 2,
+                hashed_guid: id('a').parse().unwrap(),
+                result: TestResult::Positive,
                 sample_collected_at: Some(NOW - 3600)
             }
         );

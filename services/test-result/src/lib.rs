@@ -2,8 +2,8 @@
 //!
 //! Labs post results by hashed GUID (`POST /api/v1/lab/results`, mutual TLS with allow-listed
 //! client certificates outside dev mode). Verification reads them over gRPC (`GetTestResult`) and
-//! marks them redeemed (`MarkRedeemed`). A retention job redeems results after [21] days and
-//! deletes them after [60].
+//! marks them redeemed (`MarkRedeemed`). A retention job redeems results after \[21\] days and
+//! deletes them after \[60\].
 
 mod grpc;
 mod lab;
@@ -12,51 +12,38 @@ mod store;
 pub use store::{LabResult, Store, StoredResult};
 
 use clap::Args;
+use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
-    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+    ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
+    TelemetryArgs, TlsArgs, parse_duration,
 };
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_db::{Database, DbError};
-use openwarn_mtls::{TlsError, TlsFiles};
-use std::net::SocketAddr;
+use openwarn_mtls::TlsError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "test-result";
 
-/// Result codes, as the app sees them.
-pub mod codes {
-    pub const PENDING: i16 = 0;
-    pub const NEGATIVE: i16 = 1;
-    pub const POSITIVE: i16 = 2;
-    pub const INVALID: i16 = 3;
-    pub const REDEEMED: i16 = 4;
+impl ListenDefaults for TestResultService {
+    const HTTP_ADDR: &'static str = "127.0.0.1:8030";
+    const HTTP_HELP: &'static str =
+        "Lab API (HTTPS with client certificates, or plain HTTP with --lab-insecure-http)";
+    const ADMIN_ADDR: &'static str = "127.0.0.1:8031";
+}
+
+impl GrpcListenDefaults for TestResultService {
+    const GRPC_ADDR: &'static str = "127.0.0.1:9030";
+    const GRPC_HELP: &'static str = "Internal gRPC (mutual TLS) for verification";
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Lab API (HTTPS with client certificates, or plain HTTP with --lab-insecure-http).
-    #[arg(
-        long = "http-addr",
-        env = "OPENWARN_HTTP_ADDR",
-        default_value = "127.0.0.1:8030"
-    )]
-    pub http_addr: SocketAddr,
-    /// Internal gRPC (mutual TLS) for verification.
-    #[arg(
-        long = "grpc-addr",
-        env = "OPENWARN_GRPC_ADDR",
-        default_value = "127.0.0.1:9030"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(
-        long = "admin-addr",
-        env = "OPENWARN_ADMIN_ADDR",
-        default_value = "127.0.0.1:8031"
-    )]
-    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<TestResultService>,
+    #[command(flatten)]
+    pub grpc: GrpcListenArgs<TestResultService>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -176,7 +163,7 @@ async fn open_database(config: &Config) -> Result<Database, Error> {
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     check(&config)?;
     let transport = lab_transport(&config)?;
-    let tls = TlsFiles::from_args(&config.tls)?;
+    let tls = config.tls.load()?;
     let db = open_database(&config).await?;
     let store = Store::new(db.clone());
     let mut service = RunningService::new(NAME);
@@ -190,18 +177,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     match transport {
         LabTransport::Plain => {
             service
-                .serve_http_on("http", config.http_addr, router)
+                .serve_http_on("http", config.listen.http_addr, router)
                 .await?;
         }
         LabTransport::Tls(tls_config) => {
-            openwarn_mtls::serve_https_on(
-                &mut service,
-                "http",
-                config.http_addr,
-                tls_config,
-                router,
-            )
-            .await?;
+            service
+                .serve_https_on("http", config.listen.http_addr, tls_config, router)
+                .await?;
         }
     }
 
@@ -209,13 +191,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
         .map_err(|e| TlsError::Config(e.to_string()))?
         .add_service(grpc::server(store.clone()));
-    service.serve_grpc_on(config.grpc_addr, router).await?;
+    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
 
     // Admin.
     let ready_db = db.clone();
     service
         .serve_admin_on(
-            config.admin_addr,
+            config.listen.admin_addr,
             Arc::new(move || {
                 let db = ready_db.clone();
                 Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
@@ -223,7 +205,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         )
         .await?;
 
-    // Retention.
+    spawn_retention(&mut service, store, &config);
+    Ok(service)
+}
+
+/// Redeems results older than OPENWARN_RESULT_REDEEM_AFTER and deletes those older than
+/// OPENWARN_RESULT_DELETE_AFTER, every retention interval.
+fn spawn_retention(service: &mut RunningService, store: Store, config: &Config) {
     let redeem_after = i64::try_from(config.redeem_after.as_secs()).unwrap_or(i64::MAX);
     let delete_after = i64::try_from(config.delete_after.as_secs()).unwrap_or(i64::MAX);
     service.spawn_periodic(config.retention_interval, move || {
@@ -242,13 +230,6 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             }
         }
     });
-    Ok(service)
-}
-
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    start(config).await?.run_until_signal().await?;
-    Ok(())
 }
 
 /// The service as the shared command line runs it.
@@ -257,6 +238,7 @@ pub struct TestResultService;
 impl openwarn_bootstrap::cli::Service for TestResultService {
     const NAME: &'static str = NAME;
     type Config = Config;
+    type Commands = NoCommands;
     type Error = Error;
 
     fn telemetry(config: &Config) -> &TelemetryArgs {

@@ -1,8 +1,8 @@
 //! The service's own table. Nothing outside this crate reads it.
 
-use crate::codes;
 use diesel::prelude::*;
 use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
+use openwarn_domain::{HashedGuid, TestResult};
 
 diesel::table! {
     test_results (hashed_guid) {
@@ -21,7 +21,9 @@ use test_results::dsl as t;
 /// A result as verification sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct StoredResult {
-    pub result: i16,
+    /// Stored as its code; a code outside the contract is an error, as the database's own are.
+    #[diesel(deserialize_as = i16)]
+    pub result: TestResult,
     pub lab_id: Option<String>,
     pub sample_collected_at: Option<i64>,
 }
@@ -29,8 +31,8 @@ pub struct StoredResult {
 /// One validated result from a lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabResult {
-    pub hashed_guid: String,
-    pub result: i16,
+    pub hashed_guid: HashedGuid,
+    pub result: TestResult,
     pub sample_collected_at: Option<i64>,
 }
 
@@ -38,7 +40,7 @@ pub struct LabResult {
 pub struct Store {
     db: Database,
     /// Redeemed marks of concurrent submissions, written together (group commit).
-    redemptions: Batcher<(String, i64), bool>,
+    redemptions: Batcher<(HashedGuid, i64), bool>,
 }
 
 /// Marks a batch of results redeemed in one statement (as [`redeemed_values`] does for one).
@@ -57,15 +59,18 @@ struct Changed {
     hashed_guid: String,
 }
 
-fn mark_redeemed(conn: &mut AnyConnection, batch: &[(String, i64)]) -> QueryResult<Vec<bool>> {
+fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> QueryResult<Vec<bool>> {
     match conn {
         AnyConnection::Postgresql(pg) => {
             use diesel::sql_types::{Array, BigInt, SmallInt, Text};
             let mut changed: std::collections::HashSet<String> =
                 openwarn_db::prepared(MARK_REDEEMED_PG)
-                    .bind::<SmallInt, _>(codes::REDEEMED)
+                    .bind::<SmallInt, _>(i16::from(TestResult::Redeemed))
                     .bind::<Array<Text>, _>(
-                        batch.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>(),
+                        batch
+                            .iter()
+                            .map(|(g, _)| g.as_str().to_owned())
+                            .collect::<Vec<_>>(),
                     )
                     .bind::<Array<BigInt>, _>(batch.iter().map(|(_, now)| *now).collect::<Vec<_>>())
                     .load::<Changed>(pg)?
@@ -73,7 +78,10 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(String, i64)]) -> QueryResu
                     .map(|c| c.hashed_guid)
                     .collect();
             // A result in the batch twice changed once: the first mark reports it.
-            Ok(batch.iter().map(|(g, _)| changed.remove(g)).collect())
+            Ok(batch
+                .iter()
+                .map(|(g, _)| changed.remove(g.as_str()))
+                .collect())
         }
         // One by one, inside the batch's write transaction.
         AnyConnection::Sqlite(_) => batch
@@ -81,7 +89,7 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(String, i64)]) -> QueryResu
             .map(|(hashed_guid, now)| {
                 diesel::update(
                     t::test_results
-                        .filter(t::hashed_guid.eq(hashed_guid))
+                        .filter(t::hashed_guid.eq(hashed_guid.as_str()))
                         .filter(t::redeemed_at.is_null()),
                 )
                 .set(redeemed_values(*now))
@@ -132,18 +140,18 @@ impl Store {
     /// The result for a hashed GUID; an unknown one is recorded as pending.
     pub async fn get_or_create_pending(
         &self,
-        hashed_guid: String,
+        hashed_guid: HashedGuid,
         now: i64,
     ) -> Result<StoredResult, DbError> {
         self.db
             .run(move |conn| {
-                if let Some(found) = find(conn, &hashed_guid)? {
+                if let Some(found) = find(conn, hashed_guid.as_str())? {
                     return Ok(found);
                 }
                 let inserted = diesel::insert_into(t::test_results)
                     .values((
-                        t::hashed_guid.eq(&hashed_guid),
-                        t::result.eq(codes::PENDING),
+                        t::hashed_guid.eq(hashed_guid.as_str()),
+                        t::result.eq(i16::from(TestResult::Pending)),
                         t::created_at.eq(now),
                         t::updated_at.eq(now),
                     ))
@@ -156,9 +164,9 @@ impl Store {
                     )) => {}
                     Err(e) => return Err(e),
                 }
-                find(conn, &hashed_guid).map(|r| {
+                find(conn, hashed_guid.as_str()).map(|r| {
                     r.unwrap_or(StoredResult {
-                        result: codes::PENDING,
+                        result: TestResult::Pending,
                         lab_id: None,
                         sample_collected_at: None,
                     })
@@ -169,7 +177,7 @@ impl Store {
 
     /// Marks a result redeemed: from then on it reads 4 and no lab can change it. Its lab id and
     /// sample time are dropped, as nothing needs them any more. Returns whether a row changed.
-    pub async fn mark_redeemed(&self, hashed_guid: String, now: i64) -> Result<bool, DbError> {
+    pub async fn mark_redeemed(&self, hashed_guid: HashedGuid, now: i64) -> Result<bool, DbError> {
         self.redemptions.write((hashed_guid, now)).await
     }
 
@@ -235,7 +243,7 @@ fn redeemed_values(
     diesel::dsl::Eq<t::updated_at, i64>,
 ) {
     (
-        t::result.eq(codes::REDEEMED),
+        t::result.eq(i16::from(TestResult::Redeemed)),
         t::lab_id.eq(None::<String>),
         t::sample_collected_at.eq(None::<i64>),
         t::redeemed_at.eq(Some(now)),
@@ -256,11 +264,11 @@ fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> Qu
     let update = |conn: &mut AnyConnection| {
         diesel::update(
             t::test_results
-                .filter(t::hashed_guid.eq(&r.hashed_guid))
+                .filter(t::hashed_guid.eq(r.hashed_guid.as_str()))
                 .filter(t::redeemed_at.is_null()),
         )
         .set((
-            t::result.eq(r.result),
+            t::result.eq(i16::from(r.result)),
             t::lab_id.eq(lab_id),
             t::sample_collected_at.eq(r.sample_collected_at),
             t::updated_at.eq(now),
@@ -272,7 +280,7 @@ fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> Qu
         return Ok(updated);
     }
     let exists = t::test_results
-        .find(&r.hashed_guid)
+        .find(r.hashed_guid.as_str())
         .select(t::hashed_guid)
         .first::<String>(conn)
         .optional()?
@@ -284,8 +292,8 @@ fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> Qu
     }
     diesel::insert_into(t::test_results)
         .values((
-            t::hashed_guid.eq(&r.hashed_guid),
-            t::result.eq(r.result),
+            t::hashed_guid.eq(r.hashed_guid.as_str()),
+            t::result.eq(i16::from(r.result)),
             t::lab_id.eq(lab_id),
             t::sample_collected_at.eq(r.sample_collected_at),
             t::created_at.eq(now),
@@ -299,8 +307,8 @@ mod tests {
     use super::*;
     use openwarn_testkit::databases;
 
-    fn guid(n: u8) -> String {
-        format!("{n:02x}").repeat(32)
+    fn guid(n: u8) -> HashedGuid {
+        format!("{n:02x}").repeat(32).parse().unwrap()
     }
 
     async fn store(url: &str) -> Store {
@@ -311,7 +319,7 @@ mod tests {
         Store::new(db)
     }
 
-    fn lab(n: u8, result: i16) -> LabResult {
+    fn lab(n: u8, result: TestResult) -> LabResult {
         LabResult {
             hashed_guid: guid(n),
             result,
@@ -324,9 +332,9 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let r = s.get_or_create_pending(guid(1), 100).await.unwrap();
-            assert_eq!(r.result, codes::PENDING, "{}", db.label());
+            assert_eq!(r.result, TestResult::Pending, "{}", db.label());
             assert_eq!(
-                s.save_lab_results("lab-a".into(), vec![lab(1, codes::POSITIVE)], 200)
+                s.save_lab_results("lab-a".into(), vec![lab(1, TestResult::Positive)], 200)
                     .await
                     .unwrap(),
                 1
@@ -335,7 +343,7 @@ mod tests {
             assert_eq!(
                 r,
                 StoredResult {
-                    result: codes::POSITIVE,
+                    result: TestResult::Positive,
                     lab_id: Some("lab-a".into()),
                     sample_collected_at: Some(1_700_000_000)
                 }
@@ -347,7 +355,7 @@ mod tests {
     async fn a_redeemed_result_is_never_changed() {
         for db in databases() {
             let s = store(db.url()).await;
-            s.save_lab_results("lab".into(), vec![lab(2, codes::POSITIVE)], 100)
+            s.save_lab_results("lab".into(), vec![lab(2, TestResult::Positive)], 100)
                 .await
                 .unwrap();
             assert!(s.mark_redeemed(guid(2), 150).await.unwrap());
@@ -358,7 +366,7 @@ mod tests {
             let stored = s
                 .save_lab_results(
                     "lab".into(),
-                    vec![lab(2, codes::NEGATIVE), lab(3, codes::NEGATIVE)],
+                    vec![lab(2, TestResult::Negative), lab(3, TestResult::Negative)],
                     200,
                 )
                 .await
@@ -373,7 +381,7 @@ mod tests {
             assert_eq!(
                 r,
                 StoredResult {
-                    result: codes::REDEEMED,
+                    result: TestResult::Redeemed,
                     lab_id: None,
                     sample_collected_at: None
                 }
@@ -390,9 +398,9 @@ mod tests {
             s.save_lab_results(
                 "lab".into(),
                 vec![
-                    lab(2, codes::POSITIVE),
-                    lab(3, codes::POSITIVE),
-                    lab(5, codes::POSITIVE),
+                    lab(2, TestResult::Positive),
+                    lab(3, TestResult::Positive),
+                    lab(5, TestResult::Positive),
                 ],
                 100,
             )
@@ -419,7 +427,7 @@ mod tests {
             for id in [2, 3, 5] {
                 assert_eq!(
                     s.get_or_create_pending(guid(id), 300).await.unwrap().result,
-                    codes::REDEEMED
+                    TestResult::Redeemed
                 );
             }
         }
@@ -430,10 +438,10 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let day = 86_400;
-            s.save_lab_results("lab".into(), vec![lab(4, codes::POSITIVE)], 0)
+            s.save_lab_results("lab".into(), vec![lab(4, TestResult::Positive)], 0)
                 .await
                 .unwrap();
-            s.save_lab_results("lab".into(), vec![lab(5, codes::NEGATIVE)], 30 * day)
+            s.save_lab_results("lab".into(), vec![lab(5, TestResult::Negative)], 30 * day)
                 .await
                 .unwrap();
             assert_eq!(
@@ -453,14 +461,14 @@ mod tests {
                     .await
                     .unwrap()
                     .result,
-                codes::REDEEMED
+                TestResult::Redeemed
             );
             assert_eq!(
                 s.get_or_create_pending(guid(5), 22 * day)
                     .await
                     .unwrap()
                     .result,
-                codes::NEGATIVE
+                TestResult::Negative
             );
             assert_eq!(
                 s.apply_retention(61 * day, 21 * day, 60 * day)
@@ -476,7 +484,7 @@ mod tests {
                     .await
                     .unwrap()
                     .result,
-                codes::PENDING
+                TestResult::Pending
             );
         }
     }
@@ -489,7 +497,7 @@ mod tests {
             for i in 0..8 {
                 let s = s.clone();
                 tasks.push(tokio::spawn(async move {
-                    s.save_lab_results(format!("lab-{i}"), vec![lab(9, codes::POSITIVE)], 10)
+                    s.save_lab_results(format!("lab-{i}"), vec![lab(9, TestResult::Positive)], 10)
                         .await
                 }));
             }

@@ -7,7 +7,6 @@
 //! latencies, and gets the status and body length of a real success.
 
 use crate::store::{Registered, Source, Store, TanIssue};
-use crate::teletan;
 use crate::testresults::TestResults;
 use axum::Router;
 use axum::body::Body;
@@ -17,30 +16,12 @@ use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use openwarn_bootstrap::http::{ApiError, LatencyReservoir, is_fake, json_response, read_json};
 use openwarn_bootstrap::lifecycle::unix_now;
+use openwarn_domain::{HashedGuid, RegistrationToken, Tan, TeleTan, TestResult};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Lowercase hex SHA-256: how every secret is stored and looked up.
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-pub fn is_hashed_guid(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// A registration token or TAN as the app sends it: a version-4 UUID, returned in canonical
-/// lowercase form (what gets hashed).
-pub fn parse_uuid_v4(s: &str) -> Option<String> {
-    let uuid = uuid::Uuid::try_parse(s).ok()?;
-    (s.len() == 36 && uuid.get_version_num() == 4).then(|| uuid.hyphenated().to_string())
-}
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -74,14 +55,14 @@ impl Endpoint {
             Self::RegistrationToken => {
                 body.insert(
                     "registrationToken".into(),
-                    uuid::Uuid::new_v4().to_string().into(),
+                    RegistrationToken::generate().into_exposed().into(),
                 );
             }
             Self::Tan => {
-                body.insert("tan".into(), uuid::Uuid::new_v4().to_string().into());
+                body.insert("tan".into(), Tan::generate().into_exposed().into());
             }
             Self::TestResult => {
-                body.insert("testResult".into(), 0.into());
+                body.insert("testResult".into(), i32::from(TestResult::Pending).into());
             }
         }
         body
@@ -190,23 +171,24 @@ async fn registration_token(
 async fn register(state: &AppState, request: RegistrationRequest) -> Outcome {
     let key = request.key.ok_or(ApiError::bad_request("missing_key"))?;
     let now = unix_now();
-    let token = uuid::Uuid::new_v4().to_string();
-    let token_hash = sha256_hex(&token);
+    let token = RegistrationToken::generate();
+    let token_hash = token.hash();
     let outcome = match request.key_type.as_deref() {
         Some("GUID") => {
-            if !is_hashed_guid(&key) {
-                return Err(ApiError::bad_request("invalid_key"));
-            }
-            state.store.register_guid(token_hash, key, now).await
+            let hashed_guid =
+                HashedGuid::try_from(key).map_err(|_| ApiError::bad_request("invalid_key"))?;
+            state
+                .store
+                .register_guid(token_hash, hashed_guid, now)
+                .await
         }
         Some("TELETAN") => {
             // Format and check character first: a mistyped teleTAN never reaches the database.
-            if !teletan::is_valid(&key) {
-                return Err(ApiError::bad_request("invalid_teletan"));
-            }
+            let tele_tan =
+                TeleTan::try_from(key).map_err(|_| ApiError::bad_request("invalid_teletan"))?;
             state
                 .store
-                .register_tele_tan(token_hash, sha256_hex(&key), now)
+                .register_tele_tan(token_hash, tele_tan.hash(), now)
                 .await
         }
         _ => return Err(ApiError::bad_request("invalid_key_type")),
@@ -216,7 +198,7 @@ async fn register(state: &AppState, request: RegistrationRequest) -> Outcome {
         Registered::Created => {
             metrics::counter!("openwarn_registrations_total").increment(1);
             let mut body = Map::new();
-            body.insert("registrationToken".into(), token.into());
+            body.insert("registrationToken".into(), token.into_exposed().into());
             Ok(body)
         }
         Registered::AlreadyRegistered => Err(ApiError::bad_request("already_registered")),
@@ -231,9 +213,9 @@ async fn session_of(
 ) -> Result<(String, crate::store::Session), ApiError> {
     let token = token
         .as_deref()
-        .and_then(parse_uuid_v4)
+        .and_then(|t| RegistrationToken::try_from(t).ok())
         .ok_or(ApiError::bad_request("invalid_token"))?;
-    let token_hash = sha256_hex(&token);
+    let token_hash = token.hash();
     let session = state
         .store
         .session(token_hash.clone())
@@ -265,11 +247,11 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
         // The session knows first that its TAN was redeemed: test-result is told off the
         // submission's path, and a poll right after the upload must not read positive.
         (Source::Guid, Some(_)) if session.tan_redeemed => {
-            body.insert("testResult".into(), crate::RESULT_REDEEMED.into());
+            body.insert("testResult".into(), i32::from(TestResult::Redeemed).into());
         }
         (Source::Guid, Some(hashed_guid)) => {
             let result = state.test_results.get(&hashed_guid).await?;
-            body.insert("testResult".into(), result.result.into());
+            body.insert("testResult".into(), i32::from(result.result).into());
             if let Some(sc) = result.sample_collected_at {
                 body.insert("sc".into(), sc.into());
             }
@@ -279,7 +261,7 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
         }
         // A teleTAN session is positive by definition.
         _ => {
-            body.insert("testResult".into(), crate::RESULT_POSITIVE.into());
+            body.insert("testResult".into(), i32::from(TestResult::Positive).into());
         }
     }
     Ok(body)
@@ -303,19 +285,19 @@ async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
     if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
         // Re-checked now: a result can change (or be redeemed) after the app last polled.
         let result = state.test_results.get(hashed_guid).await?;
-        if result.result != crate::RESULT_POSITIVE {
+        if result.result != TestResult::Positive {
             return Err(ApiError::bad_request("result_not_positive"));
         }
     }
     let now = unix_now();
-    let tan = uuid::Uuid::new_v4().to_string();
+    let tan = Tan::generate();
     let expires_at =
         now + i64::try_from(state.limits.tan_validity.as_secs()).unwrap_or(i64::MAX / 2);
     let issued = state
         .store
         .issue_tan(
             token_hash,
-            sha256_hex(&tan),
+            tan.hash(),
             now,
             expires_at,
             state.limits.max_tans_per_session,
@@ -326,51 +308,11 @@ async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
         TanIssue::Issued => {
             metrics::counter!("openwarn_tans_issued_total").increment(1);
             let mut body = Map::new();
-            body.insert("tan".into(), tan.into());
+            body.insert("tan".into(), tan.into_exposed().into());
             Ok(body)
         }
         TanIssue::UnknownSession => Err(ApiError::bad_request("unknown_token")),
         TanIssue::AlreadyRedeemed => Err(ApiError::bad_request("tan_already_redeemed")),
         TanIssue::QuotaUsed => Err(ApiError::bad_request("tan_quota_used")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_must_be_uuid_v4() {
-        let v4 = uuid::Uuid::new_v4().to_string();
-        assert_eq!(parse_uuid_v4(&v4).as_deref(), Some(v4.as_str()));
-        assert_eq!(
-            parse_uuid_v4(&v4.to_uppercase()).as_deref(),
-            Some(v4.as_str()),
-            "case is normalized"
-        );
-        assert_eq!(
-            parse_uuid_v4("6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
-            None,
-            "version 1"
-        );
-        assert_eq!(parse_uuid_v4(&v4.replace('-', "")), None, "simple form");
-        assert_eq!(parse_uuid_v4("nope"), None);
-        assert_eq!(parse_uuid_v4(""), None);
-    }
-
-    #[test]
-    fn hashed_guids_are_64_lowercase_hex() {
-        assert!(is_hashed_guid(&"ab".repeat(32)));
-        assert!(!is_hashed_guid(&"AB".repeat(32)));
-        assert!(!is_hashed_guid(&"ab".repeat(31)));
-        assert!(!is_hashed_guid(&"zz".repeat(32)));
-    }
-
-    #[test]
-    fn sha256_is_lowercase_hex() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

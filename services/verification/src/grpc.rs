@@ -1,10 +1,9 @@
 //! Internal gRPC: TAN reservation for submission, teleTAN issuance for the portal.
 
-use crate::app::{parse_uuid_v4, sha256_hex};
 use crate::redeem::RedeemMarks;
 use crate::store::{Committed, Source, Store, TELE_TAN_KIND_TEST};
-use crate::teletan;
 use openwarn_bootstrap::lifecycle::unix_now;
+use openwarn_domain::{Tan, TeleTan, canonical_uuid_v4};
 use openwarn_kv::KvStore;
 use openwarn_protocol::verification::v1::verification_service_server::{
     VerificationService, VerificationServiceServer,
@@ -47,13 +46,13 @@ pub fn server(
 }
 
 fn tan_hash(tan: &str) -> Result<String, Status> {
-    parse_uuid_v4(tan)
-        .map(|t| sha256_hex(&t))
-        .ok_or_else(|| Status::invalid_argument("tan must be a version-4 UUID"))
+    Tan::try_from(tan)
+        .map(|t| t.hash())
+        .map_err(|_| Status::invalid_argument("tan must be a version-4 UUID"))
 }
 
 fn reservation(id: &str) -> Result<String, Status> {
-    parse_uuid_v4(id)
+    canonical_uuid_v4(id)
         .ok_or_else(|| Status::invalid_argument("reservation_id must be a version-4 UUID"))
 }
 
@@ -132,7 +131,7 @@ impl VerificationService for Grpc {
                     // keeps labs from changing a result that was used, so it is queued and sent
                     // off the submission's path, together with other uploads' marks. The session
                     // (redeemed here) refuses further TANs either way.
-                    self.redeem.mark(hashed_guid);
+                    self.redeem.mark(hashed_guid.into_string());
                 }
                 Ok(Response::new(CommitTanResponse {}))
             }
@@ -185,15 +184,15 @@ impl VerificationService for Grpc {
         }
         let expires_at = now + secs(self.limits.tele_tan_validity);
         for _ in 0..5 {
-            let tele_tan = teletan::generate();
+            let tele_tan = TeleTan::generate();
             if self
                 .store
-                .insert_tele_tan(sha256_hex(&tele_tan), kind, now, expires_at)
+                .insert_tele_tan(tele_tan.hash(), kind, now, expires_at)
                 .await?
             {
                 metrics::counter!("openwarn_tele_tans_issued_total").increment(1);
                 return Ok(Response::new(IssueTeleTanResponse {
-                    tele_tan,
+                    tele_tan: tele_tan.into_exposed(),
                     expires_at,
                 }));
             }

@@ -3,7 +3,7 @@
 //! App REST (through the proxy): registration tokens for a hashed GUID or a teleTAN, test result
 //! polling, TAN issuance. Internal gRPC (mutual TLS): `ReserveTan`/`CommitTan`/`ReleaseTan` and
 //! `VerifyTan` for submission, `IssueTeleTan` for the portal. A retention job deletes sessions,
-//! TANs and teleTANs after [21] days.
+//! TANs and teleTANs after \[21\] days.
 
 mod app;
 mod grpc;
@@ -15,46 +15,38 @@ mod testresults;
 pub use store::{Registered, Source, Store, TanIssue};
 
 use clap::Args;
+use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
-    ConfigError, DatabaseArgs, TelemetryArgs, TlsArgs, parse_duration,
+    ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
+    TelemetryArgs, TlsArgs, parse_duration,
 };
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_db::{Database, DbError};
 use openwarn_kv::KvError;
-use openwarn_mtls::{TlsError, TlsFiles};
-use std::net::SocketAddr;
+use openwarn_mtls::TlsError;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "verification";
-/// The testResult code of a positive result.
-pub const RESULT_POSITIVE: i32 = 2;
-/// testResult of a GUID session whose TAN was redeemed (keys were submitted).
-pub const RESULT_REDEEMED: i32 = 4;
+
+impl ListenDefaults for VerificationService {
+    const HTTP_ADDR: &'static str = "127.0.0.1:8010";
+    const HTTP_HELP: &'static str =
+        "App REST API: HTTPS, client certificates from the internal CA (the proxy's)";
+    const ADMIN_ADDR: &'static str = "127.0.0.1:8011";
+}
+
+impl GrpcListenDefaults for VerificationService {
+    const GRPC_ADDR: &'static str = "127.0.0.1:9010";
+    const GRPC_HELP: &'static str = "Internal gRPC (mutual TLS) for submission and portal";
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// App REST API: HTTPS, client certificates from the internal CA (the proxy's).
-    #[arg(
-        long = "http-addr",
-        env = "OPENWARN_HTTP_ADDR",
-        default_value = "127.0.0.1:8010"
-    )]
-    pub http_addr: SocketAddr,
-    /// Internal gRPC (mutual TLS) for submission and portal.
-    #[arg(
-        long = "grpc-addr",
-        env = "OPENWARN_GRPC_ADDR",
-        default_value = "127.0.0.1:9010"
-    )]
-    pub grpc_addr: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`.
-    #[arg(
-        long = "admin-addr",
-        env = "OPENWARN_ADMIN_ADDR",
-        default_value = "127.0.0.1:8011"
-    )]
-    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub listen: ListenArgs<VerificationService>,
+    #[command(flatten)]
+    pub grpc: GrpcListenArgs<VerificationService>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -180,7 +172,7 @@ pub async fn open_store(config: &Config) -> Result<Store, Error> {
 /// Starts the service: migrations, app REST, gRPC, admin port, retention job.
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     check(&config)?;
-    let tls = TlsFiles::from_args(&config.tls)?;
+    let tls = config.tls.load()?;
     let channel = tls
         .grpc_channel(&config.test_result_url, &config.test_result_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;
@@ -206,36 +198,17 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         },
     );
     // Only the proxy calls this port: mutual TLS with the internal CA.
-    openwarn_mtls::serve_https_on(
-        &mut service,
-        "http",
-        config.http_addr,
-        tls.https_server()?,
-        app,
-    )
-    .await?;
+    service
+        .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
+        .await?;
 
-    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .add_service(grpc::server(
-            store.clone(),
-            kv.clone(),
-            redeem::RedeemMarks::start(move |ids| {
-                let test_results = test_results.clone();
-                async move { test_results.mark_redeemed(ids).await }
-            }),
-            grpc::GrpcLimits {
-                reservation_ttl: config.tan_reservation_ttl,
-                tele_tan_validity: config.tele_tan_validity,
-                tele_tans_per_hour: config.tele_tans_per_hour,
-            },
-        ));
-    service.serve_grpc_on(config.grpc_addr, router).await?;
+    let router = grpc_router(&tls, store.clone(), kv.clone(), test_results, &config)?;
+    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
 
     let ready_store = store.clone();
     service
         .serve_admin_on(
-            config.admin_addr,
+            config.listen.admin_addr,
             Arc::new(move || {
                 let store = ready_store.clone();
                 let kv = kv.clone();
@@ -247,6 +220,39 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         )
         .await?;
 
+    spawn_retention(&mut service, store, &config);
+    Ok(service)
+}
+
+/// The internal gRPC server: TANs for submission, teleTANs for the portal.
+fn grpc_router(
+    tls: &openwarn_mtls::TlsFiles,
+    store: Store,
+    kv: Arc<dyn openwarn_kv::KvStore>,
+    test_results: testresults::TestResults,
+    config: &Config,
+) -> Result<tonic::transport::server::Router<openwarn_bootstrap::lifecycle::GrpcLayers>, TlsError> {
+    Ok(
+        openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .add_service(grpc::server(
+                store,
+                kv,
+                redeem::RedeemMarks::start(move |ids| {
+                    let test_results = test_results.clone();
+                    async move { test_results.mark_redeemed(ids).await }
+                }),
+                grpc::GrpcLimits {
+                    reservation_ttl: config.tan_reservation_ttl,
+                    tele_tan_validity: config.tele_tan_validity,
+                    tele_tans_per_hour: config.tele_tans_per_hour,
+                },
+            )),
+    )
+}
+
+/// Deletes sessions, TANs and teleTANs older than the retention, every retention interval.
+fn spawn_retention(service: &mut RunningService, store: Store, config: &Config) {
     let keep = i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
     service.spawn_periodic(config.retention_interval, move || {
         let store = store.clone();
@@ -262,13 +268,6 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             }
         }
     });
-    Ok(service)
-}
-
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    start(config).await?.run_until_signal().await?;
-    Ok(())
 }
 
 /// The service as the shared command line runs it.
@@ -277,6 +276,7 @@ pub struct VerificationService;
 impl openwarn_bootstrap::cli::Service for VerificationService {
     const NAME: &'static str = NAME;
     type Config = Config;
+    type Commands = NoCommands;
     type Error = Error;
 
     fn telemetry(config: &Config) -> &TelemetryArgs {

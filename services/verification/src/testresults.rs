@@ -2,8 +2,11 @@
 
 use openwarn_bootstrap::http::ApiError;
 use openwarn_bootstrap::telemetry::TraceContextInterceptor;
+use openwarn_domain::{HashedGuid, TestResult};
 use openwarn_protocol::testresult::v1::test_result_service_client::TestResultServiceClient;
-use openwarn_protocol::testresult::v1::{GetTestResultRequest, MarkRedeemedRequest};
+use openwarn_protocol::testresult::v1::{
+    GetTestResultRequest, MarkRedeemedRequest, TestResult as WireTestResult,
+};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -14,7 +17,7 @@ pub struct TestResults {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
-    pub result: i32,
+    pub result: TestResult,
     pub sample_collected_at: Option<i64>,
     pub lab_id: Option<String>,
 }
@@ -26,13 +29,14 @@ impl TestResults {
         }
     }
 
-    /// The current result; 503 when test-result cannot answer.
-    pub async fn get(&self, hashed_guid: &str) -> Result<Fetched, ApiError> {
+    /// The current result; 503 when test-result cannot answer (or answers a result code outside
+    /// the contract).
+    pub async fn get(&self, hashed_guid: &HashedGuid) -> Result<Fetched, ApiError> {
         let response = self
             .client
             .clone()
             .get_test_result(GetTestResultRequest {
-                hashed_guid: hashed_guid.to_owned(),
+                hashed_guid: hashed_guid.as_str().to_owned(),
             })
             .await
             .map_err(|status| {
@@ -40,8 +44,15 @@ impl TestResults {
                 ApiError::unavailable()
             })?
             .into_inner();
+        let result = WireTestResult::try_from(response.result).map_err(|_| {
+            tracing::warn!(
+                code = response.result,
+                "test-result answered an unknown result code"
+            );
+            ApiError::unavailable()
+        })?;
         Ok(Fetched {
-            result: response.result,
+            result: TestResult::from(result),
             sample_collected_at: response.sample_collected_at,
             lab_id: response.lab_id,
         })

@@ -1,15 +1,22 @@
 //! `openwarn sim`: phones with the real Exposure Notification cryptography, played against a
 //! stack started by `openwarn up` — the project's end-to-end proof (`sim run`) and its load
 //! generator (`sim load`). docs/SIMULATOR.md describes both.
+//!
+//! The simulator knows the stack only as a phone, a lab and the portal do: the app API through
+//! the proxy, the lab API, the CDN's signed packages and signed application configuration
+//! (decoded from its protobuf, as a phone does), and verification's gRPC for teleTANs. It links
+//! no service. The commands ([`run`]) report their failures as [`anyhow::Error`]s (they end the
+//! command with the message); the parts below them have their own error types.
 
 pub mod app;
 pub mod download;
 pub mod load;
 pub mod phone;
+pub mod portal;
 pub mod risk;
 pub mod scenario;
+pub mod stack;
 
-use crate::up::StackFile;
 use anyhow::{Context, bail};
 use app::{Client, Endpoint};
 use download::Downloads;
@@ -19,6 +26,7 @@ use risk::Level;
 use scenario::{Positive, Scenario};
 use serde::Serialize;
 use serde_json::json;
+use stack::StackFile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +61,7 @@ impl StackArgs {
     fn open(&self, pool: usize) -> anyhow::Result<(StackFile, Client, openwarn_export::Verifier)> {
         let stack = StackFile::read(&self.data_dir)?;
         let client = Client::new(&stack.app, &stack.lab, &stack.cdn, &self.country, pool)?;
-        let key_path = crate::up::DistributionKeys::paths(&self.data_dir).public_key;
+        let key_path = self.data_dir.join(stack::PUBLIC_KEY_FILE);
         let pem = std::fs::read_to_string(&key_path).with_context(|| {
             format!(
                 "cannot read the packages' public key {}",
@@ -109,12 +117,13 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-pub fn main(args: SimArgs) -> anyhow::Result<()> {
+/// Runs `openwarn sim <command>` on a runtime of its own.
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match args.command {
-        SimCommand::Run(args) => runtime.block_on(run(args)),
+        SimCommand::Run(args) => runtime.block_on(run_scenario(args)),
         SimCommand::Load(args) => runtime.block_on(load::run(args)),
     }
 }
@@ -205,7 +214,7 @@ fn now_secs() -> u64 {
     openwarn_bootstrap::lifecycle::unix_now().unsigned_abs()
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
     let now = now_secs();
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -312,7 +321,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             chrono::DateTime::from_timestamp(i64::try_from(publish_ahead(now, args.embargo))?, 0)
                 .context("time out of range")?
                 .to_rfc3339();
-        let report = crate::up::publish(&stack.distribution_admin, Some(&at)).await?;
+        let report = stack::publish(&stack.distribution_admin, Some(&at)).await?;
         eprintln!("sim: published as of {at}");
         Some(report)
     } else {
@@ -354,10 +363,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
     for (p, (spec, upload)) in scenario.phones.iter().zip(upload_reports).enumerate() {
         let risk = risk::assess(&config, &exposures[p]);
-        let mut matched_days: Vec<String> = exposures[p]
-            .iter()
-            .map(|e| crate::sim::download::date(e.day))
-            .collect();
+        let mut matched_days: Vec<String> =
+            exposures[p].iter().map(|e| download::date(e.day)).collect();
         matched_days.dedup();
         if let Some(expect) = &spec.expect
             && *expect != risk.level
@@ -527,12 +534,12 @@ async fn test_positive_and_upload(
             let guid = uuid::Builder::from_random_bytes(rng.random())
                 .into_uuid()
                 .to_string();
-            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(guid.as_bytes()));
+            let hash = openwarn_domain::sha256_hex(&guid);
             (hash.clone(), "GUID", Some(hash))
         }
         Positive::Teletan => {
-            let (teletan, _) = crate::up::issue_teletan(data_dir, verification_grpc).await?;
-            (teletan, "TELETAN", None)
+            let issued = portal::issue_teletan(data_dir, verification_grpc).await?;
+            (issued.tele_tan, "TELETAN", None)
         }
     };
     let body = app::padded(

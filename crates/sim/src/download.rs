@@ -2,7 +2,7 @@
 //! packages of days without one: today, and days over the package cap), and the application
 //! configuration — each verified with the published public key before anything in it is used.
 
-use super::app::Client;
+use super::app::{Client, ClientError};
 use openwarn_export::{Package, Verifier};
 use openwarn_protocol::Message;
 use openwarn_protocol::config::v1::ApplicationConfiguration;
@@ -29,6 +29,19 @@ pub struct Downloaded {
 }
 
 type Verified = Result<Arc<Vec<TemporaryExposureKey>>, String>;
+
+/// A phone's download that could not go on (a package that fails verification is not an error:
+/// it is [`Rejected`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the country index {countries:?} does not list {country}")]
+    CountryNotListed {
+        countries: Vec<String>,
+        country: String,
+    },
+}
 
 /// Downloads for many phones. Every phone fetches every file itself; a verification outcome is
 /// remembered by the SHA-256 of the bytes, since the same bytes verify the same way.
@@ -60,7 +73,7 @@ impl Downloads {
         self: &Arc<Self>,
         phones: usize,
         now: u64,
-    ) -> Vec<anyhow::Result<Downloaded>> {
+    ) -> Vec<Result<Downloaded, DownloadError>> {
         use futures::StreamExt;
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         futures::stream::iter(0..phones)
@@ -81,7 +94,7 @@ impl Downloads {
     }
 
     /// One phone's download, as of `now`.
-    pub async fn phone(&self, now: u64) -> anyhow::Result<Downloaded> {
+    pub async fn phone(&self, now: u64) -> Result<Downloaded, DownloadError> {
         let cc = self.client.country.clone();
         let countries: Vec<String> = self
             .client
@@ -89,11 +102,14 @@ impl Downloads {
             .await?
             .unwrap_or_default();
         if !countries.contains(&cc) {
-            anyhow::bail!("the country index {countries:?} does not list {cc}");
+            return Err(DownloadError::CountryNotListed {
+                countries,
+                country: cc,
+            });
         }
         let base = format!("diagnosis-keys/country/{cc}/date");
         let days: Vec<String> = self.client.index(&base).await?.unwrap_or_default();
-        let today = i64::try_from(now / 86_400)?;
+        let today = i64::try_from(now / 86_400).unwrap_or(i64::MAX);
         let mut paths = Vec::new();
         for day in (today - 13..=today).map(date) {
             if days.contains(&day) {
@@ -134,7 +150,7 @@ impl Downloads {
     }
 
     /// Fetches a package: its keys if it verifies, else why not.
-    async fn package(&self, path: &str) -> anyhow::Result<Verified> {
+    async fn package(&self, path: &str) -> Result<Verified, ClientError> {
         let answer = self.client.cdn(path).await?;
         if answer.status != StatusCode::OK {
             return Ok(Err(format!("status {}", answer.status)));

@@ -7,13 +7,13 @@
 
 use crate::cpu::CpuTimes;
 use anyhow::{Context, bail};
-use clap::Parser;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use openwarn_bootstrap::RunningService;
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_testkit::try_config;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "OPENWARN_BENCH_POSTGRES_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub postgres_url: String,
@@ -31,6 +32,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "OPENWARN_BENCH_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
@@ -67,36 +69,16 @@ fn at_least_one(v: &str) -> Result<usize, String> {
     }
 }
 
-#[derive(Parser)]
-struct Parse<C: clap::Args> {
-    #[command(flatten)]
-    config: C,
-}
-
-pub fn parse_config<C: clap::Args>(args: Vec<String>) -> anyhow::Result<C> {
-    Ok(Parse::<C>::try_parse_from(std::iter::once("bench".to_owned()).chain(args))?.config)
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = base
-        .rfind('/')
-        .filter(|i| *i > base.find("://").map_or(0, |j| j + 2))
-        .map_or(base, |i| &base[..i]);
-    query.map_or_else(
-        || format!("{root}/{name}"),
-        |q| format!("{root}/{name}?{q}"),
-    )
-}
-
+/// The database `name` on the server of `admin`, dropped first if a previous run left it; its URL.
 pub fn fresh_database(admin: &str, name: &str) -> anyhow::Result<String> {
     let mut conn = diesel::PgConnection::establish(admin).context("connecting to PostgreSQL")?;
     conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
-    Ok(with_database(admin, name))
+    Ok(openwarn_testkit::with_database(admin, name))
 }
+
+/// The services the benchmark starts (each also calls the next with its own certificate).
+const PKI_NAMES: &[&str] = &["test-result", "verification", "submission", "proxy"];
 
 struct Stack {
     _pki_dir: tempfile::TempDir,
@@ -108,22 +90,18 @@ struct Stack {
 
 async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let pki_dir = tempfile::tempdir()?;
-    let pki = openwarn_mtls::DevPki::ensure(pki_dir.path(), crate::up::PKI_NAMES)?;
+    let pki = openwarn_mtls::DevPki::ensure(pki_dir.path(), PKI_NAMES)?;
     let tls = |name: &str| {
-        vec![
-            "--tls-ca".to_owned(),
-            pki.ca().display().to_string(),
-            "--tls-cert".to_owned(),
-            pki.cert(name).display().to_string(),
-            "--tls-key".to_owned(),
-            pki.key(name).display().to_string(),
+        let mut args = pki.service_args(name);
+        args.extend([
             "--http-addr".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--admin-addr".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--log".to_owned(),
             "warn".to_owned(),
-        ]
+        ]);
+        args
     };
     let grpc = ["--grpc-addr".to_owned(), "127.0.0.1:0".to_owned()];
     let namespace = format!("openwarn-bench-{}", std::process::id());
@@ -135,7 +113,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         fresh_database(&args.postgres_url, "openwarn_bench_test_result")?,
         "--lab-insecure-http".into(),
     ]);
-    let test_result = openwarn_test_result::start(parse_config(a)?).await?;
+    let test_result = openwarn_test_result::start(try_config(a)?).await?;
 
     let mut a = tls("verification");
     a.extend(grpc.clone());
@@ -149,7 +127,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--test-result-url".into(),
         format!("https://{}", test_result.addr("grpc")),
     ]);
-    let verification = openwarn_verification::start(parse_config(a)?).await?;
+    let verification = openwarn_verification::start(try_config(a)?).await?;
 
     let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
     let mut a = tls("submission");
@@ -160,7 +138,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--verification-url".into(),
         format!("https://{}", verification.addr("grpc")),
     ]);
-    let submission = openwarn_submission::start(parse_config(a)?).await?;
+    let submission = openwarn_submission::start(try_config(a)?).await?;
 
     let mut a = tls("proxy");
     a.extend([
@@ -175,7 +153,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--rate-limit".into(),
         "100000000".into(),
     ]);
-    let proxy = openwarn_proxy::start(parse_config(a)?).await?;
+    let proxy = openwarn_proxy::start(try_config(a)?).await?;
     Ok(Stack {
         _pki_dir: pki_dir,
         proxy: proxy.addr("http"),
@@ -221,7 +199,7 @@ async fn prepare_tans(
     concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
     let guids: Vec<String> = (0..count)
-        .map(|_| sha256(&uuid::Uuid::new_v4().to_string()))
+        .map(|_| openwarn_domain::sha256_hex(uuid::Uuid::new_v4().to_string()))
         .collect();
     for chunk in guids.chunks(1000) {
         let results: Vec<_> = chunk
@@ -277,11 +255,6 @@ async fn prepare_tans(
         tans.extend(t.await??);
     }
     Ok(tans)
-}
-
-fn sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
 struct Run {

@@ -214,12 +214,7 @@ mod tests {
     const NOW: u64 = 1_795_000_000;
 
     fn config() -> ApplicationConfiguration {
-        openwarn_distribution::appconfig::AppConfig::parse(include_str!(
-            "../../../../services/distribution/config/app_config.json"
-        ))
-        .unwrap()
-        .to_proto()
-        .unwrap()
+        risk::seed_configuration()
     }
 
     fn phones() -> Vec<Phone> {

@@ -3,10 +3,36 @@
 //! docs/SIMULATOR.md; examples in `examples/scenarios/`.
 
 use super::risk::Level;
-use anyhow::{Context, bail};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// A scenario that cannot be played; the message names the offending field.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read the scenario {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid scenario", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `field: what is wrong`.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+macro_rules! invalid {
+    ($($arg:tt)*) => {
+        return Err(ScenarioError::Invalid(format!($($arg)*)))
+    };
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,49 +101,52 @@ impl Encounter {
 }
 
 impl Scenario {
-    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the scenario {}", path.display()))?;
-        let scenario: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid scenario", path.display()))?;
-        Ok(scenario)
+    pub fn read(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Checks the scenario against the clock: names, encounter fields, nothing in the future.
-    pub fn validate(&self, now: u64) -> anyhow::Result<()> {
+    pub fn validate(&self, now: u64) -> Result<(), ScenarioError> {
         if self.phones.is_empty() {
-            bail!("phones: at least one phone is needed");
+            invalid!("phones: at least one phone is needed");
         }
         let mut names = HashSet::new();
         for (i, p) in self.phones.iter().enumerate() {
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
-                bail!("phones[{i}].name: empty or used twice: {:?}", p.name);
+                invalid!("phones[{i}].name: empty or used twice: {:?}", p.name);
             }
         }
         let midnight = now / 86_400 * 86_400;
         for (i, e) in self.encounters.iter().enumerate() {
             for name in &e.phones {
                 if !names.contains(name.as_str()) {
-                    bail!("encounters[{i}].phones: unknown phone {name:?}");
+                    invalid!("encounters[{i}].phones: unknown phone {name:?}");
                 }
             }
             if e.phones[0] == e.phones[1] {
-                bail!("encounters[{i}].phones: a phone cannot meet itself");
+                invalid!("encounters[{i}].phones: a phone cannot meet itself");
             }
             if e.days_ago > 13 {
-                bail!("encounters[{i}].days_ago: at most 13 (keys are kept 14 days)");
+                invalid!("encounters[{i}].days_ago: at most 13 (keys are kept 14 days)");
             }
             if e.start_of_day().is_none() {
-                bail!("encounters[{i}].at: expected HH:MM (UTC), got {:?}", e.at);
+                invalid!("encounters[{i}].at: expected HH:MM (UTC), got {:?}", e.at);
             }
             if e.minutes == 0 || e.minutes > 24 * 60 {
-                bail!("encounters[{i}].minutes: 1 to 1440");
+                invalid!("encounters[{i}].minutes: 1 to 1440");
             }
             if e.attenuation_db > 120 {
-                bail!("encounters[{i}].attenuation_db: 0 to 120");
+                invalid!("encounters[{i}].attenuation_db: 0 to 120");
             }
             if e.start(midnight) + u64::from(e.minutes) * 60 > now {
-                bail!("encounters[{i}]: ends in the future");
+                invalid!("encounters[{i}]: ends in the future");
             }
         }
         Ok(())
@@ -191,7 +220,7 @@ mod tests {
 
     #[test]
     fn examples_are_valid() {
-        let warn = scenario(include_str!("../../../../examples/scenarios/warn.json"));
+        let warn = scenario(include_str!("../../../examples/scenarios/warn.json"));
         warn.validate(NOW).unwrap();
         assert_eq!(warn.phones.len(), 7);
     }

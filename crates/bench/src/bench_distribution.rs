@@ -1,10 +1,12 @@
 //! `openwarn bench-distribution`: package build throughput, and publishing runs streaming keys
 //! from a submission service on PostgreSQL (its own process), with peak RSS.
 
+use crate::Launcher;
 use anyhow::Context;
 use diesel::{Connection, RunQueryDsl};
 use openwarn_distribution::keys::{self, Key};
 use openwarn_export::{Batch, KeyInfo, Package, Signer};
+use openwarn_testkit::free_port;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -13,6 +15,7 @@ pub struct BenchDistributionArgs {
     #[arg(
         long,
         env = "OPENWARN_BENCH_POSTGRES_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub postgres_url: String,
@@ -93,16 +96,9 @@ fn package_build(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Runs `openwarn <args>` to completion, sampling its peak RSS; (seconds, MiB).
-async fn measured(args: &[String]) -> anyhow::Result<(f64, f64)> {
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(args)
+/// Runs `command` to completion, sampling its peak RSS; (seconds, MiB).
+async fn measured(mut command: tokio::process::Command) -> anyhow::Result<(f64, f64)> {
+    let mut child = command
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
@@ -118,12 +114,13 @@ async fn measured(args: &[String]) -> anyhow::Result<(f64, f64)> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    anyhow::ensure!(status.success(), "openwarn {args:?} failed: {status}");
+    anyhow::ensure!(status.success(), "{command:?} failed: {status}");
     Ok((started.elapsed().as_secs_f64(), peak))
 }
 
+/// Runs the benchmark; `launcher` starts submission and each distribution run as processes.
 #[tokio::main]
-pub async fn run(args: BenchDistributionArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Result<()> {
     println!(
         "machine: {} cores; release build: {}",
         std::thread::available_parallelism().map_or(0, usize::from),
@@ -136,29 +133,23 @@ pub async fn run(args: BenchDistributionArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki =
         openwarn_mtls::DevPki::ensure(&dir.path().join("pki"), &["submission", "distribution"])?;
-    let (grpc, http, admin) = (free_port()?, free_port()?, free_port()?);
-    let _submission = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["service", "submission", "--log", "warn"])
+    let (grpc, http, admin) = (free_port(), free_port(), free_port());
+    let _submission = launcher
+        .command("submission")
+        .args(["--log", "warn"])
         .args(["--database-url", &database])
         .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-        .arg("--tls-ca")
-        .arg(pki.ca())
-        .arg("--tls-cert")
-        .arg(pki.cert("submission"))
-        .arg("--tls-key")
-        .arg(pki.key("submission"))
+        .args(pki.service_args("submission"))
         .kill_on_drop(true)
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::get(format!("http://127.0.0.1:{admin}/readyz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        anyhow::ensure!(Instant::now() < deadline, "submission did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .spawn()
+        .context("cannot start submission")?;
+    anyhow::ensure!(
+        openwarn_sim::stack::wait_ready(([127, 0, 0, 1], admin).into(), Duration::from_secs(60))
+            .await,
+        "submission did not start"
+    );
     let now = openwarn_bootstrap::lifecycle::unix_now() / 3600 * 3600 + 90;
     let span = 14 * 24;
     let first = now / 3600 - span;
@@ -184,31 +175,23 @@ pub async fn run(args: BenchDistributionArgs) -> anyhow::Result<()> {
     let key = dir.path().join("signing.pem");
     std::fs::write(&key, pem)?;
     let store = dir.path().join("cdn");
-    let config = [
+    let mut config = vec![
         format!("--store-url={}", store.display()),
         format!("--submission-url=https://127.0.0.1:{grpc}"),
         format!("--signing-keys=v1={}", key.display()),
         "--padding-secret=benchmark padding secret".into(),
-        format!("--tls-ca={}", pki.ca().display()),
-        format!("--tls-cert={}", pki.cert("distribution").display()),
-        format!("--tls-key={}", pki.key("distribution").display()),
         "--log=warn".into(),
     ];
+    config.extend(pki.service_args("distribution"));
     // Each run its own `run-once` process, as the CronJob does it: the first publishes 14 days
     // and 48 hours from every key; each later one the next hour, on a tree that keeps growing.
     for i in 0..=args.hourly_runs {
         let at = chrono::DateTime::from_timestamp(now + i * 3600, 0)
             .context("time")?
             .to_rfc3339();
-        let mut run = vec![
-            "service".to_owned(),
-            "distribution".into(),
-            "run-once".into(),
-            "--now".into(),
-            at,
-        ];
-        run.extend(config.iter().cloned());
-        let (seconds, peak) = measured(&run).await?;
+        let mut run = launcher.command("distribution");
+        run.args(["run-once", "--now", &at]).args(&config);
+        let (seconds, peak) = measured(run).await?;
         let objects = walk(&store);
         if i == 0 {
             println!(

@@ -70,7 +70,7 @@ impl Stats {
         &self,
         label: &'static str,
         started: Instant,
-        answer: anyhow::Result<app::Answer>,
+        answer: Result<app::Answer, app::ClientError>,
         ok: impl Fn(reqwest::StatusCode) -> bool,
     ) -> Option<app::Answer> {
         match answer {
@@ -88,6 +88,7 @@ impl Stats {
                 None
             }
             Err(e) => {
+                let e = anyhow::Error::from(e);
                 self.record(label, started.elapsed(), Some(format!("{e:#}")));
                 None
             }
@@ -291,7 +292,7 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
     let guid = uuid::Builder::from_random_bytes(rng.random())
         .into_uuid()
         .to_string();
-    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(guid.as_bytes()));
+    let hash = openwarn_domain::sha256_hex(&guid);
     let body = app::padded(
         json!({"key": hash, "keyType": "GUID"}),
         app::JSON_REQUEST_BYTES,

@@ -1,7 +1,6 @@
 //! What a phone sends: the app API through the proxy (real and fake requests of identical shape
 //! and size), the lab API the way a lab system posts results, and the CDN downloads.
 
-use anyhow::{Context, bail};
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
@@ -123,6 +122,29 @@ pub fn transmission_risk_level(age: u32) -> i32 {
     LEVELS.get(age as usize).copied().unwrap_or(1)
 }
 
+/// A request that got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build the HTTP client")]
+    Build(#[source] reqwest::Error),
+    #[error("{what} does not answer")]
+    Unreachable {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the answer is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("{path} is not the expected JSON")]
+    UnexpectedJson {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("GET {path}: {status}")]
+    Status { path: String, status: StatusCode },
+}
+
 /// An HTTP answer with its latency.
 #[derive(Debug)]
 pub struct Answer {
@@ -132,8 +154,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.body).context("the answer is not JSON")
+    pub fn json(&self) -> Result<Value, ClientError> {
+        serde_json::from_slice(&self.body).map_err(ClientError::NotJson)
     }
 }
 
@@ -154,12 +176,13 @@ impl Client {
         cdn: &str,
         country: &str,
         pool: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ClientError> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(pool)
                 .timeout(Duration::from_secs(30))
-                .build()?,
+                .build()
+                .map_err(ClientError::Build)?,
             app: app.trim_end_matches('/').to_owned(),
             lab: lab.trim_end_matches('/').to_owned(),
             cdn: cdn.trim_end_matches('/').to_owned(),
@@ -176,7 +199,7 @@ impl Client {
         body: Vec<u8>,
         fake: bool,
         tan: Option<&str>,
-    ) -> anyhow::Result<Answer> {
+    ) -> Result<Answer, ClientError> {
         let content_type = if endpoint == Endpoint::DiagnosisKeys {
             "application/x-protobuf"
         } else {
@@ -198,7 +221,7 @@ impl Client {
     }
 
     /// Posts results the way a lab system does.
-    pub async fn lab_results(&self, results: &[(String, i32)]) -> anyhow::Result<Answer> {
+    pub async fn lab_results(&self, results: &[(String, i32)]) -> Result<Answer, ClientError> {
         let body = json!({
             "labId": "openwarn-sim-lab",
             "testResults": results.iter().map(|(id, r)| json!({"id": id, "result": r})).collect::<Vec<_>>(),
@@ -213,7 +236,7 @@ impl Client {
     }
 
     /// GET of a CDN path under `/version/v1/`.
-    pub async fn cdn(&self, path: &str) -> anyhow::Result<Answer> {
+    pub async fn cdn(&self, path: &str) -> Result<Answer, ClientError> {
         send(
             self.http.get(format!("{}/version/v1/{path}", self.cdn)),
             "the CDN",
@@ -225,28 +248,36 @@ impl Client {
     pub async fn index<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-    ) -> anyhow::Result<Option<T>> {
+    ) -> Result<Option<T>, ClientError> {
         let answer = self.cdn(path).await?;
         match answer.status {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(
+            s if s.is_success() => {
                 serde_json::from_slice(&answer.body)
-                    .with_context(|| format!("{path} is not the expected JSON"))?,
-            )),
-            s => bail!("GET {path}: {s}"),
+                    .map(Some)
+                    .map_err(|source| ClientError::UnexpectedJson {
+                        path: path.to_owned(),
+                        source,
+                    })
+            }
+            status => Err(ClientError::Status {
+                path: path.to_owned(),
+                status,
+            }),
         }
     }
 }
 
 /// Sends a request and reads the whole answer, timed.
-async fn send(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Answer> {
+async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Answer, ClientError> {
     let started = Instant::now();
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("{what} does not answer"))?;
+    let unreachable = |source| ClientError::Unreachable {
+        what: what.to_owned(),
+        source,
+    };
+    let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
-    let body = response.bytes().await?;
+    let body = response.bytes().await.map_err(unreachable)?;
     Ok(Answer {
         status,
         body,

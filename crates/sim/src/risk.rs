@@ -66,6 +66,93 @@ pub struct Risk {
     pub exposure_score: f64,
 }
 
+/// The default configuration of the seed architecture, as distribution publishes it from
+/// `services/distribution/config/app_config.json` — what a phone decodes from the signed
+/// `app_config` package. The simulator itself always uses the configuration it downloaded; this
+/// one is for tests and examples (a test of the `openwarn` CLI checks that the two agree).
+#[must_use]
+pub fn seed_configuration() -> ApplicationConfiguration {
+    use openwarn_protocol::config::v1 as pb;
+    pb::ApplicationConfiguration {
+        min_risk_score: 11,
+        risk_score_classes: Some(pb::RiskScoreClassification {
+            risk_classes: vec![
+                pb::RiskScoreClass {
+                    label: "LOW".into(),
+                    min: 0.0,
+                    max: 15.0,
+                    url: String::new(),
+                },
+                pb::RiskScoreClass {
+                    label: "HIGH".into(),
+                    min: 15.0,
+                    max: 9999.0,
+                    url: String::new(),
+                },
+            ],
+        }),
+        exposure_config: Some(pb::RiskScoreParameters {
+            transmission: Some(params::TransmissionRiskParameters {
+                app_defined_1: 1,
+                app_defined_2: 2,
+                app_defined_3: 3,
+                app_defined_4: 4,
+                app_defined_5: 5,
+                app_defined_6: 6,
+                app_defined_7: 7,
+                app_defined_8: 8,
+            }),
+            transmission_weight: 50.0,
+            duration: Some(params::DurationRiskParameters {
+                eq_0_min: 0,
+                gt_0_le_5_min: 0,
+                gt_5_le_10_min: 0,
+                gt_10_le_15_min: 1,
+                gt_15_le_20_min: 1,
+                gt_20_le_25_min: 1,
+                gt_25_le_30_min: 1,
+                gt_30_min: 1,
+            }),
+            duration_weight: 50.0,
+            days_since_last_exposure: Some(params::DaysSinceLastExposureRiskParameters {
+                ge_14_days: 5,
+                ge_12_lt_14_days: 5,
+                ge_10_lt_12_days: 5,
+                ge_8_lt_10_days: 5,
+                ge_6_lt_8_days: 5,
+                ge_4_lt_6_days: 5,
+                ge_2_lt_4_days: 5,
+                ge_0_lt_2_days: 5,
+            }),
+            days_weight: 20.0,
+            attenuation: Some(params::AttenuationRiskParameters {
+                gt_73_dbm: 0,
+                gt_63_le_73_dbm: 5,
+                gt_51_le_63_dbm: 5,
+                gt_33_le_51_dbm: 5,
+                gt_27_le_33_dbm: 5,
+                gt_15_le_27_dbm: 5,
+                gt_10_le_15_dbm: 5,
+                lt_10_dbm: 5,
+            }),
+            attenuation_weight: 50.0,
+        }),
+        attenuation_duration: Some(pb::AttenuationDuration {
+            thresholds: Some(pb::Thresholds {
+                lower: 55,
+                upper: 63,
+            }),
+            weights: Some(pb::Weights {
+                low: 1.0,
+                mid: 0.5,
+                high: 0.0,
+            }),
+            default_bucket_offset: 0,
+            risk_score_normalization_divisor: 25,
+        }),
+    }
+}
+
 /// The attenuation bucket (0 low, 1 mid, 2 high) of one scan.
 #[must_use]
 pub fn bucket(config: &ApplicationConfiguration, attenuation: u32) -> usize {
@@ -237,13 +324,9 @@ fn classify(config: &ApplicationConfiguration, score: f64) -> Level {
 mod tests {
     use super::*;
 
-    /// The defaults `services/distribution/config/app_config.json` publishes.
+    /// The defaults distribution publishes.
     fn config() -> ApplicationConfiguration {
-        let json = include_str!("../../../../services/distribution/config/app_config.json");
-        openwarn_distribution::appconfig::AppConfig::parse(json)
-            .unwrap()
-            .to_proto()
-            .unwrap()
+        seed_configuration()
     }
 
     fn exposure(minutes: u32, attenuation: u32, days_since: i64, trl: i32) -> Exposure {

@@ -1,86 +1,11 @@
-//! The service's own tables: app sessions, TANs, teleTANs. Nothing outside this crate reads them.
-//! Every secret (registration token, TAN, teleTAN) is stored only as its SHA-256.
+//! `tans`: issued for a session, verified, and spent by submission in three steps (reserve,
+//! commit, or release), reservations and commits of concurrent uploads written together.
 
+use super::sessions::{find_session, hashed_guid_of};
+use super::{Source, Store, s, stored_guid, t};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
-
-diesel::table! {
-    app_sessions (token_hash) {
-        token_hash -> Text,
-        hashed_guid -> Nullable<Text>,
-        source -> SmallInt,
-        tans_issued -> Integer,
-        tan_redeemed_at -> Nullable<BigInt>,
-        created_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    tans (tan_hash) {
-        tan_hash -> Text,
-        session_hash -> Text,
-        source -> SmallInt,
-        created_at -> BigInt,
-        expires_at -> BigInt,
-        reservation_id -> Nullable<Text>,
-        reserved_until -> Nullable<BigInt>,
-        redeemed_at -> Nullable<BigInt>,
-    }
-}
-
-diesel::table! {
-    tele_tans (tele_tan_hash) {
-        tele_tan_hash -> Text,
-        kind -> SmallInt,
-        created_at -> BigInt,
-        expires_at -> BigInt,
-        used_at -> Nullable<BigInt>,
-    }
-}
-
-use app_sessions::dsl as s;
-use tans::dsl as t;
-use tele_tans::dsl as tt;
-
-/// Where a session came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Guid,
-    TeleTan,
-}
-
-impl Source {
-    fn code(self) -> i16 {
-        match self {
-            Self::Guid => 1,
-            Self::TeleTan => 2,
-        }
-    }
-    fn from_code(code: i16) -> Self {
-        if code == 2 { Self::TeleTan } else { Self::Guid }
-    }
-}
-
-/// teleTAN kinds (only TEST so far).
-pub const TELE_TAN_KIND_TEST: i16 = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub source: Source,
-    pub hashed_guid: Option<String>,
-    pub tans_issued: i32,
-    pub tan_redeemed: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registered {
-    Created,
-    /// This hashed GUID already has a session.
-    AlreadyRegistered,
-    /// The teleTAN is unknown, expired or already used.
-    TeleTanRefused,
-}
+use openwarn_db::{AnyConnection, DbError};
+use openwarn_domain::HashedGuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TanIssue {
@@ -102,29 +27,14 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
     /// The TAN is spent; for GUID sessions, the hashed GUID whose result is now redeemed.
-    Done { hashed_guid: Option<String> },
+    Done { hashed_guid: Option<HashedGuid> },
     /// No reservation with that id is held on that TAN.
     NotReserved,
 }
 
-fn is_unique_violation(e: &DieselError) -> bool {
-    matches!(
-        e,
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
-    )
-}
-
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Database,
-    /// TAN reservations and commits of concurrent submissions, written together (group commit).
-    reservations: Batcher<ReserveTan, Option<Reservation>>,
-    commits: Batcher<CommitTan, Committed>,
-}
-
 /// A reservation to make: see [`Store::reserve_tan`].
 #[derive(Debug)]
-struct ReserveTan {
+pub(super) struct ReserveTan {
     tan_hash: String,
     reservation_id: String,
     now: i64,
@@ -133,88 +43,13 @@ struct ReserveTan {
 
 /// A commit to make: see [`Store::commit_tan`].
 #[derive(Debug)]
-struct CommitTan {
+pub(super) struct CommitTan {
     tan_hash: String,
     reservation_id: String,
     now: i64,
 }
 
 impl Store {
-    /// Call from within a tokio runtime (it starts the batch writers).
-    pub fn new(db: Database) -> Self {
-        let limits = BatchLimits::for_database(&db);
-        Self {
-            reservations: Batcher::new("reserve_tans", db.clone(), limits, reserve_tans),
-            commits: Batcher::new("commit_tans", db.clone(), limits, commit_tans),
-            db,
-        }
-    }
-
-    /// A session for a hashed GUID; at most one per hashed GUID.
-    pub async fn register_guid(
-        &self,
-        token_hash: String,
-        hashed_guid: String,
-        now: i64,
-    ) -> Result<Registered, DbError> {
-        self.db
-            .run(move |conn| {
-                let inserted = diesel::insert_into(s::app_sessions)
-                    .values((
-                        s::token_hash.eq(&token_hash),
-                        s::hashed_guid.eq(Some(&hashed_guid)),
-                        s::source.eq(Source::Guid.code()),
-                        s::created_at.eq(now),
-                    ))
-                    .execute(conn);
-                match inserted {
-                    Ok(_) => Ok(Registered::Created),
-                    Err(e) if is_unique_violation(&e) => Ok(Registered::AlreadyRegistered),
-                    Err(e) => Err(e),
-                }
-            })
-            .await
-    }
-
-    /// A session for a teleTAN, which is used up by it. Both happen, or neither.
-    pub async fn register_tele_tan(
-        &self,
-        token_hash: String,
-        tele_tan_hash: String,
-        now: i64,
-    ) -> Result<Registered, DbError> {
-        self.db
-            .transaction(move |conn| {
-                let used = diesel::update(
-                    tt::tele_tans
-                        .filter(tt::tele_tan_hash.eq(&tele_tan_hash))
-                        .filter(tt::used_at.is_null())
-                        .filter(tt::expires_at.gt(now)),
-                )
-                .set(tt::used_at.eq(Some(now)))
-                .execute(conn)?;
-                if used == 0 {
-                    return Ok(Registered::TeleTanRefused);
-                }
-                diesel::insert_into(s::app_sessions)
-                    .values((
-                        s::token_hash.eq(&token_hash),
-                        s::hashed_guid.eq(None::<String>),
-                        s::source.eq(Source::TeleTan.code()),
-                        s::created_at.eq(now),
-                    ))
-                    .execute(conn)?;
-                Ok(Registered::Created)
-            })
-            .await
-    }
-
-    pub async fn session(&self, token_hash: String) -> Result<Option<Session>, DbError> {
-        self.db
-            .run(move |conn| find_session(conn, &token_hash))
-            .await
-    }
-
     /// Issues a TAN for a session: while no earlier TAN was redeemed and fewer than `max` were
     /// issued. Earlier unredeemed TANs that are not reserved stop being valid: one valid TAN per
     /// session at a time.
@@ -343,87 +178,6 @@ impl Store {
             })
             .await
     }
-
-    /// Stores a new teleTAN; `false` if its hash already exists (the caller draws another).
-    pub async fn insert_tele_tan(
-        &self,
-        tele_tan_hash: String,
-        kind: i16,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<bool, DbError> {
-        self.db
-            .run(move |conn| {
-                let inserted = diesel::insert_into(tt::tele_tans)
-                    .values((
-                        tt::tele_tan_hash.eq(&tele_tan_hash),
-                        tt::kind.eq(kind),
-                        tt::created_at.eq(now),
-                        tt::expires_at.eq(expires_at),
-                    ))
-                    .execute(conn);
-                match inserted {
-                    Ok(_) => Ok(true),
-                    Err(e) if is_unique_violation(&e) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            })
-            .await
-    }
-
-    /// Deletes sessions, TANs and teleTANs created before `cutoff`. Idempotent. Returns the
-    /// number of rows deleted.
-    pub async fn apply_retention(&self, cutoff: i64) -> Result<usize, DbError> {
-        self.db
-            .run(move |conn| {
-                let tans =
-                    diesel::delete(t::tans.filter(t::created_at.lt(cutoff))).execute(conn)?;
-                let sessions = diesel::delete(s::app_sessions.filter(s::created_at.lt(cutoff)))
-                    .execute(conn)?;
-                let tele = diesel::delete(tt::tele_tans.filter(tt::created_at.lt(cutoff)))
-                    .execute(conn)?;
-                Ok(tans + sessions + tele)
-            })
-            .await
-    }
-
-    /// Every row of every table, rendered as text (hashes only; nothing secret is stored). For
-    /// tests that prove a request changed nothing, and for debugging.
-    pub async fn dump(&self) -> Result<Vec<String>, DbError> {
-        self.db
-            .run(|conn| {
-                let mut out = Vec::new();
-                type SessionRow = (String, Option<String>, i16, i32, Option<i64>, i64);
-                for row in s::app_sessions
-                    .order(s::token_hash)
-                    .load::<SessionRow>(conn)?
-                {
-                    out.push(format!("app_sessions {row:?}"));
-                }
-                type TanRow = (
-                    String,
-                    String,
-                    i16,
-                    i64,
-                    i64,
-                    Option<String>,
-                    Option<i64>,
-                    Option<i64>,
-                );
-                for row in t::tans.order(t::tan_hash).load::<TanRow>(conn)? {
-                    out.push(format!("tans {row:?}"));
-                }
-                for row in
-                    tt::tele_tans
-                        .order(tt::tele_tan_hash)
-                        .load::<(String, i16, i64, i64, Option<i64>)>(conn)?
-                {
-                    out.push(format!("tele_tans {row:?}"));
-                }
-                Ok(out)
-            })
-            .await
-    }
 }
 
 /// Reserves a batch of TANs in one statement. A TAN in the batch twice is reserved for one of
@@ -447,7 +201,7 @@ struct ReservedRow {
     source: i16,
 }
 
-fn reserve_tans(
+pub(super) fn reserve_tans(
     conn: &mut AnyConnection,
     batch: &[ReserveTan],
 ) -> QueryResult<Vec<Option<Reservation>>> {
@@ -545,8 +299,11 @@ struct SpentRow {
     hashed_guid: Option<String>,
 }
 
-fn commit_tans(conn: &mut AnyConnection, batch: &[CommitTan]) -> QueryResult<Vec<Committed>> {
-    let spent: std::collections::HashMap<(String, String), Option<String>> = match conn {
+pub(super) fn commit_tans(
+    conn: &mut AnyConnection,
+    batch: &[CommitTan],
+) -> QueryResult<Vec<Committed>> {
+    let spent: std::collections::HashMap<(String, String), Option<HashedGuid>> = match conn {
         AnyConnection::Postgresql(pg) => {
             use diesel::sql_types::{Array, BigInt, Text};
             openwarn_db::prepared(COMMIT_TANS_PG)
@@ -562,8 +319,11 @@ fn commit_tans(conn: &mut AnyConnection, batch: &[CommitTan]) -> QueryResult<Vec
                 .bind::<Array<BigInt>, _>(batch.iter().map(|c| c.now).collect::<Vec<_>>())
                 .load::<SpentRow>(pg)?
                 .into_iter()
-                .map(|row| ((row.tan_hash, row.reservation_id), row.hashed_guid))
-                .collect()
+                .map(|row| {
+                    let hashed_guid = stored_guid(row.hashed_guid)?;
+                    Ok(((row.tan_hash, row.reservation_id), hashed_guid))
+                })
+                .collect::<QueryResult<_>>()?
         }
         // SQLite: the same steps one commit at a time, inside the batch's write transaction.
         AnyConnection::Sqlite(_) => {
@@ -599,7 +359,7 @@ fn commit_portably(
     tan_hash: &str,
     reservation_id: &str,
     now: i64,
-) -> QueryResult<Option<Option<String>>> {
+) -> QueryResult<Option<Option<HashedGuid>>> {
     let spent = diesel::update(
         t::tans
             .filter(t::tan_hash.eq(tan_hash))
@@ -655,155 +415,11 @@ fn already_committed(
     }
 }
 
-fn hashed_guid_of(conn: &mut AnyConnection, session_hash: &str) -> QueryResult<Option<String>> {
-    s::app_sessions
-        .find(session_hash)
-        .select(s::hashed_guid)
-        .first::<Option<String>>(conn)
-        .optional()
-        .map(Option::flatten)
-}
-
-fn find_session(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<Session>> {
-    s::app_sessions
-        .find(token_hash)
-        .select((
-            s::source,
-            s::hashed_guid,
-            s::tans_issued,
-            s::tan_redeemed_at,
-        ))
-        .first::<(i16, Option<String>, i32, Option<i64>)>(conn)
-        .optional()
-        .map(|o| {
-            o.map(|(source, hashed_guid, tans_issued, redeemed)| Session {
-                source: Source::from_code(source),
-                hashed_guid,
-                tans_issued,
-                tan_redeemed: redeemed.is_some(),
-            })
-        })
-}
-
-impl Store {
-    /// Succeeds when the database answers.
-    pub async fn ping(&self) -> Result<(), DbError> {
-        self.db.ping().await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
     use openwarn_testkit::databases;
-
-    async fn store(url: &str) -> Store {
-        let db = Database::open(url, 8).await.unwrap();
-        db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
-            .await
-            .unwrap();
-        Store::new(db)
-    }
-
-    fn h(s: &str) -> String {
-        crate::app::sha256_hex(s)
-    }
-
-    const NOW: i64 = 1_000_000;
-
-    async fn session_with_tan(s: &Store, name: &str) -> String {
-        assert_eq!(
-            s.register_guid(h(name), h(&format!("guid-{name}")), NOW)
-                .await
-                .unwrap(),
-            Registered::Created
-        );
-        let tan = h(&format!("tan-{name}"));
-        assert_eq!(
-            s.issue_tan(h(name), tan.clone(), NOW, NOW + 3600, 3)
-                .await
-                .unwrap(),
-            TanIssue::Issued
-        );
-        tan
-    }
-
-    #[tokio::test]
-    async fn one_session_per_hashed_guid() {
-        for db in databases() {
-            let s = store(db.url()).await;
-            assert_eq!(
-                s.register_guid(h("t1"), h("g"), NOW).await.unwrap(),
-                Registered::Created
-            );
-            assert_eq!(
-                s.register_guid(h("t2"), h("g"), NOW).await.unwrap(),
-                Registered::AlreadyRegistered,
-                "{}",
-                db.label()
-            );
-            let session = s.session(h("t1")).await.unwrap().unwrap();
-            assert_eq!(session.source, Source::Guid);
-            assert_eq!(session.hashed_guid, Some(h("g")));
-            assert!(s.session(h("t2")).await.unwrap().is_none());
-        }
-    }
-
-    #[tokio::test]
-    async fn a_tele_tan_registers_once_and_only_while_valid() {
-        for db in databases() {
-            let s = store(db.url()).await;
-            assert!(
-                s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
-                    .await
-                    .unwrap()
-            );
-            assert!(
-                !s.insert_tele_tan(h("TT1"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
-                    .await
-                    .unwrap(),
-                "same hash twice"
-            );
-            assert!(
-                s.insert_tele_tan(h("TT2"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
-                    .await
-                    .unwrap()
-            );
-            assert_eq!(
-                s.register_tele_tan(h("a"), h("TT1"), NOW + 10)
-                    .await
-                    .unwrap(),
-                Registered::Created
-            );
-            assert_eq!(
-                s.register_tele_tan(h("b"), h("TT1"), NOW + 20)
-                    .await
-                    .unwrap(),
-                Registered::TeleTanRefused,
-                "used"
-            );
-            assert_eq!(
-                s.register_tele_tan(h("c"), h("TT2"), NOW + 3600)
-                    .await
-                    .unwrap(),
-                Registered::TeleTanRefused,
-                "expired"
-            );
-            assert_eq!(
-                s.register_tele_tan(h("d"), h("nope"), NOW).await.unwrap(),
-                Registered::TeleTanRefused,
-                "unknown"
-            );
-            assert!(
-                s.session(h("b")).await.unwrap().is_none(),
-                "a refused teleTAN creates no session"
-            );
-            assert_eq!(
-                s.session(h("a")).await.unwrap().unwrap().source,
-                Source::TeleTan
-            );
-        }
-    }
 
     #[tokio::test]
     async fn reserve_commit_spends_a_tan_once() {
@@ -840,7 +456,7 @@ mod tests {
             assert_eq!(
                 done,
                 Committed::Done {
-                    hashed_guid: Some(h("guid-s"))
+                    hashed_guid: Some(hashed_guid("guid-s"))
                 }
             );
             assert_eq!(
@@ -900,7 +516,7 @@ mod tests {
             assert_eq!(
                 done,
                 Committed::Done {
-                    hashed_guid: Some(h("guid-s"))
+                    hashed_guid: Some(hashed_guid("guid-s"))
                 }
             );
             assert!(
@@ -1072,7 +688,7 @@ mod tests {
                     .await
                     .unwrap();
             let done = |guid: &str| Committed::Done {
-                hashed_guid: Some(h(&format!("guid-{guid}"))),
+                hashed_guid: Some(hashed_guid(&format!("guid-{guid}"))),
             };
             assert_eq!(
                 got,
@@ -1194,30 +810,6 @@ mod tests {
                 "{}",
                 db.label()
             );
-        }
-    }
-
-    #[tokio::test]
-    async fn retention_deletes_old_rows_idempotently() {
-        for db in databases() {
-            let s = store(db.url()).await;
-            session_with_tan(&s, "old").await;
-            s.insert_tele_tan(h("TT"), TELE_TAN_KIND_TEST, NOW, NOW + 3600)
-                .await
-                .unwrap();
-            s.register_guid(h("new"), h("g-new"), NOW + 100)
-                .await
-                .unwrap();
-            assert_eq!(
-                s.apply_retention(NOW + 50).await.unwrap(),
-                3,
-                "{}",
-                db.label()
-            );
-            assert_eq!(s.apply_retention(NOW + 50).await.unwrap(), 0);
-            assert!(s.session(h("old")).await.unwrap().is_none());
-            assert!(s.session(h("new")).await.unwrap().is_some());
-            assert_eq!(s.dump().await.unwrap().len(), 1);
         }
     }
 }

@@ -1,0 +1,262 @@
+//! The one accept loop of every HTTP port: HTTP/1.1 and HTTP/2, over TLS or in the clear.
+
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Time a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves the connections accepted on a listener until a token is cancelled; connections still
+/// open then finish their requests gracefully, and serving returns once they have. A failed TLS
+/// handshake (e.g. a certificate that is not allow-listed) closes that connection only.
+#[derive(Clone, Default)]
+pub struct HttpServer {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_read_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("tls", &self.tls.is_some())
+            .field("header_read_timeout", &self.header_read_timeout)
+            .finish()
+    }
+}
+
+impl HttpServer {
+    /// In the clear (behind a TLS-terminating ingress).
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// Over TLS with `config` (which decides whether and which client certificates are required).
+    pub fn tls(config: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            tls: Some(tokio_rustls::TlsAcceptor::from(config)),
+            header_read_timeout: None,
+        }
+    }
+
+    /// Closes an HTTP/1 connection whose request headers take longer than `timeout` to arrive
+    /// (by default there is no limit).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = Some(timeout);
+        self
+    }
+
+    /// Serves an axum router on every connection.
+    pub async fn serve_router(
+        self,
+        listener: TcpListener,
+        router: axum::Router,
+        token: CancellationToken,
+    ) -> std::io::Result<()> {
+        self.serve(
+            listener,
+            move |_peer| hyper_util::service::TowerToHyperService::new(router.clone()),
+            token,
+        )
+        .await
+    }
+
+    /// Serves `make_service(peer address)` on each accepted connection.
+    pub async fn serve<M, S, B>(
+        self,
+        listener: TcpListener,
+        mut make_service: M,
+        token: CancellationToken,
+    ) -> std::io::Result<()>
+    where
+        M: FnMut(SocketAddr) -> S,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let connections = TaskTracker::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = token.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = make_service(peer);
+            connections.spawn(self.clone().connection(stream, service, token.clone()));
+        }
+        connections.close();
+        connections.wait().await;
+        Ok(())
+    }
+
+    /// One connection: the TLS handshake (if any), then HTTP until it ends or the token is
+    /// cancelled.
+    async fn connection<S, B>(self, stream: TcpStream, service: S, token: CancellationToken)
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let Some(acceptor) = &self.tls else {
+            return self.http(stream, service, token).await;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => self.http(tls, service, token).await,
+            Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake refused"),
+            Err(_) => {}
+        }
+    }
+
+    async fn http<I, S, B>(&self, io: I, service: S, token: CancellationToken)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        if let Some(timeout) = self.header_read_timeout {
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+        }
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            }
+            () = token.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// Serves an axum router over TLS until the token is cancelled. Handshake failures (e.g. a
+/// certificate that is not allow-listed) close that connection only.
+pub async fn serve_https(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    HttpServer::tls(config)
+        .serve_router(listener, router, token)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DevPki;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> String {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    fn router() -> axum::Router {
+        axum::Router::new().route("/", axum::routing::get(|| async { "hello" }))
+    }
+
+    #[tokio::test]
+    async fn plain_connections_are_served_until_cancelled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = CancellationToken::new();
+        let server = tokio::spawn(
+            HttpServer::plain()
+                .header_read_timeout(Duration::from_secs(1))
+                .serve_router(listener, router(), token.clone()),
+        );
+        let answer = get(TcpStream::connect(addr).await.unwrap()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello"), "{answer}");
+        token.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn tls_requires_a_client_certificate_from_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::ensure(dir.path(), &["server", "client"]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = CancellationToken::new();
+        let config = pki.files("server").unwrap().https_server().unwrap();
+        let server = tokio::spawn(serve_https(listener, config, router(), token.clone()));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+        let mut client = pki.files("client").unwrap().https_client().unwrap();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+        assert!(get(tls).await.ends_with("hello"));
+
+        // Without a client certificate the handshake fails; the server keeps serving.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in crate::pem::read_certs(&pki.ca()).unwrap() {
+            roots.add(ca).unwrap();
+        }
+        let anonymous = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let refused = async {
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(anonymous))
+                .connect(name, TcpStream::connect(addr).await?)
+                .await?;
+            tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+            let mut answer = Vec::new();
+            tls.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        assert!(refused.await.is_err());
+
+        token.cancel();
+        server.await.unwrap().unwrap();
+    }
+}
