@@ -5,6 +5,12 @@
 //! everything else — databases, the dev PKI and a service's arguments from it, parsing a
 //! configuration, HTTPS clients — is `openwarn_testkit`'s.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a failure here is a failed test"
+)]
+
 use openwarn_bootstrap::RunningService;
 use openwarn_mtls::DevPki;
 use openwarn_protocol::cwa::SubmissionPayload;

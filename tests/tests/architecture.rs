@@ -9,6 +9,12 @@
 //! The rules are pure functions over the dependency graph (from `cargo metadata`) and the source
 //! tree, so the tests below also show that each rule fails when it is broken.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -50,6 +56,11 @@ fn workspace_root() -> PathBuf {
 /// The workspace's packages from `cargo metadata`, classified by where they live.
 fn workspace() -> BTreeMap<String, Package> {
     let root = workspace_root();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "integration test: CARGO is the cargo binary running this test, not a service \
+                  setting"
+    )]
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args([

@@ -12,6 +12,12 @@
 //! per run (four routes) — the documented false-alarm rate. It is a statistical test, not a
 //! timing threshold: no latency value is asserted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_e2e::{Chain, payload, sha256_hex};
 use openwarn_protocol::Message;
 use std::time::Instant;

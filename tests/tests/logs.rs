@@ -1,6 +1,12 @@
 //! Logs never contain GUIDs or their hashes, registration tokens, TANs, teleTANs (or their
 //! hashes) or client addresses — checked on everything the verification chain logs at debug level.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_e2e::{Chain, sha256_hex};
 use openwarn_protocol::verification::v1::{IssueTeleTanRequest, ReserveTanRequest, TeleTanType};
 use serde_json::{Value, json};

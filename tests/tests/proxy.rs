@@ -2,6 +2,12 @@
 //! reaches it): forbidden headers and addresses never arrive, nor fakes, unknown paths, oversized
 //! or slow bodies; rate limiting answers 429 with Retry-After; an upstream outage is a 503.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};

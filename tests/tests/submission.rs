@@ -1,6 +1,12 @@
 //! Uploads over real sockets: TAN reserve → store → commit, every error code, a TAN spent exactly
 //! once under concurrency, a storage failure that keeps the TAN usable, a verification outage.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_e2e::{Chain, payload};
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;

@@ -1,6 +1,12 @@
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported over OTLP, and a gRPC call carries
 //! the caller's W3C trace context: the server's span joins the caller's trace.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };

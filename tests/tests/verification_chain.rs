@@ -2,6 +2,12 @@
 //! reservation over gRPC with mutual TLS. Runs on SQLite + in-memory store, and on PostgreSQL +
 //! Redis when configured (required with CI=true).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_e2e::{Chain, sha256_hex};
 use openwarn_protocol::testresult::v1::MarkRedeemedRequest;
 use openwarn_protocol::verification::v1::{

@@ -80,7 +80,7 @@ fn package_build(n: usize) -> anyhow::Result<()> {
     let package = Package::build(&batch, exports.iter(), std::slice::from_ref(&signer));
     let signed = built.elapsed();
     let zipped_at = Instant::now();
-    let zip = package.to_zip();
+    let zip = package.to_zip()?;
     let zipped = zipped_at.elapsed();
     let total = started.elapsed();
     println!(

@@ -14,17 +14,27 @@ use std::time::Instant;
 /// Answers `Ok` when the service can serve, or the reason it cannot.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Histogram buckets of every latency metric (seconds).
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+// `set_buckets` rejects only an empty list.
+const _: () = assert!(!LATENCY_BUCKETS.is_empty());
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ])
-                .expect("static buckets are valid")
-                .build_recorder();
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .unwrap_or_else(|e| {
+                    // Unreachable (the buckets are a non-empty constant, checked at compile time);
+                    // should it happen, latencies are still recorded, as summaries.
+                    tracing::error!(error = %e, "latency histogram buckets rejected");
+                    PrometheusBuilder::new()
+                });
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed in tests; ours still renders its own data.
             let _ = metrics::set_global_recorder(recorder);
@@ -70,4 +80,18 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     metrics::histogram!("openwarn_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_accepted() {
+        assert!(
+            PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .is_ok()
+        );
+    }
 }

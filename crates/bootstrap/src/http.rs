@@ -4,11 +4,11 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// An error answer: a status and a short machine-readable reason, e.g. `400 {"error":"malformed_json"}`.
@@ -51,13 +51,15 @@ pub fn json_response(
     let bytes = if padded_length > 0 {
         padded_json(body, padded_length)
     } else {
-        serde_json::to_vec(body).expect("a JSON map always serializes")
+        Value::Object(body.clone()).to_string().into_bytes()
     };
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(bytes))
-        .expect("static response parts are valid")
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 const PADDING_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -66,16 +68,18 @@ const PADDING_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 pub fn padded_json(body: &Map<String, Value>, length: usize) -> Vec<u8> {
     let mut map = body.clone();
     map.insert("responsePadding".into(), Value::String(String::new()));
-    let bare = serde_json::to_vec(&map)
-        .expect("a JSON map always serializes")
-        .len();
+    // `Value`'s `Display`: serde_json's infallible serialization (string keys, into memory).
+    let mut object = Value::Object(map);
+    let bare = object.to_string().len();
     let fill = length.saturating_sub(bare);
     let mut rng = rand::rng();
     let padding: String = (0..fill)
         .map(|_| PADDING_ALPHABET[rng.random_range(0..PADDING_ALPHABET.len())] as char)
         .collect();
-    map.insert("responsePadding".into(), Value::String(padding));
-    serde_json::to_vec(&map).expect("a JSON map always serializes")
+    if let Some(slot) = object.get_mut("responsePadding") {
+        *slot = Value::String(padding);
+    }
+    object.to_string().into_bytes()
 }
 
 /// Reads a JSON request body: 415 unless `Content-Type: application/json`, 413 over `limit` bytes,
@@ -171,8 +175,14 @@ impl LatencyReservoir {
         }
     }
 
+    /// The ring, also after a panic elsewhere while it was held: every update leaves it whole (a
+    /// push or one slot written, then the index moved), so a poisoned lock holds valid samples.
+    fn ring(&self) -> MutexGuard<'_, Ring> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn record(&self, latency: Duration) {
-        let mut ring = self.inner.lock().expect("reservoir lock");
+        let mut ring = self.ring();
         if ring.samples.len() < ring.capacity {
             ring.samples.push(latency);
         } else {
@@ -183,7 +193,7 @@ impl LatencyReservoir {
     }
 
     pub fn sample(&self) -> Duration {
-        let mut ring = self.inner.lock().expect("reservoir lock");
+        let mut ring = self.ring();
         if ring.samples.is_empty() {
             let factor = ring.rng.random_range(0.5..1.5);
             self.fallback.mul_f64(factor)
@@ -195,7 +205,7 @@ impl LatencyReservoir {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("reservoir lock").samples.len()
+        self.ring().samples.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -229,6 +239,32 @@ mod tests {
         let parsed: Map<String, Value> = serde_json::from_slice(&b).unwrap();
         assert_eq!(parsed["labId"], "lab-1");
         assert!(parsed["responsePadding"].as_str().unwrap().len() > 100);
+    }
+
+    #[tokio::test]
+    async fn json_responses_carry_status_type_and_compact_body() {
+        let response = ApiError::bad_request("malformed_json").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response
+                .headers()
+                .get_all(header::CONTENT_TYPE)
+                .iter()
+                .collect::<Vec<_>>(),
+            ["application/json"]
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1000)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"error":"malformed_json"}"#);
+
+        let padded = json_response(StatusCode::OK, &map(&[("a", 1.into())]), 64);
+        assert_eq!(padded.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(padded.into_body(), 1000)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 64);
+        assert!(body.starts_with(br#"{"a":1,"responsePadding":""#));
     }
 
     #[test]
@@ -337,7 +373,8 @@ impl Default for PreciseTimer {
 }
 
 impl PreciseTimer {
-    /// Starts the timer thread; it ends when the last clone of this timer is dropped.
+    /// Starts the timer thread; it ends when the last clone of this timer is dropped. Should the
+    /// thread fail to start, the timer says so in the log and waits with Tokio's timer instead.
     pub fn new() -> Self {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
@@ -364,7 +401,7 @@ impl PreciseTimer {
 
         let (requests, incoming) =
             std::sync::mpsc::channel::<(Instant, tokio::sync::oneshot::Sender<()>)>();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("openwarn-precise-timer".into())
             .spawn(move || {
                 let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
@@ -386,6 +423,12 @@ impl PreciseTimer {
                         Err(RecvTimeoutError::Disconnected) if heap.is_empty() => return,
                         Err(RecvTimeoutError::Disconnected) => {
                             if let Some(Reverse(d)) = heap.peek() {
+                                #[allow(
+                                    clippy::disallowed_methods,
+                                    reason = "the timer's own dedicated thread, not a runtime \
+                                              worker: sleeping until the last deadline blocks \
+                                              no task"
+                                )]
                                 std::thread::sleep(d.0.saturating_duration_since(Instant::now()));
                             }
                         }
@@ -397,8 +440,11 @@ impl PreciseTimer {
                         }
                     }
                 }
-            })
-            .expect("spawn the timer thread");
+            });
+        if let Err(e) = spawned {
+            // The receiver went with the closure: every `sleep_until` falls back to Tokio's timer.
+            tracing::warn!(error = %e, "precise timer thread not started; using the Tokio timer");
+        }
         Self {
             requests,
             lateness_micros: std::sync::Arc::default(),

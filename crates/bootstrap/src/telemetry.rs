@@ -48,7 +48,7 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter =
         EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let no_color = no_color_requested();
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -97,6 +97,16 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
         .with(otel)
         .try_init();
     Ok(TelemetryGuard { provider })
+}
+
+/// Whether the environment asks programs for no colour: `NO_COLOR` set and not empty.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "NO_COLOR is the cross-program terminal convention (no-color.org), not an OpenWarn \
+              setting for clap; it is read once, next to the terminal check, at start-up"
+)]
+fn no_color_requested() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Whether logs carry ANSI colour codes: text logs on a terminal only, never in a file or a pipe

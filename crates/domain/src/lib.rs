@@ -29,7 +29,7 @@ mod test_result;
 pub use country::{CountryCode, VisitedCountries};
 pub use error::ParseError;
 pub use guid::HashedGuid;
-pub use hash::sha256_hex;
+pub use hash::{hmac_sha256, sha256_hex};
 pub use secret::{RegistrationToken, Tan, canonical_uuid_v4};
 pub use teletan::TeleTan;
 pub use test_result::TestResult;

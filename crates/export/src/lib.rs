@@ -37,6 +37,8 @@ pub enum ExportError {
     Decode(&'static str),
     #[error("no signature verifies with the key")]
     BadSignature,
+    #[error("cannot write the package: {0}")]
+    Write(String),
 }
 
 /// One signing key with the `SignatureInfo` it is published under.
@@ -93,6 +95,10 @@ impl Signer {
 
     /// DER signature over the SHA-256 `digest` of an `export.bin`. Deterministic (RFC 6979): the
     /// same bytes always get the same signature, so reruns publish identical files.
+    #[allow(
+        clippy::expect_used,
+        reason = "a SHA-256 digest is 32 bytes, the prehash P-256 signs; RFC 6979 needs no randomness"
+    )]
     fn sign_digest(&self, digest: &[u8]) -> Vec<u8> {
         let signature: Signature = self
             .key
@@ -206,7 +212,7 @@ impl Package {
         // the whole message (fields in number order), without holding a second copy of the keys.
         let mut bin = Vec::with_capacity(HEADER.len() + head.encoded_len() + keys.len() * 36);
         bin.extend_from_slice(HEADER);
-        head.encode(&mut bin).expect("a Vec grows as needed");
+        bin.extend_from_slice(&head.encode_to_vec());
         for key in keys {
             openwarn_protocol::prost::encoding::message::encode(7, key, &mut bin);
         }
@@ -233,7 +239,8 @@ impl Package {
 
     /// The zip file: export.bin then export.sig, deflated, with fixed timestamps (the same
     /// package always zips to the same bytes).
-    pub fn to_zip(&self) -> Vec<u8> {
+    pub fn to_zip(&self) -> Result<Vec<u8>, ExportError> {
+        let write = |e: zip::result::ZipError| ExportError::Write(e.to_string());
         let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(
             self.bin.len() + self.sig.len() + 512,
         )));
@@ -243,10 +250,11 @@ impl Package {
             .last_modified_time(zip::DateTime::default())
             .large_file(false);
         for (name, data) in [(BIN_NAME, &self.bin), (SIG_NAME, &self.sig)] {
-            out.start_file(name, options).expect("writing to memory");
-            out.write_all(data).expect("writing to memory");
+            out.start_file(name, options).map_err(write)?;
+            out.write_all(data)
+                .map_err(|e| ExportError::Write(e.to_string()))?;
         }
-        out.finish().expect("writing to memory").into_inner()
+        Ok(out.finish().map_err(write)?.into_inner())
     }
 
     /// Reads a package zip.

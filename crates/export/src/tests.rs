@@ -76,7 +76,7 @@ fn a_package_we_build_verifies_with_every_rotation_key_and_no_other() {
         region: "DE".into(),
     };
     let package = Package::build(&batch, keys.iter(), &[old.clone(), new.clone()]);
-    let reopened = Package::open(&package.to_zip()).unwrap();
+    let reopened = Package::open(&package.to_zip().unwrap()).unwrap();
     assert_eq!(reopened, package);
     old.verifier().verify(&reopened).unwrap();
     new.verifier().verify(&reopened).unwrap();
@@ -135,7 +135,7 @@ fn signing_is_deterministic_and_zips_are_byte_identical() {
     let batch = Batch::default();
     let a = Package::build(&batch, [key(3, 144)].iter(), std::slice::from_ref(&signer));
     let b = Package::build(&batch, [key(3, 144)].iter(), std::slice::from_ref(&signer));
-    assert_eq!(a.to_zip(), b.to_zip());
+    assert_eq!(a.to_zip().unwrap(), b.to_zip().unwrap());
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn signed_content_without_header_verifies_as_content_only() {
         1,
         1,
     );
-    let reopened = Package::open(&package.to_zip()).unwrap();
+    let reopened = Package::open(&package.to_zip().unwrap()).unwrap();
     signer.verifier().verify_content(&reopened).unwrap();
     let mut bad = reopened.clone();
     bad.bin[0] ^= 1;

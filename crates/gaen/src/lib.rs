@@ -7,7 +7,7 @@
 //! Checked field by field against the published test vectors (`tests/vectors.rs`).
 
 use aes::Aes128;
-use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use ctr::cipher::{KeyIvInit, StreamCipher};
 
 /// Seconds per Exposure Notification interval (an identifier is broadcast for one interval).
@@ -59,6 +59,10 @@ impl Tek {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "HKDF-SHA256 expands to any length up to 255 * 32 bytes; 16 always fits"
+)]
 fn hkdf(ikm: &[u8; 16], info: &[u8]) -> [u8; 16] {
     let mut okm = [0; 16];
     hkdf::Hkdf::<sha2::Sha256>::new(None, ikm)

@@ -1,4 +1,8 @@
 //! Every field of the published GAEN crypto test vectors (tests/data/crypto-vectors.json).
+#![allow(
+    clippy::unwrap_used,
+    reason = "integration test: a failure is a failed test"
+)]
 
 use openwarn_gaen::{
     TEK_ROLLING_PERIOD, Tek, en_interval_number, metadata, rolling_start, tx_power,

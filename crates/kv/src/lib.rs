@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +59,17 @@ pub struct MemoryStore {
 
 const SWEEP_ABOVE: usize = 100_000;
 
+/// Locks one of the maps, also after a panic elsewhere while it was held: every update is one map
+/// operation that leaves the map whole, so what a poisoned lock guards is still valid.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[async_trait]
 impl KvStore for MemoryStore {
     async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, KvError> {
         let now = Instant::now();
-        let mut entries = self.entries.lock().expect("kv lock");
+        let mut entries = lock(&self.entries);
         if entries.len() > SWEEP_ABOVE {
             entries.retain(|_, (_, expires)| *expires > now);
         }
@@ -77,7 +83,7 @@ impl KvStore for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<u64, KvError> {
         let now = Instant::now();
-        let entries = self.entries.lock().expect("kv lock");
+        let entries = lock(&self.entries);
         Ok(entries
             .get(key)
             .filter(|(_, expires)| *expires > now)
@@ -90,7 +96,7 @@ impl KvStore for MemoryStore {
 
     async fn try_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, KvError> {
         let now = Instant::now();
-        let mut leases = self.leases.lock().expect("kv lock");
+        let mut leases = lock(&self.leases);
         match leases.get(key) {
             Some((_, expires)) if *expires > now => Ok(false),
             _ => {
@@ -101,7 +107,7 @@ impl KvStore for MemoryStore {
     }
 
     async fn release_lease(&self, key: &str, holder: &str) -> Result<(), KvError> {
-        let mut leases = self.leases.lock().expect("kv lock");
+        let mut leases = lock(&self.leases);
         if leases.get(key).is_some_and(|(h, _)| h == holder) {
             leases.remove(key);
         }
@@ -227,6 +233,11 @@ mod tests {
     use super::*;
 
     /// The in-memory store, plus Redis when `OPENWARN_TEST_REDIS_URL` is set (required under CI).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "tests only: the test environment (OPENWARN_TEST_REDIS_URL, CI) picks the stores \
+                  under test; no service configuration is read here"
+    )]
     async fn stores() -> Vec<Arc<dyn KvStore>> {
         let mut stores: Vec<Arc<dyn KvStore>> = vec![Arc::new(MemoryStore::default())];
         match std::env::var("OPENWARN_TEST_REDIS_URL") {

@@ -7,14 +7,13 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Lowercase hex SHA-256 of a DER certificate: how labs are allow-listed.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    openwarn_domain::sha256_hex(der)
 }
 
 /// Lowercase hex SHA-256 fingerprint of the first certificate in a PEM file.

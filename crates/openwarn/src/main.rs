@@ -97,24 +97,37 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 /// itself, which it cannot do when SIGKILLed.
 const EXIT_WITH_PARENT: &str = "OPENWARN_EXIT_WITH_PARENT";
 
+/// Asks the kernel for SIGTERM when the parent dies, if `up` asked for it. `false` when the parent
+/// has already died: the process then exits at once, with status 1.
 #[cfg(target_os = "linux")]
-fn exit_with_parent() {
+#[allow(
+    clippy::disallowed_methods,
+    reason = "OPENWARN_EXIT_WITH_PARENT is the supervision handshake `up` puts in its own \
+              children's environment, never a user setting for clap; it is checked first in \
+              `main`, before anything starts"
+)]
+fn exit_with_parent() -> bool {
     if std::env::var_os(EXIT_WITH_PARENT).is_some() {
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
         // The parent may have died before that call.
         if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
-            std::process::exit(1);
+            return false;
         }
     }
+    true
 }
 
 #[cfg(not(target_os = "linux"))]
-fn exit_with_parent() {
+fn exit_with_parent() -> bool {
     let _ = EXIT_WITH_PARENT;
+    true
 }
 
 fn main() -> ExitCode {
-    exit_with_parent();
+    if !exit_with_parent() {
+        // Nothing has started yet: returning is as immediate as exiting, and the status is 1.
+        return ExitCode::FAILURE;
+    }
     match Cli::parse().command {
         Command::Service(Service::TestResult(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_test_result::TestResultService>(*cli)

@@ -1,6 +1,12 @@
 //! The command line without a running stack: what it says when there is none, and what `--help`
 //! must not show.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use std::process::{Command, Output};
 
 fn openwarn(args: &[&str]) -> Output {

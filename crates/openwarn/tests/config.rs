@@ -1,5 +1,11 @@
 //! Invalid configuration: the process exits non-zero and its message names the setting.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use std::process::Output;
 
 fn service(args: &[&str]) -> Output {

@@ -2,6 +2,12 @@
 //! on SQLite with the in-memory store and, when configured (required in CI), PostgreSQL + Redis:
 //! lab result → registration → TAN → proxy → submission → keys back through StreamDiagnosisKeys.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;

@@ -4,6 +4,12 @@
 //! rejected by every phone; thousands of fake requests change nothing in any database; and
 //! load mode drives every kind of traffic without errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -148,7 +154,7 @@ async fn an_upload_on_one_phone_warns_another() {
     let mut package = openwarn_export::Package::open(&std::fs::read(&object).unwrap()).unwrap();
     let last = package.bin.len() - 1;
     package.bin[last] ^= 0x01;
-    std::fs::write(&object, package.to_zip()).unwrap();
+    std::fs::write(&object, package.to_zip().unwrap()).unwrap();
 
     // A hundred phones with 30 fake requests each, downloading everything; nothing changes in
     // any database, and every phone rejects the tampered package (and only it).

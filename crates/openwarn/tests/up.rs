@@ -1,6 +1,12 @@
 //! `openwarn up` as a user runs it: separate processes, endpoints printed, teleTAN issued through
 //! the CLI, a clean stop on SIGTERM, and the whole stack stopping when one service dies.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::process::Command;

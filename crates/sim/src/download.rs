@@ -9,7 +9,7 @@ use openwarn_protocol::config::v1::ApplicationConfiguration;
 use openwarn_protocol::gaen::TemporaryExposureKey;
 use reqwest::StatusCode;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A package a phone refused, and why.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -156,7 +156,13 @@ impl Downloads {
             return Ok(Err(format!("status {}", answer.status)));
         }
         let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&answer.body).into();
-        if let Some(known) = self.verified.lock().expect("cache lock").get(&digest) {
+        // A poisoned cache still holds whole entries (each is one insert): keep using it.
+        if let Some(known) = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+        {
             return Ok(known.clone());
         }
         let outcome = Package::open(&answer.body)
@@ -168,7 +174,7 @@ impl Downloads {
             .map_err(|e| format!("verification failed: {e}"));
         self.verified
             .lock()
-            .expect("cache lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(digest, outcome.clone());
         Ok(outcome)
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -97,7 +97,9 @@ impl Stats {
 
     fn record(&self, label: &'static str, latency: Duration, error: Option<String>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut map = self.by_label.lock().expect("stats lock");
+        // A poisoned lock still guards whole series (a panicking task cannot leave one half
+        // written): keep counting.
+        let mut map = self.by_label.lock().unwrap_or_else(PoisonError::into_inner);
         let series = map.entry(label).or_default();
         series
             .micros
@@ -404,7 +406,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     let seconds = started.elapsed().as_secs_f64();
-    let map = std::mem::take(&mut *stats.by_label.lock().expect("stats lock"));
+    let map = std::mem::take(
+        &mut *stats
+            .by_label
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     let endpoints: Vec<EndpointReport> = map
         .into_iter()
         .map(|(label, mut s)| {

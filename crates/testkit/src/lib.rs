@@ -11,6 +11,12 @@
 //! binary would ([`config`]), free ports, readiness, HTTPS clients with a test certificate, and
 //! `openwarn up` as a child process ([`launcher`]). Like every crate, it links no service.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a failure here is a failed test"
+)]
+
 pub mod launcher;
 
 use diesel::connection::SimpleConnection;
@@ -22,10 +28,19 @@ pub const POSTGRES_ENV: &str = "OPENWARN_TEST_POSTGRES_URL";
 pub const REDIS_ENV: &str = "OPENWARN_TEST_REDIS_URL";
 
 /// Whether this run is CI's (`CI=true`), where every backend is required.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test support: CI is the test environment's switch, not a service setting for clap"
+)]
 pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "test support: OPENWARN_TEST_POSTGRES_URL / OPENWARN_TEST_REDIS_URL name the test \
+              backends, not a service setting for clap"
+)]
 fn backend_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
@@ -347,6 +362,11 @@ impl S3Server {
                 std::time::Instant::now() < deadline,
                 "moto did not start within 30 s"
             );
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "test support: a sync helper polling moto's start-up; blocking the \
+                          test that waits for it is the point"
+            )]
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }

@@ -1,11 +1,9 @@
 //! Keys as distribution holds them (compact: 28 bytes each), when each one may be published, and
 //! the padding that hides how many real keys an hour had.
 
-use hmac::{Hmac, Mac};
 use openwarn_protocol::gaen::TemporaryExposureKey;
 use openwarn_protocol::metadata::dsos_from_trl;
 use openwarn_protocol::submission::v1::DiagnosisKey;
-use sha2::Sha256;
 
 /// Seconds of one ENIntervalNumber.
 pub const INTERVAL_SECONDS: i64 = 600;
@@ -70,11 +68,14 @@ pub fn max_lag_hours(embargo_seconds: i64) -> i64 {
 pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
     let originals = real.len();
     for i in 0..minimum.saturating_sub(originals) {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(b"openwarn-padding");
-        mac.update(&hour.to_be_bytes());
-        mac.update(&(i as u64).to_be_bytes());
-        let bytes = mac.finalize().into_bytes();
+        let bytes = openwarn_domain::hmac_sha256(
+            secret,
+            &[
+                b"openwarn-padding",
+                &hour.to_be_bytes(),
+                &(i as u64).to_be_bytes(),
+            ],
+        );
         let mut data = [0u8; 16];
         data.copy_from_slice(&bytes[..16]);
         let key = if originals > 0 {
@@ -93,8 +94,9 @@ pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
                 rolling_period: INTERVALS_PER_DAY,
                 transmission_risk,
                 report_type: 1,
+                // The table's values lie in -3..=15.
                 days_since_onset: i16::try_from(dsos_from_trl(i32::from(transmission_risk)))
-                    .expect("a small number of days"),
+                    .unwrap_or(0),
             }
         };
         real.push(key);

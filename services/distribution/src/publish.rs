@@ -136,7 +136,7 @@ fn parse_date(s: &str) -> Option<i64> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     // Only the canonical spelling counts (no "2026-1-5").
     (d.format("%Y-%m-%d").to_string() == s)
-        .then(|| (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days())
+        .then(|| (d - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days())
 }
 
 /// What the tree holds now.
@@ -554,7 +554,7 @@ impl Publisher {
         keys: &[Key],
     ) -> Result<Created, TreeError> {
         let exports: Vec<_> = keys.iter().map(Key::to_export).collect();
-        let zip = Package::build(batch, exports.iter(), &self.signers).to_zip();
+        let zip = Package::build(batch, exports.iter(), &self.signers).to_zip()?;
         let created = self.tree.create(path, zip).await?;
         if created == Created::AlreadyThere {
             // Only a concurrent writer that got past the lease (an expired lease) gets here.
@@ -576,7 +576,7 @@ impl Publisher {
                 return Ok(AppConfigOutcome::Refused(e.to_string()));
             }
         };
-        let zip = Package::signed(config, &self.signers, 1, 1).to_zip();
+        let zip = Package::signed(config, &self.signers, 1, 1).to_zip()?;
         if self
             .replace_if_changed(&self.app_config_path(), zip)
             .await?

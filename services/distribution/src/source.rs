@@ -67,7 +67,10 @@ pub struct InMemory {
 
 impl InMemory {
     pub fn push(&self, key: DiagnosisKey) {
-        self.keys.lock().expect("source lock").push(key);
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key);
     }
 }
 
@@ -77,7 +80,7 @@ impl KeySource for InMemory {
         let mut keys: Vec<DiagnosisKey> = self
             .keys
             .lock()
-            .expect("source lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .filter(|k| (from_hour..until_hour).contains(&k.submission_hour))
             .cloned()

@@ -23,6 +23,8 @@ pub enum TreeError {
     Store(#[from] object_store::Error),
     #[error("object store configuration: {0}")]
     Config(String),
+    #[error("package: {0}")]
+    Package(#[from] openwarn_export::ExportError),
 }
 
 /// What an object is, which decides how it is served and cached.

@@ -1,5 +1,10 @@
 //! Publishing rules on both object stores: the local filesystem and a real S3-compatible server
 //! (moto; required under CI=true).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
 
 use clap::Parser;
 use openwarn_distribution::publish::{
@@ -579,6 +584,10 @@ async fn the_app_config_is_signed_and_an_invalid_one_is_refused_keeping_the_prev
 /// Pins the bytes of export.bin for a fixed key set and time (regenerate with
 /// OPENWARN_UPDATE_GOLDEN=1 after a deliberate format change).
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test-only switch (OPENWARN_UPDATE_GOLDEN) to regenerate the golden file, not service configuration"
+)]
 async fn golden_export_bin() {
     let h = hour_of("2026-11-20T09:00:00Z");
     let source = InMemory::default();

@@ -1,5 +1,10 @@
 //! The service as deployed in embedded mode: the tree over HTTP with CDN headers, manual runs on
 //! the admin port, a dependency outage as 503, and configuration errors that name the setting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
 
 use clap::Parser;
 use openwarn_distribution::publish::{AppConfigSource, Publisher, Settings};

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use openwarn_bootstrap::http::{LatencyReservoir, is_fake, padded_json};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub type HttpsClient = hyper_util::client::legacy::Client<
@@ -152,13 +152,15 @@ pub fn routes(limits: &Limits) -> Vec<Route> {
 
 fn error(status: StatusCode, reason: &'static str) -> Response<Full<Bytes>> {
     metrics::counter!("openwarn_proxy_refused_total", "reason" => reason).increment(1);
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(format!(
-            "{{\"error\":\"{reason}\"}}"
-        ))))
-        .expect("static response parts are valid")
+    let mut response = Response::new(Full::new(Bytes::from(format!(
+        "{{\"error\":\"{reason}\"}}"
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn retry_after(secs: u64) -> Response<Full<Bytes>> {
@@ -265,7 +267,11 @@ impl Gateway {
     /// latency drawn from the route's real ones has passed since the request arrived.
     async fn fake(&self, route: &Route, started: Instant) -> Response<Full<Bytes>> {
         // Build the answer first: only then wait, until the drawn latency has passed.
-        let template = route.template.lock().expect("template lock").clone();
+        let template = route
+            .template
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut response = Response::new(Full::new(fake_body(&template)));
         *response.status_mut() = template.status;
         if let Some(content_type) = template.content_type {
@@ -385,7 +391,10 @@ fn relay(
 ) -> Response<Full<Bytes>> {
     let succeeded = parts.status.is_success();
     if succeeded {
-        *route.template.lock().expect("template lock") = Template {
+        *route
+            .template
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Template {
             status: parts.status,
             content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
             length: body.len(),

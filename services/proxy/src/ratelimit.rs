@@ -5,14 +5,10 @@
 //! one window) can be turned back into an address without the secret. IPv6 clients are counted
 //! per /64 (a phone's address changes within its /64); IPv4-mapped addresses count as IPv4.
 
-use hmac::{Hmac, Mac};
 use openwarn_kv::{KvError, KvStore};
-use sha2::Sha256;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Debug, Clone)]
 pub struct Limiter {
@@ -30,9 +26,7 @@ pub struct Limited {
 }
 
 fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    openwarn_domain::hmac_sha256(key, &[data])
 }
 
 /// The bytes that identify a client: the IPv4 address, or the /64 prefix of an IPv6 address.
