@@ -45,7 +45,7 @@ async fn no_secret_or_address_reaches_the_logs() {
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter("debug")
+        .with_max_level(tracing::Level::DEBUG)
         .with_writer(move || writer.clone())
         .init();
 

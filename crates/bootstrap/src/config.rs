@@ -209,7 +209,7 @@ pub struct TelemetryArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info,openwarn_verification=debug`.
+    /// Log filter: a default level and `target=level` directives, e.g. `info,openwarn_verification=debug`.
     #[arg(long = "log", env = "OPENWARN_LOG", default_value = "info")]
     pub log_filter: String,
     /// OTLP/gRPC collector to export spans to (e.g. `http://otel-collector:4317`); none: no export.

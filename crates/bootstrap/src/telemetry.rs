@@ -15,9 +15,10 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -43,11 +44,17 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// `OPENWARN_LOG`: a default level and `target=level` directives (`info,openwarn_verification=debug`).
+fn log_filter(directives: &str) -> Result<Targets, TelemetryError> {
+    directives
+        .parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| TelemetryError::Filter(e.to_string()))
+}
+
 /// Installs the global subscriber for a service process. Call once, from `main`.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter =
-        EnvFilter::try_new(&args.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let filter = log_filter(&args.log_filter)?;
     let no_color = no_color_requested();
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -176,6 +183,17 @@ mod tests {
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
     use tonic::service::Interceptor;
+
+    #[test]
+    fn log_filters_take_a_level_and_target_directives() {
+        use tracing::Level;
+        let filter = log_filter("info,openwarn_verification=debug").unwrap();
+        assert!(filter.would_enable("openwarn_verification::app", &Level::DEBUG));
+        assert!(!filter.would_enable("openwarn_proxy", &Level::DEBUG));
+        assert!(filter.would_enable("openwarn_proxy", &Level::INFO));
+        let refused = log_filter("info,openwarn=loud").unwrap_err();
+        assert!(refused.to_string().contains("OPENWARN_LOG"), "{refused}");
+    }
 
     #[test]
     fn only_text_logs_on_a_terminal_are_coloured() {
