@@ -323,3 +323,72 @@ fn a_table_shared_by_two_services_is_reported() {
     let violations = storage_violations(&root, &tables, &migrations);
     assert_eq!(violations.len(), 3, "{violations:?}");
 }
+
+/// Paths in the workspace's sources that reach outside the repository for data: the reference
+/// folder beside our checkouts (absent from a user's clone) in any source, build file or script. Compile-time includes are also caught by CI building a copy with nothing beside it;
+/// this catches files read at run time too.
+fn outside_references(root: &Path) -> Vec<String> {
+    // Built at run time so that this file does not match itself.
+    let needles = [
+        format!("shared{}reference", '/'),
+        format!("shared{}CONTRACT", '/'),
+    ];
+    let mut found = Vec::new();
+    for top in [
+        "crates", "services", "tests", ".ci", "deploy", "k8s", "proto", "examples",
+    ] {
+        visit(&root.join(top), &mut |path| {
+            let scanned = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["rs", "toml", "py", "sh", "yaml", "yml", "json", "proto"].contains(&e)
+            }) || path
+                .file_name()
+                .is_some_and(|n| n == "run" || n == "Dockerfile");
+            if !scanned {
+                return;
+            }
+            let Ok(text) = std::fs::read_to_string(path) else {
+                return;
+            };
+            for (n, line) in text.lines().enumerate() {
+                if needles.iter().any(|needle| line.contains(needle.as_str())) {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        });
+    }
+    for file in ["Cargo.toml", "build.rs"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(file)) {
+            if needles.iter().any(|needle| text.contains(needle.as_str())) {
+                found.push(file.to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn nothing_reads_outside_the_repository() {
+    let found = outside_references(&workspace_root());
+    assert!(
+        found.is_empty(),
+        "the repository must stand alone; copy the data into it:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn a_reference_outside_the_repository_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("crates/x/tests");
+    std::fs::create_dir_all(&tests).unwrap();
+    std::fs::write(
+        tests.join("data.rs"),
+        format!(
+            "const D: &[u8] = include_bytes!(\"../../../shared{}reference/x.bin\");",
+            '/'
+        ),
+    )
+    .unwrap();
+    let found = outside_references(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+}
