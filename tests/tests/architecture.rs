@@ -357,10 +357,10 @@ fn outside_references(root: &Path) -> Vec<String> {
         });
     }
     for file in ["Cargo.toml", "build.rs"] {
-        if let Ok(text) = std::fs::read_to_string(root.join(file)) {
-            if needles.iter().any(|needle| text.contains(needle.as_str())) {
-                found.push(file.to_owned());
-            }
+        if let Ok(text) = std::fs::read_to_string(root.join(file))
+            && needles.iter().any(|needle| text.contains(needle.as_str()))
+        {
+            found.push(file.to_owned());
         }
     }
     found

@@ -109,7 +109,7 @@ async fn alternate(
             .build()
             .unwrap();
         let samples = runtime.block_on(async move {
-            let phone = reqwest::Client::new();
+            let phone = openwarn_testkit::http_client();
             let (mut r, mut f) = (Sample::default(), Sample::default());
             for (i, (real, fake)) in pairs.into_iter().enumerate() {
                 if i % 2 == 0 {
@@ -220,7 +220,7 @@ fn fakes_are_indistinguishable_from_real_requests() {
 async fn fakes_against_reals() {
     let db = openwarn_testkit::TestDatabase::sqlite();
     let chain = Chain::start(&db, "memory://", &[]).await;
-    let phone = reqwest::Client::new();
+    let phone = openwarn_testkit::http_client();
     let json = |path: &str, body: serde_json::Value, fake: bool| {
         phone
             .post(chain.proxy_url(path))

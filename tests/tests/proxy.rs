@@ -96,7 +96,7 @@ impl Rig {
 #[tokio::test]
 async fn only_allow_listed_headers_reach_the_backend_and_the_app() {
     let rig = rig(&[]).await;
-    let response = reqwest::Client::new()
+    let response = openwarn_testkit::http_client()
         .post(rig.url("/version/v1/tan"))
         .header("content-type", "application/json")
         .header("cwa-fake", "0")
@@ -155,7 +155,7 @@ async fn only_allow_listed_headers_reach_the_backend_and_the_app() {
 #[tokio::test]
 async fn fakes_unknown_paths_oversized_and_slow_bodies_never_arrive() {
     let rig = rig(&["--read-timeout", "1s"]).await;
-    let client = reqwest::Client::new();
+    let client = openwarn_testkit::http_client();
     // One real request per route teaches the proxy what a success looks like.
     for path in [
         "/version/v1/registrationToken",
@@ -170,7 +170,7 @@ async fn fakes_unknown_paths_oversized_and_slow_bodies_never_arrive() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
-    let real_len = reqwest::Client::new()
+    let real_len = openwarn_testkit::http_client()
         .post(rig.url("/version/v1/tan"))
         .header("content-type", "application/json")
         .body("{}")
@@ -316,7 +316,7 @@ fn futures_stream(
 #[tokio::test]
 async fn rate_limiting_answers_429_with_retry_after() {
     let rig = rig(&["--rate-limit", "3", "--rate-limit-window", "1h"]).await;
-    let client = reqwest::Client::new();
+    let client = openwarn_testkit::http_client();
     let send = || {
         client
             .post(rig.url("/version/v1/tan"))
@@ -349,7 +349,7 @@ async fn an_upstream_outage_is_a_503() {
         proxy,
     } = rig;
     upstream.shutdown().await.unwrap();
-    let r = reqwest::Client::new()
+    let r = openwarn_testkit::http_client()
         .post(format!("http://{}/version/v1/tan", proxy.addr("http")))
         .header("content-type", "application/json")
         .body("{}")
@@ -373,7 +373,7 @@ async fn the_rate_limit_key_is_the_ingress_supplied_address_and_cannot_be_spoofe
         "x-forwarded-for",
     ])
     .await;
-    let client = reqwest::Client::new();
+    let client = openwarn_testkit::http_client();
     let send = |xff: &'static str| {
         client
             .post(rig.url("/version/v1/tan"))

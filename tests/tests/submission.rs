@@ -299,7 +299,7 @@ async fn a_verification_outage_is_a_503_and_stores_nothing() {
 async fn the_whole_path_through_the_proxy() {
     for (db, kv) in openwarn_testkit::backends() {
         let chain = Chain::start(&db, &kv, &[]).await;
-        let phone = reqwest::Client::new();
+        let phone = openwarn_testkit::http_client();
         // Lab result, registration, TAN: all of the phone's requests go through the proxy.
         let (_, tan) = chain.positive_session(&phone, |e| chain.proxy_url(e)).await;
         let r = phone

@@ -691,7 +691,11 @@ async fn admin_endpoints_answer() {
         chain.test_result_addr("admin"),
     ] {
         for (path, status) in [("healthz", 200), ("readyz", 200), ("metrics", 200)] {
-            let r = reqwest::get(format!("http://{addr}/{path}")).await.unwrap();
+            let r = openwarn_testkit::http_client()
+                .get(format!("http://{addr}/{path}"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status().as_u16(), status, "{addr}/{path}");
         }
     }
@@ -703,15 +707,17 @@ async fn admin_endpoints_answer() {
         false,
     )
     .await;
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        chain.verification_addr("admin")
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = openwarn_testkit::http_client()
+        .get(format!(
+            "http://{}/metrics",
+            chain.verification_addr("admin")
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("openwarn_http_requests_total"),
         "{metrics}"

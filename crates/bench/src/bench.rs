@@ -204,7 +204,7 @@ async fn prepare_tans(
     for chunk in guids.chunks(1000) {
         let results: Vec<_> = chunk
             .iter()
-            .map(|g| serde_json::json!({"id": g, "result": 2}))
+            .map(|g| serde_json::json!({"id": g, "result": openwarn_domain::TestResult::Positive}))
             .collect();
         let r = client
             .post(format!("http://{}/api/v1/lab/results", stack.lab))
@@ -457,6 +457,28 @@ struct Ceiling {
     cpu: CpuTimes,
 }
 
+impl Ceiling {
+    fn report(&self, clients: usize) {
+        println!(
+            "{:<22} {:>7} tx        {:>9.0}/s  (14-row INSERT per transaction)",
+            format!("pgbench, {clients} clients"),
+            self.transactions,
+            self.per_second
+        );
+        println!(
+            "{:<22} {}",
+            "",
+            cpu_per_request(
+                &[
+                    ("pgbench", Some(self.cpu.children)),
+                    ("postgres", self.cpu.postgres),
+                ],
+                self.transactions
+            )
+        );
+    }
+}
+
 /// Empties the submission database's key table, so every measured phase starts alike.
 fn empty_keys(database: &str) -> anyhow::Result<()> {
     diesel::PgConnection::establish(database)
@@ -474,10 +496,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let stack = start_stack(&args).await?;
     let most = args.concurrency.iter().copied().max().unwrap_or(1);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(most.max(args.fake_concurrency))
-        .tcp_nodelay(true)
-        .build()?;
+    let client = openwarn_sim::app::http_client(|b| {
+        b.pool_max_idle_per_host(most.max(args.fake_concurrency))
+            .tcp_nodelay(true)
+    })?;
     let prepared = Instant::now();
     let total = args.submissions * args.concurrency.len();
     let tans = prepare_tans(&client, &stack, total, most).await?;
@@ -487,23 +509,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         prepared.elapsed().as_secs_f64()
     );
 
-    let mut real = Vec::new();
-    for (level, tans) in args
-        .concurrency
-        .iter()
-        .zip(tans.chunks(args.submissions.max(1)))
-    {
-        empty_keys(&stack.submission_db)?;
-        let run = drive(
-            &client,
-            stack.proxy,
-            Some(Arc::new(tans.to_vec())),
-            tans.len(),
-            *level,
-        )
-        .await;
-        real.push((*level, run));
-    }
+    let real = real_runs(&args, &client, &stack, &tans).await?;
     let fake = drive(
         &client,
         stack.proxy,
@@ -515,49 +521,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for service in stack.services {
         service.shutdown().await?;
     }
-    // The same write, straight into PostgreSQL, on the submission database's table.
-    let mut ceilings = Vec::new();
-    for clients in &args.pgbench_clients {
-        empty_keys(&stack.submission_db)?;
-        ceilings.push((*clients, pgbench(&args, &stack.submission_db, *clients)?));
-    }
+    let ceilings = ceilings(&args, &stack.submission_db)?;
 
-    println!();
-    println!(
-        "machine: {} cores",
-        std::thread::available_parallelism().map_or(0, usize::from),
-    );
-    for (level, run) in &real {
-        run.report(&format!("real, {level} in flight"));
-    }
-    fake.report(&format!("fake, {} in flight", args.fake_concurrency));
-    for (clients, ceiling) in &ceilings {
-        println!(
-            "{:<22} {:>7} tx        {:>9.0}/s  (14-row INSERT per transaction)",
-            format!("pgbench, {clients} clients"),
-            ceiling.transactions,
-            ceiling.per_second
-        );
-        println!(
-            "{:<22} {}",
-            "",
-            cpu_per_request(
-                &[
-                    ("pgbench", Some(ceiling.cpu.children)),
-                    ("postgres", ceiling.cpu.postgres),
-                ],
-                ceiling.transactions
-            )
-        );
-    }
-    let best = |rates: Vec<f64>| rates.into_iter().fold(0.0, f64::max);
-    let ours = best(real.iter().map(|(_, r)| r.per_second()).collect());
-    let ceiling = best(ceilings.iter().map(|(_, c)| c.per_second).collect());
-    println!(
-        "{:<22} {:.2} x PostgreSQL's ceiling ({ours:.0}/s of {ceiling:.0}/s, the best of each)",
-        "real / ceiling",
-        ours / ceiling
-    );
+    print_results(&args, &real, &fake, &ceilings);
     let real_errors: usize = real.iter().map(|(_, r)| r.errors).sum();
     if real_errors > 0 || fake.errors > 0 {
         bail!(
@@ -567,4 +533,72 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One run of real submissions at each concurrency, each on an empty key table with its own
+/// share of the prepared TANs.
+async fn real_runs(
+    args: &BenchArgs,
+    client: &reqwest::Client,
+    stack: &Stack,
+    tans: &[String],
+) -> anyhow::Result<Vec<(usize, Run)>> {
+    let mut real = Vec::new();
+    for (level, tans) in args
+        .concurrency
+        .iter()
+        .zip(tans.chunks(args.submissions.max(1)))
+    {
+        empty_keys(&stack.submission_db)?;
+        let run = drive(
+            client,
+            stack.proxy,
+            Some(Arc::new(tans.to_vec())),
+            tans.len(),
+            *level,
+        )
+        .await;
+        real.push((*level, run));
+    }
+    Ok(real)
+}
+
+/// The same write, straight into PostgreSQL, on the submission database's table: one pgbench
+/// run at each client count.
+fn ceilings(args: &BenchArgs, submission_db: &str) -> anyhow::Result<Vec<(usize, Ceiling)>> {
+    let mut ceilings = Vec::new();
+    for clients in &args.pgbench_clients {
+        empty_keys(submission_db)?;
+        ceilings.push((*clients, pgbench(args, submission_db, *clients)?));
+    }
+    Ok(ceilings)
+}
+
+/// Every run, every ceiling, and the best real rate as a ratio of the best ceiling.
+fn print_results(
+    args: &BenchArgs,
+    real: &[(usize, Run)],
+    fake: &Run,
+    ceilings: &[(usize, Ceiling)],
+) {
+    println!();
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, usize::from),
+    );
+    for (level, run) in real {
+        run.report(&format!("real, {level} in flight"));
+    }
+    fake.report(&format!("fake, {} in flight", args.fake_concurrency));
+    for (clients, ceiling) in ceilings {
+        ceiling.report(*clients);
+    }
+    let best = |rates: Vec<f64>| rates.into_iter().fold(0.0, f64::max);
+    let ours = best(real.iter().map(|(_, r)| r.per_second()).collect());
+    let ceiling = best(ceilings.iter().map(|(_, c)| c.per_second).collect());
+    println!(
+        "{:<22} {:.2} x PostgreSQL's ceiling ({ours:.0}/s of {ceiling:.0}/s, the best of each)",
+        "real / ceiling",
+        ours / ceiling
+    );
 }

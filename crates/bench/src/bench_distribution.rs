@@ -133,11 +133,32 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
     let dir = tempfile::tempdir()?;
     let pki =
         openwarn_mtls::DevPki::ensure(&dir.path().join("pki"), &["submission", "distribution"])?;
+    let submission = start_submission(launcher, &database, &pki).await?;
+    let now = openwarn_bootstrap::lifecycle::unix_now() / 3600 * 3600 + 90;
+    insert_keys(&database, now, args.run_keys)?;
+
+    let store = dir.path().join("cdn");
+    let config = distribution_args(dir.path(), &store, &pki, submission.grpc)?;
+    publishing_runs(launcher, &config, &store, now, &args).await
+}
+
+/// The submission process (stopped when dropped) and its gRPC port.
+struct Submission {
+    _process: tokio::process::Child,
+    grpc: u16,
+}
+
+/// Starts submission as its own process on `database`, and waits until it is ready.
+async fn start_submission(
+    launcher: &Launcher,
+    database: &str,
+    pki: &openwarn_mtls::DevPki,
+) -> anyhow::Result<Submission> {
     let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let _submission = launcher
+    let process = launcher
         .command("submission")
         .args(["--log", "warn"])
-        .args(["--database-url", &database])
+        .args(["--database-url", database])
         .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
@@ -150,31 +171,44 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
             .await,
         "submission did not start"
     );
-    let now = openwarn_bootstrap::lifecycle::unix_now() / 3600 * 3600 + 90;
+    Ok(Submission {
+        _process: process,
+        grpc,
+    })
+}
+
+/// Fills submission's table with `count` keys spread over the 14 days before `now`.
+fn insert_keys(database: &str, now: i64, count: u64) -> anyhow::Result<()> {
     let span = 14 * 24;
     let first = now / 3600 - span;
     let inserting = Instant::now();
-    let mut conn =
-        diesel::PgConnection::establish(&database).context("connecting to PostgreSQL")?;
+    let mut conn = diesel::PgConnection::establish(database).context("connecting to PostgreSQL")?;
     // Stored in arrival order (by hour), as real submissions are.
     diesel::sql_query(format!(
         "INSERT INTO diagnosis_keys SELECT decode(md5(i::text), 'hex'), 0, \
          ((h / 24 - 2) * 144)::int, 144, 5, 1, 0, 'DE', 'DE', false, h \
-         FROM (SELECT i, {first} + (i % {span}) AS h FROM generate_series(1, {}) i) s ORDER BY h",
-        args.run_keys
+         FROM (SELECT i, {first} + (i % {span}) AS h FROM generate_series(1, {count}) i) s ORDER BY h"
     ))
     .execute(&mut conn)?;
     diesel::sql_query("VACUUM ANALYZE diagnosis_keys").execute(&mut conn)?;
     println!(
-        "prepared {} keys in submission's PostgreSQL database in {:.1} s",
-        args.run_keys,
+        "prepared {count} keys in submission's PostgreSQL database in {:.1} s",
         inserting.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
+/// Distribution's settings: publishing to `store`, keys from submission on `grpc`, a fresh
+/// signing key (written into `dir`).
+fn distribution_args(
+    dir: &std::path::Path,
+    store: &std::path::Path,
+    pki: &openwarn_mtls::DevPki,
+    grpc: u16,
+) -> anyhow::Result<Vec<String>> {
     let (_, pem) = signer()?;
-    let key = dir.path().join("signing.pem");
+    let key = dir.join("signing.pem");
     std::fs::write(&key, pem)?;
-    let store = dir.path().join("cdn");
     let mut config = vec![
         format!("--store-url={}", store.display()),
         format!("--submission-url=https://127.0.0.1:{grpc}"),
@@ -183,16 +217,26 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
         "--log=warn".into(),
     ];
     config.extend(pki.service_args("distribution"));
-    // Each run its own `run-once` process, as the CronJob does it: the first publishes 14 days
-    // and 48 hours from every key; each later one the next hour, on a tree that keeps growing.
+    Ok(config)
+}
+
+/// Each run its own `run-once` process, as the CronJob does it: the first publishes 14 days
+/// and 48 hours from every key; each later one the next hour, on a tree that keeps growing.
+async fn publishing_runs(
+    launcher: &Launcher,
+    config: &[String],
+    store: &std::path::Path,
+    now: i64,
+    args: &BenchDistributionArgs,
+) -> anyhow::Result<()> {
     for i in 0..=args.hourly_runs {
         let at = chrono::DateTime::from_timestamp(now + i * 3600, 0)
             .context("time")?
             .to_rfc3339();
         let mut run = launcher.command("distribution");
-        run.args(["run-once", "--now", &at]).args(&config);
+        run.args(["run-once", "--now", &at]).args(config);
         let (seconds, peak) = measured(run).await?;
-        let objects = walk(&store);
+        let objects = walk(store);
         if i == 0 {
             println!(
                 "full run: {} keys streamed from submission and published (14 day + 48 hour packages) in {seconds:.2} s = {:.0} keys/s; peak RSS {peak:.0} MiB; tree {objects} objects",

@@ -127,6 +127,39 @@ impl TlsFiles {
     }
 }
 
+/// The TLS configuration of an HTTP client (reqwest takes it whole, so the process needs no
+/// default TLS provider): ring, trusting the certificates in `ca` (PEM; empty: no server, for a
+/// client that speaks plain HTTP only), presenting `identity` (PEM certificate chain, PEM key)
+/// if given, offering HTTP/1.1.
+pub fn http_client_tls(
+    ca: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(ca) {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Config(e.to_string()))?
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let key = private_key(key).ok_or_else(|| TlsError::Config("no private key".into()))?;
+            builder
+                .with_client_auth_cert(certs(cert), key)
+                .map_err(|e| TlsError::Config(e.to_string()))?
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +186,20 @@ mod tests {
             [b"h2".to_vec(), b"http/1.1".to_vec()]
         );
         files.https_client().unwrap();
+    }
+
+    #[test]
+    fn http_clients_get_a_ring_configuration_with_or_without_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::DevPki::ensure(dir.path(), &["lab"]).unwrap();
+        let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+        let (ca, cert, key) = (read(pki.ca()), read(pki.cert("lab")), read(pki.key("lab")));
+
+        let plain = http_client_tls(&[], None).unwrap();
+        assert_eq!(plain.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(!plain.client_auth_cert_resolver.has_certs());
+        let lab = http_client_tls(&ca, Some((&cert, &key))).unwrap();
+        assert!(lab.client_auth_cert_resolver.has_certs());
+        assert!(http_client_tls(&ca, Some((&cert, b"not a key"))).is_err());
     }
 }

@@ -6,6 +6,7 @@
 //!   fingerprint: [`lab_server_config`].
 //! - [`HttpServer`] is the one accept loop of every HTTP port, over TLS ([`serve_https`]) or in
 //!   the clear (the proxy, behind a TLS-terminating ingress).
+//! - [`http_client_tls`]: the TLS configuration of our HTTP (reqwest) clients, on ring.
 //! - [`DevPki`] generates a CA and one certificate per service (rcgen), so that a local run uses the
 //!   same code path as production.
 //!
@@ -19,7 +20,7 @@ mod pem;
 mod serve;
 
 pub use devpki::DevPki;
-pub use files::TlsFiles;
+pub use files::{TlsFiles, http_client_tls};
 pub use lab::{fingerprint, fingerprint_of_pem, lab_server_config};
 pub use rustls::ServerConfig as RustlsServerConfig;
 pub use serve::{HttpServer, serve_https};

@@ -133,7 +133,7 @@ async fn the_whole_path_over_real_processes() {
             ready(name, ports).await;
         }
 
-        let phone = reqwest::Client::new();
+        let phone = openwarn_testkit::http_client();
         let app = |path: &str| format!("http://127.0.0.1:{}/version/v1/{path}", p.http);
         let guid_hash = openwarn_domain::sha256_hex(uuid::Uuid::new_v4().to_string());
         let lab = phone

@@ -72,7 +72,7 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
         "{stderr}"
     );
     let teletan = String::from_utf8(teletan.stdout).unwrap().trim().to_owned();
-    let reply: Value = reqwest::Client::new()
+    let reply: Value = openwarn_testkit::http_client()
         .post(format!(
             "http://127.0.0.1:{}/version/v1/registrationToken",
             8000 + OFFSET
@@ -123,14 +123,18 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
         "http://127.0.0.1:{}/version/v1/diagnosis-keys/country/DE",
         8050 + OFFSET
     );
-    let hours: Vec<i64> = reqwest::get(format!("{cdn}/date/{date}/hour"))
+    let hours: Vec<i64> = openwarn_testkit::http_client()
+        .get(format!("{cdn}/date/{date}/hour"))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert!(hours.contains(&(hour % 24)), "{hours:?}");
-    let zip = reqwest::get(format!("{cdn}/date/{date}/hour/{}", hour % 24))
+    let zip = openwarn_testkit::http_client()
+        .get(format!("{cdn}/date/{date}/hour/{}", hour % 24))
+        .send()
         .await
         .unwrap()
         .bytes()

@@ -1,6 +1,7 @@
 //! What a phone sends: the app API through the proxy (real and fake requests of identical shape
 //! and size), the lab API the way a lab system posts results, and the CDN downloads.
 
+use openwarn_domain::TestResult;
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
@@ -122,9 +123,27 @@ pub fn transmission_risk_level(age: u32) -> i32 {
     LEVELS.get(age as usize).copied().unwrap_or(1)
 }
 
+/// One of the simulator's HTTP clients, with `configure` applied to its builder. They speak plain
+/// HTTP only (the proxy, the lab API in development mode, the CDN, admin ports): their TLS
+/// configuration (ring) trusts no server, and the process needs no default TLS provider.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one place the simulator's clients are built: with their own TLS configuration"
+)]
+pub fn http_client(
+    configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ClientError> {
+    let tls = openwarn_mtls::http_client_tls(&[], None).map_err(ClientError::Tls)?;
+    configure(reqwest::Client::builder().tls_backend_preconfigured(tls))
+        .build()
+        .map_err(ClientError::Build)
+}
+
 /// A request that got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("cannot configure the HTTP client's TLS")]
+    Tls(#[source] openwarn_mtls::TlsError),
     #[error("cannot build the HTTP client")]
     Build(#[source] reqwest::Error),
     #[error("{what} does not answer")]
@@ -178,11 +197,10 @@ impl Client {
         pool: usize,
     ) -> Result<Self, ClientError> {
         Ok(Self {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(pool)
-                .timeout(Duration::from_secs(30))
-                .build()
-                .map_err(ClientError::Build)?,
+            http: http_client(|b| {
+                b.pool_max_idle_per_host(pool)
+                    .timeout(Duration::from_secs(30))
+            })?,
             app: app.trim_end_matches('/').to_owned(),
             lab: lab.trim_end_matches('/').to_owned(),
             cdn: cdn.trim_end_matches('/').to_owned(),
@@ -221,7 +239,10 @@ impl Client {
     }
 
     /// Posts results the way a lab system does.
-    pub async fn lab_results(&self, results: &[(String, i32)]) -> Result<Answer, ClientError> {
+    pub async fn lab_results(
+        &self,
+        results: &[(String, TestResult)],
+    ) -> Result<Answer, ClientError> {
         let body = json!({
             "labId": "openwarn-sim-lab",
             "testResults": results.iter().map(|(id, r)| json!({"id": id, "result": r})).collect::<Vec<_>>(),

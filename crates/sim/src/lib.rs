@@ -20,6 +20,7 @@ pub mod stack;
 use anyhow::{Context, bail};
 use app::{Client, Endpoint};
 use download::Downloads;
+use openwarn_domain::TestResult;
 use phone::Phone;
 use rand::{Rng, SeedableRng};
 use risk::Level;
@@ -570,21 +571,24 @@ async fn test_positive_and_upload(
         if answer.status != reqwest::StatusCode::OK {
             bail!("testresult answered {}", answer.status);
         }
-        match answer.json()?["testResult"].as_i64() {
-            Some(2) => break,
-            Some(0) if !lab_posted => {
+        let code = answer.json()?["testResult"].as_i64();
+        match code.map(TestResult::try_from) {
+            Some(Ok(TestResult::Positive)) => break,
+            Some(Ok(TestResult::Pending)) if !lab_posted => {
                 // Pending: the lab reports the result now.
                 let hash = guid_hash
                     .clone()
                     .context("a teleTAN session reads pending")?;
-                let posted = client.lab_results(&[(hash, 2)]).await?;
+                let posted = client.lab_results(&[(hash, TestResult::Positive)]).await?;
                 if !posted.status.is_success() {
                     bail!("the lab API answered {}", posted.status);
                 }
                 lab_posted = true;
             }
-            Some(0) if polls < 50 => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => bail!("unexpected test result {other:?}"),
+            Some(Ok(TestResult::Pending)) if polls < 50 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => bail!("unexpected test result {code:?}"),
         }
         polls += 1;
     }

@@ -6,6 +6,7 @@
 use super::StackArgs;
 use super::app::{self, Client, Endpoint};
 use anyhow::Context;
+use openwarn_domain::TestResult;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
@@ -307,7 +308,11 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
     };
     let token_body = || app::padded(json!({"registrationToken": token}), app::JSON_REQUEST_BYTES);
     ctx.real(Endpoint::TestResult, token_body(), None).await;
-    let expected = if positive { 2 } else { 1 };
+    let expected = if positive {
+        TestResult::Positive
+    } else {
+        TestResult::Negative
+    };
     let started = Instant::now();
     let posted = client.lab_results(&[(hash, expected)]).await;
     stats.outcome("lab results", started, posted, |s| s.is_success());
@@ -315,11 +320,15 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
         return;
     };
     let result = ctx.field(Endpoint::TestResult, &answer, "testResult");
-    if result.as_ref().and_then(serde_json::Value::as_i64) != Some(i64::from(expected)) {
+    let read = result
+        .as_ref()
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|code| TestResult::try_from(code).ok());
+    if read != Some(expected) {
         stats.record(
             "testresult",
             Duration::ZERO,
-            Some(format!("result {result:?}, expected {expected}")),
+            Some(format!("result {result:?}, expected {}", expected.code())),
         );
         return;
     }
@@ -338,6 +347,26 @@ async fn test(ctx: &Ctx<'_>, positive: bool, rng: &mut impl Rng) {
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    check_args(&args)?;
+    let (_, client, _) = args.stack.open(args.max_in_flight)?;
+    client
+        .index::<Vec<String>>("diagnosis-keys/country")
+        .await
+        .context("the CDN does not answer; is `openwarn up` running?")?;
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let sessions = run_sessions(&args, &client, &stats, started).await?;
+    let report = report(&args, &stats, &sessions, started.elapsed().as_secs_f64());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+/// Refuses a population, rate or share that cannot be played.
+fn check_args(args: &LoadArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.phones > 0, "--phones: at least 1");
     anyhow::ensure!(args.rate > 0.0, "--rate: more than 0");
     for (name, share) in [
@@ -350,23 +379,35 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             "{name}: between 0 and 1, got {share}"
         );
     }
-    let (_, client, _) = args.stack.open(args.max_in_flight)?;
-    client
-        .index::<Vec<String>>("diagnosis-keys/country")
-        .await
-        .context("the CDN does not answer; is `openwarn up` running?")?;
-    let stats = Arc::new(Stats::default());
+    Ok(())
+}
+
+/// How many sessions were started, and how many of those late (`--max-in-flight` reached).
+struct Sessions {
+    started: usize,
+    late: usize,
+}
+
+/// Starts a session every 1/`--rate` s for `--duration`, at most `--max-in-flight` at once,
+/// printing progress every 5 s; returns when every session has ended.
+async fn run_sessions(
+    args: &LoadArgs,
+    client: &Client,
+    stats: &Arc<Stats>,
+    started: Instant,
+) -> anyhow::Result<Sessions> {
     let limit = Arc::new(tokio::sync::Semaphore::new(args.max_in_flight));
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.unwrap_or_else(rand::random));
     let now = super::now_secs();
-    let started = Instant::now();
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut late = 0;
-    let mut sessions = 0usize;
+    let mut count = Sessions {
+        started: 0,
+        late: 0,
+    };
     let mut next_progress = started + Duration::from_secs(5);
     loop {
-        let due = started + period.mul_f64(sessions as f64);
+        let due = started + period.mul_f64(count.started as f64);
         if due > started + args.duration {
             break;
         }
@@ -374,38 +415,51 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         let permit = match limit.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                late += 1;
+                count.late += 1;
                 limit.clone().acquire_owned().await?
             }
         };
-        let s = Session {
-            phone: u32::try_from(sessions % args.phones as usize).unwrap_or(0),
-            test: rng
-                .random_bool(args.test_share)
-                .then(|| rng.random_bool(args.positive_share)),
-            fake_playbook: rng.random_bool(args.fake_share),
-            seed: rng.random(),
-        };
+        let s = draw_session(args, &mut rng, count.started);
         let (task_stats, client) = (stats.clone(), client.clone());
         tasks.spawn(async move {
             session(task_stats, client, s, now).await;
             drop(permit);
         });
-        sessions += 1;
+        count.started += 1;
         while tasks.try_join_next().is_some() {}
         if Instant::now() >= next_progress {
             next_progress += Duration::from_secs(5);
-            eprintln!(
-                "sim load: {:>4.0} s  {sessions} sessions  {} in flight  {} requests  {} errors",
-                started.elapsed().as_secs_f64(),
-                tasks.len(),
-                stats.requests.load(Ordering::Relaxed),
-                stats.errors.load(Ordering::Relaxed)
-            );
+            print_progress(started, count.started, tasks.len(), stats);
         }
     }
     while tasks.join_next().await.is_some() {}
-    let seconds = started.elapsed().as_secs_f64();
+    Ok(count)
+}
+
+/// Session `k`: phone k mod `--phones`, whether it has a test (and whether positive), whether it
+/// sends a fake playbook, and the seed of its own randomness.
+fn draw_session(args: &LoadArgs, rng: &mut impl Rng, k: usize) -> Session {
+    Session {
+        phone: u32::try_from(k % args.phones as usize).unwrap_or(0),
+        test: rng
+            .random_bool(args.test_share)
+            .then(|| rng.random_bool(args.positive_share)),
+        fake_playbook: rng.random_bool(args.fake_share),
+        seed: rng.random(),
+    }
+}
+
+fn print_progress(started: Instant, sessions: usize, in_flight: usize, stats: &Stats) {
+    eprintln!(
+        "sim load: {:>4.0} s  {sessions} sessions  {in_flight} in flight  {} requests  {} errors",
+        started.elapsed().as_secs_f64(),
+        stats.requests.load(Ordering::Relaxed),
+        stats.errors.load(Ordering::Relaxed)
+    );
+}
+
+/// The report of a finished load: totals, and per endpoint its rate, quantiles and errors.
+fn report(args: &LoadArgs, stats: &Stats, sessions: &Sessions, seconds: f64) -> LoadReport {
     let map = std::mem::take(
         &mut *stats
             .by_label
@@ -429,42 +483,41 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         })
         .collect();
     let requests = stats.requests.load(Ordering::Relaxed);
-    let report = LoadReport {
+    LoadReport {
         phones: args.phones,
-        sessions,
-        sessions_started_late: late,
+        sessions: sessions.started,
+        sessions_started_late: sessions.late,
         seconds,
         requests,
         requests_per_second: requests as f64 / seconds,
         errors: stats.errors.load(Ordering::Relaxed),
         endpoints,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    }
+}
+
+/// The report as text: a summary line, then a table of the endpoints with their first errors.
+fn print_report(report: &LoadReport) {
+    println!(
+        "{} phones, {} sessions in {:.1} s ({} started late), {} requests ({:.0}/s), {} errors",
+        report.phones,
+        report.sessions,
+        report.seconds,
+        report.sessions_started_late,
+        report.requests,
+        report.requests_per_second,
+        report.errors
+    );
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "endpoint", "requests", "per s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    for e in &report.endpoints {
         println!(
-            "{} phones, {} sessions in {:.1} s ({} started late), {} requests ({:.0}/s), {} errors",
-            report.phones,
-            report.sessions,
-            report.seconds,
-            report.sessions_started_late,
-            report.requests,
-            report.requests_per_second,
-            report.errors
+            "{:<24} {:>9} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            e.endpoint, e.requests, e.per_second, e.p50_ms, e.p95_ms, e.p99_ms, e.errors
         );
-        println!(
-            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-            "endpoint", "requests", "per s", "p50 ms", "p95 ms", "p99 ms", "errors"
-        );
-        for e in &report.endpoints {
-            println!(
-                "{:<24} {:>9} {:>9.1} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-                e.endpoint, e.requests, e.per_second, e.p50_ms, e.p95_ms, e.p99_ms, e.errors
-            );
-            for first in &e.first_errors {
-                println!("    error: {first}");
-            }
+        for first in &e.first_errors {
+            println!("    error: {first}");
         }
     }
-    Ok(())
 }

@@ -5,7 +5,7 @@ use super::risk::{self, Exposure, SCAN_MINUTES};
 use openwarn_gaen::{Rpi, TEK_ROLLING_PERIOD, Tek, en_interval_number, metadata, rolling_start};
 use openwarn_protocol::config::v1::ApplicationConfiguration;
 use openwarn_protocol::gaen::TemporaryExposureKey;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 /// Seconds between two scans.
@@ -117,93 +117,135 @@ pub fn exposures(
     config: &ApplicationConfiguration,
     now: u64,
 ) -> Vec<Vec<Exposure>> {
-    let mut heard: HashMap<Rpi, Vec<(usize, usize)>> = HashMap::new();
-    for (p, phone) in phones.iter().enumerate() {
-        for (s, scan) in phone.heard.iter().enumerate() {
-            heard.entry(scan.rpi).or_default().push((p, s));
-        }
-    }
-    // Every phone here shares one clock, so an identifier can only have been heard in the
-    // interval it was derived for: derive just those (a real phone derives all 144).
-    let heard_intervals: std::collections::BTreeSet<u32> = phones
-        .iter()
-        .flat_map(|p| p.heard.iter().map(|s| en_interval_number(s.time)))
-        .collect();
+    let heard = Heard::of(phones);
     let mut result = vec![Vec::new(); phones.len()];
-    if heard.is_empty() {
+    if heard.by_rpi.is_empty() {
         return result;
     }
     let today = i64::try_from(now / 86_400).unwrap_or(0);
     for (key, accepted) in keys {
-        let Some(Ok(data)) = key.key_data.as_deref().map(<[u8; 16]>::try_from) else {
+        let Some((tek, intervals)) = heard_intervals_of(key, &heard.intervals) else {
             continue;
         };
-        let Some(start) = key
-            .rolling_start_interval_number
-            .and_then(|s| u32::try_from(s).ok())
-        else {
-            continue;
-        };
-        let period = key
-            .rolling_period
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(144);
-        let intervals: Vec<u32> = heard_intervals
-            .range(start..start.saturating_add(period))
-            .copied()
-            .collect();
-        if intervals.is_empty() {
-            continue;
-        }
-        let tek = Tek(data);
-        let rpik = tek.rpik();
-        let aemk = tek.aemk();
-        // Scans per phone: (attenuation, time).
-        let mut matched: HashMap<usize, Vec<(u32, u64)>> = HashMap::new();
-        for interval in intervals {
-            let rpi = rpik.rpi(interval);
-            let Some(hits) = heard.get(&rpi) else {
-                continue;
-            };
-            for &(p, s) in hits {
-                let scan = &phones[p].heard[s];
-                if !accepted.get(p).copied().unwrap_or(false)
-                    || en_interval_number(scan.time).abs_diff(interval) > INTERVAL_TOLERANCE
-                {
-                    continue;
-                }
-                let Some(tx) = openwarn_gaen::tx_power(aemk.apply(&rpi, scan.aem)) else {
-                    continue;
-                };
-                let attenuation = u32::try_from(i32::from(tx) - scan.rssi).unwrap_or(0);
-                matched.entry(p).or_default().push((attenuation, scan.time));
-            }
-        }
-        for (p, scans) in matched {
-            let count = u32::try_from(scans.len()).unwrap_or(u32::MAX);
-            let mut bucket_minutes = [0u32; 3];
-            for (attenuation, _) in &scans {
-                bucket_minutes[risk::bucket(config, *attenuation)] += SCAN_MINUTES;
-            }
-            let day = scans
-                .iter()
-                .map(|(_, t)| i64::try_from(*t / 86_400).unwrap_or(0))
-                .min()
-                .unwrap_or(0);
-            result[p].push(Exposure {
-                day,
-                days_since: today - day,
-                minutes: count * SCAN_MINUTES,
-                attenuation: scans.iter().map(|(a, _)| a).sum::<u32>() / count.max(1),
-                transmission_risk_level: key.transmission_risk_level.unwrap_or(0),
-                bucket_minutes,
-            });
+        let trl = key.transmission_risk_level.unwrap_or(0);
+        for (p, scans) in matching_scans(phones, &heard, accepted, &tek, intervals) {
+            result[p].push(exposure(&scans, trl, config, today));
         }
     }
     for list in &mut result {
         list.sort_by_key(|e| e.day);
     }
     result
+}
+
+/// What the phones heard, indexed for matching.
+struct Heard {
+    /// Who heard each identifier: (phone, scan) indexes.
+    by_rpi: HashMap<Rpi, Vec<(usize, usize)>>,
+    /// The intervals anything was heard in.
+    intervals: BTreeSet<u32>,
+}
+
+impl Heard {
+    fn of(phones: &[Phone]) -> Self {
+        let mut by_rpi: HashMap<Rpi, Vec<(usize, usize)>> = HashMap::new();
+        for (p, phone) in phones.iter().enumerate() {
+            for (s, scan) in phone.heard.iter().enumerate() {
+                by_rpi.entry(scan.rpi).or_default().push((p, s));
+            }
+        }
+        // Every phone here shares one clock, so an identifier can only have been heard in the
+        // interval it was derived for: derive just those (a real phone derives all 144).
+        let intervals = phones
+            .iter()
+            .flat_map(|p| p.heard.iter().map(|s| en_interval_number(s.time)))
+            .collect();
+        Self { by_rpi, intervals }
+    }
+}
+
+/// A published key and the heard intervals its validity covers; `None` for a malformed key or
+/// one valid when nothing was heard.
+fn heard_intervals_of(
+    key: &TemporaryExposureKey,
+    heard_intervals: &BTreeSet<u32>,
+) -> Option<(Tek, Vec<u32>)> {
+    let Some(Ok(data)) = key.key_data.as_deref().map(<[u8; 16]>::try_from) else {
+        return None;
+    };
+    let start = key
+        .rolling_start_interval_number
+        .and_then(|s| u32::try_from(s).ok())?;
+    let period = key
+        .rolling_period
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(144);
+    let intervals: Vec<u32> = heard_intervals
+        .range(start..start.saturating_add(period))
+        .copied()
+        .collect();
+    (!intervals.is_empty()).then_some((Tek(data), intervals))
+}
+
+/// The scans of `tek`'s identifiers in `intervals`, per phone that accepted the key:
+/// (attenuation, time) each.
+fn matching_scans(
+    phones: &[Phone],
+    heard: &Heard,
+    accepted: &[bool],
+    tek: &Tek,
+    intervals: Vec<u32>,
+) -> HashMap<usize, Vec<(u32, u64)>> {
+    let rpik = tek.rpik();
+    let aemk = tek.aemk();
+    let mut matched: HashMap<usize, Vec<(u32, u64)>> = HashMap::new();
+    for interval in intervals {
+        let rpi = rpik.rpi(interval);
+        let Some(hits) = heard.by_rpi.get(&rpi) else {
+            continue;
+        };
+        for &(p, s) in hits {
+            let scan = &phones[p].heard[s];
+            if !accepted.get(p).copied().unwrap_or(false)
+                || en_interval_number(scan.time).abs_diff(interval) > INTERVAL_TOLERANCE
+            {
+                continue;
+            }
+            let Some(tx) = openwarn_gaen::tx_power(aemk.apply(&rpi, scan.aem)) else {
+                continue;
+            };
+            let attenuation = u32::try_from(i32::from(tx) - scan.rssi).unwrap_or(0);
+            matched.entry(p).or_default().push((attenuation, scan.time));
+        }
+    }
+    matched
+}
+
+/// One phone's exposure to one key, from its matching scans (attenuation, time).
+fn exposure(
+    scans: &[(u32, u64)],
+    transmission_risk_level: i32,
+    config: &ApplicationConfiguration,
+    today: i64,
+) -> Exposure {
+    let count = u32::try_from(scans.len()).unwrap_or(u32::MAX);
+    let mut bucket_minutes = [0u32; 3];
+    for (attenuation, _) in scans {
+        bucket_minutes[risk::bucket(config, *attenuation)] += SCAN_MINUTES;
+    }
+    let day = scans
+        .iter()
+        .map(|(_, t)| i64::try_from(*t / 86_400).unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    Exposure {
+        day,
+        days_since: today - day,
+        minutes: count * SCAN_MINUTES,
+        attenuation: scans.iter().map(|(a, _)| a).sum::<u32>() / count.max(1),
+        transmission_risk_level,
+        bucket_minutes,
+    }
 }
 
 #[cfg(test)]

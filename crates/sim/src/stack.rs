@@ -71,6 +71,8 @@ impl StackFile {
 /// A publishing run could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    #[error(transparent)]
+    Client(crate::app::ClientError),
     #[error("{admin:?} is not a URL")]
     Url {
         admin: String,
@@ -92,7 +94,7 @@ pub enum PublishError {
 /// as of `now` (RFC 3339); waits out a run already in progress (the hourly one holds the lease).
 /// Returns the run's report.
 pub async fn publish(admin: &str, now: Option<&str>) -> Result<serde_json::Value, PublishError> {
-    let client = reqwest::Client::new();
+    let client = crate::app::http_client(|b| b).map_err(PublishError::Client)?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let mut request = client.post(format!("{admin}/run"));
@@ -123,10 +125,7 @@ pub async fn publish(admin: &str, now: Option<&str>) -> Result<serde_json::Value
 
 /// Polls `http://<admin>/readyz` until it answers 200 (true) or `within` has passed (false).
 pub async fn wait_ready(admin: std::net::SocketAddr, within: Duration) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
+    let Ok(client) = crate::app::http_client(|b| b.timeout(Duration::from_secs(2))) else {
         return false;
     };
     let url = format!("http://{admin}/readyz");

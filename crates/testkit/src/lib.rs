@@ -216,20 +216,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A plain-HTTP client for tests (its TLS configuration trusts no server; no process-wide TLS
+/// provider is needed).
+pub fn http_client() -> reqwest::Client {
+    client(openwarn_mtls::http_client_tls(&[], None).expect("a TLS configuration"))
+}
+
 /// An HTTPS client trusting the dev CA and presenting the certificate of `name`, if any (a lab,
 /// the proxy, or another caller from the PKI).
 pub fn https_client(pki: &openwarn_mtls::DevPki, name: Option<&str>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).expect("read the CA"))
-        .expect("the CA is PEM");
-    let mut builder = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .use_rustls_tls();
-    if let Some(name) = name {
-        let mut pem = std::fs::read(pki.cert(name)).expect("read the certificate");
-        pem.extend(std::fs::read(pki.key(name)).expect("read the key"));
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("an identity"));
-    }
-    builder.build().expect("an HTTPS client")
+    let ca = std::fs::read(pki.ca()).expect("read the CA");
+    let identity = name.map(|name| {
+        (
+            std::fs::read(pki.cert(name)).expect("read the certificate"),
+            std::fs::read(pki.key(name)).expect("read the key"),
+        )
+    });
+    let identity = identity
+        .as_ref()
+        .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+    client(openwarn_mtls::http_client_tls(&ca, identity).expect("a TLS configuration"))
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one place test clients are built: with their own TLS configuration"
+)]
+fn client(tls: rustls::ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("an HTTP client")
 }
 
 #[cfg(test)]

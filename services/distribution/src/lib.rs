@@ -18,6 +18,7 @@ use openwarn_bootstrap::config::{
     ConfigError, ListenArgs, ListenDefaults, TelemetryArgs, TlsArgs, parse_duration, secret,
 };
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
+use openwarn_domain::CountryCode;
 use openwarn_export::{KeyInfo, Signer};
 use openwarn_mtls::TlsError;
 use publish::{AppConfigSource, Publisher, Report, Settings};
@@ -94,7 +95,7 @@ pub struct Config {
     pub kv_namespace: String,
     /// The region of every package and the `{CC}` in every path (ISO 3166 alpha-2).
     #[arg(long, env = "OPENWARN_COUNTRY", default_value = "DE")]
-    pub country: String,
+    pub country: CountryCode,
     /// Signing keys, comma-separated `VERSION=PATH` of PKCS#8 PEM files. During a rotation give
     /// the old and the new key: every package then carries one signature of each.
     #[arg(long, env = "OPENWARN_SIGNING_KEYS", value_delimiter = ',')]
@@ -252,13 +253,6 @@ pub fn tree(config: &Config) -> Result<Tree, ConfigError> {
 
 /// Everything a run needs, from the configuration.
 pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
-    if config
-        .country
-        .parse::<openwarn_domain::CountryCode>()
-        .is_err()
-    {
-        return Err(ConfigError::new("OPENWARN_COUNTRY", "must be two upper-case letters").into());
-    }
     if config.min_keys_per_hour > config.max_keys_per_package {
         return Err(ConfigError::new(
             "OPENWARN_MIN_KEYS_PER_HOUR",

@@ -13,6 +13,7 @@ use crate::keys::{self, Key};
 use crate::source::{KeySource, SourceError};
 use crate::tree::{Created, Tree, TreeError};
 use futures::StreamExt;
+use openwarn_domain::CountryCode;
 use openwarn_export::{Batch, Package, Signer};
 use openwarn_kv::{KvError, KvStore};
 use serde::Serialize;
@@ -36,8 +37,8 @@ pub enum PublishError {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// ISO 3166 alpha-2: the region of every package and the `{CC}` of every path.
-    pub country: String,
+    /// The region of every package and the `{CC}` of every path.
+    pub country: CountryCode,
     /// An hour with fewer real keys is padded up to this many.
     pub min_keys_per_hour: usize,
     /// A day with more keys gets no day package (its hour packages serve instead).
@@ -409,7 +410,7 @@ impl Publisher {
         Batch {
             start_timestamp: u64::try_from(start).unwrap_or(0),
             end_timestamp: u64::try_from(end).unwrap_or(0),
-            region: self.settings.country.clone(),
+            region: self.settings.country.to_string(),
         }
     }
 

@@ -75,7 +75,7 @@ fn stores() -> Stores {
 
 fn settings() -> Settings {
     Settings {
-        country: "DE".into(),
+        country: "DE".parse().unwrap(),
         min_keys_per_hour: 140,
         max_keys_per_package: 600_000,
         embargo: Duration::from_secs(2 * 3600),

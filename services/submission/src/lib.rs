@@ -21,7 +21,9 @@ use openwarn_bootstrap::config::{
 };
 use openwarn_bootstrap::lifecycle::{BindError, RunningService};
 use openwarn_db::{Database, DbError};
+use openwarn_domain::CountryCode;
 use openwarn_mtls::TlsError;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +69,7 @@ pub struct Config {
     pub verification_server_name: String,
     /// This backend's country (ISO 3166 alpha-2): the origin of every key.
     #[arg(long, env = "OPENWARN_COUNTRY", default_value = "DE")]
-    pub country: String,
+    pub country: CountryCode,
     /// Countries a key may list as visited, comma-separated (the own country is always included).
     #[arg(
         long,
@@ -75,7 +77,7 @@ pub struct Config {
         value_delimiter = ',',
         default_value = "DE"
     )]
-    pub supported_countries: Vec<String>,
+    pub supported_countries: Vec<CountryCode>,
     /// Most keys in one submission (at most 30).
     #[arg(long, env = "OPENWARN_MAX_KEYS", default_value_t = 14)]
     pub max_keys: usize,
@@ -108,31 +110,10 @@ pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 
 fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
-    if config
-        .country
-        .parse::<openwarn_domain::CountryCode>()
-        .is_err()
-    {
-        return Err(ConfigError::new(
-            "OPENWARN_COUNTRY",
-            "must be two upper-case letters (ISO 3166 alpha-2)",
-        ));
-    }
-    if let Some(bad) = config
-        .supported_countries
-        .iter()
-        .find(|c| c.parse::<openwarn_domain::CountryCode>().is_err())
-    {
-        return Err(ConfigError::new(
-            "OPENWARN_SUPPORTED_COUNTRIES",
-            format!("{bad:?} is not an ISO 3166 alpha-2 code"),
-        ));
-    }
     if !(1..=30).contains(&config.max_keys) {
         return Err(ConfigError::new("OPENWARN_MAX_KEYS", "must be 1 to 30"));
     }
-    let mut supported: std::collections::HashSet<String> =
-        config.supported_countries.iter().cloned().collect();
+    let mut supported: HashSet<CountryCode> = config.supported_countries.iter().cloned().collect();
     supported.insert(config.country.clone());
     Ok(rules::Rules {
         max_keys: config.max_keys,

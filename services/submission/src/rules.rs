@@ -20,10 +20,10 @@ pub const MAX_KEY_AGE_DAYS: i32 = 14;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     pub max_keys: usize,
-    /// ISO 3166 alpha-2 of this backend's country, e.g. `DE`.
-    pub country: String,
+    /// This backend's country, e.g. `DE`.
+    pub country: CountryCode,
     /// Countries a key may have been used in (includes `country`).
-    pub supported_countries: HashSet<String>,
+    pub supported_countries: HashSet<CountryCode>,
 }
 
 /// Why a payload is refused (400), as its machine-readable reason.
@@ -140,26 +140,25 @@ pub fn validate(
         });
     }
     let origin = match payload.origin.as_deref() {
-        None | Some("") => rules.country.as_str(),
-        Some(o) if o == rules.country => o,
+        None | Some("") => rules.country.clone(),
+        Some(o) if rules.country == o => rules.country.clone(),
         Some(_) => return Err(Refusal::UnsupportedOrigin),
     };
-    // The configured countries are country codes (checked at start-up): these never fail.
-    let origin = CountryCode::try_from(origin).map_err(|_| Refusal::UnsupportedOrigin)?;
-    if payload
+    // A code that does not parse is not a supported country either.
+    let visited: Vec<CountryCode> = payload
         .visited_countries
+        .iter()
+        .map(|c| CountryCode::try_from(c.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Refusal::UnsupportedCountry)?;
+    if visited
         .iter()
         .any(|c| !rules.supported_countries.contains(c))
     {
         return Err(Refusal::UnsupportedCountry);
     }
     // Sorted, each once.
-    let visited_countries: VisitedCountries = payload
-        .visited_countries
-        .iter()
-        .map(|c| CountryCode::try_from(c.as_str()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| Refusal::UnsupportedCountry)?;
+    let visited_countries: VisitedCountries = visited.into_iter().collect();
 
     // Silently drop keys that start in the future or more than 14 days back.
     let today = now_interval - now_interval.rem_euclid(INTERVALS_PER_DAY);
@@ -188,8 +187,11 @@ mod tests {
     fn rules() -> Rules {
         Rules {
             max_keys: 14,
-            country: "DE".into(),
-            supported_countries: ["DE", "FR", "NL"].iter().map(|s| (*s).to_owned()).collect(),
+            country: "DE".parse().unwrap(),
+            supported_countries: ["DE", "FR", "NL"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
         }
     }
 
