@@ -2,8 +2,15 @@
 
 use std::path::PathBuf;
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a build script: cargo passes its inputs as environment variables"
+)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!(): the same compiled build script may run for a copy of the
+    // workspace elsewhere (CI's stand-alone check shares the target directory).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR unset")?;
+    let root = PathBuf::from(manifest_dir).join("../../proto");
     let files = [
         "gaen/export.proto",
         "cwa/submission_payload.proto",
