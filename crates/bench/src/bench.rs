@@ -91,56 +91,100 @@ struct Stack {
 async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let pki_dir = tempfile::tempdir()?;
     let pki = openwarn_mtls::DevPki::ensure(pki_dir.path(), PKI_NAMES)?;
-    let tls = |name: &str| {
-        let mut args = pki.service_args(name);
-        args.extend([
-            "--http-addr".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--admin-addr".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--log".to_owned(),
-            "warn".to_owned(),
-        ]);
-        args
-    };
-    let grpc = ["--grpc-addr".to_owned(), "127.0.0.1:0".to_owned()];
     let namespace = format!("openwarn-bench-{}", std::process::id());
+    let test_result = start_test_result(&pki, args).await?;
+    let verification = start_verification(&pki, args, &namespace, &test_result).await?;
+    let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
+    let submission = start_submission(&pki, &submission_db, &verification).await?;
+    let proxy = start_proxy(&pki, args, namespace, &verification, &submission).await?;
+    Ok(Stack {
+        _pki_dir: pki_dir,
+        proxy: proxy.addr("http"),
+        lab: test_result.addr("http"),
+        services: vec![proxy, submission, verification, test_result],
+        submission_db,
+    })
+}
 
-    let mut a = tls("test-result");
-    a.extend(grpc.clone());
+/// The arguments every service of the benchmark starts with: its certificates of `pki`, HTTP and
+/// admin on free ports of 127.0.0.1, warnings only; with `grpc`, gRPC on a free port too.
+fn service_args(pki: &openwarn_mtls::DevPki, name: &str, grpc: bool) -> Vec<String> {
+    let mut args = pki.service_args(name);
+    args.extend([
+        "--http-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--admin-addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--log".to_owned(),
+        "warn".to_owned(),
+    ]);
+    if grpc {
+        args.extend(["--grpc-addr".to_owned(), "127.0.0.1:0".to_owned()]);
+    }
+    args
+}
+
+/// Test result, on a fresh database, taking lab results over plain HTTP.
+async fn start_test_result(
+    pki: &openwarn_mtls::DevPki,
+    args: &BenchArgs,
+) -> anyhow::Result<RunningService> {
+    let mut a = service_args(pki, "test-result", true);
     a.extend([
         "--database-url".into(),
         fresh_database(&args.postgres_url, "openwarn_bench_test_result")?,
         "--lab-insecure-http".into(),
     ]);
-    let test_result = openwarn_test_result::start(try_config(a)?).await?;
+    Ok(openwarn_test_result::start(try_config(a)?).await?)
+}
 
-    let mut a = tls("verification");
-    a.extend(grpc.clone());
+/// Verification, on a fresh database and Redis under `namespace`, calling `test_result`.
+async fn start_verification(
+    pki: &openwarn_mtls::DevPki,
+    args: &BenchArgs,
+    namespace: &str,
+    test_result: &RunningService,
+) -> anyhow::Result<RunningService> {
+    let mut a = service_args(pki, "verification", true);
     a.extend([
         "--database-url".into(),
         fresh_database(&args.postgres_url, "openwarn_bench_verification")?,
         "--kv-url".into(),
         args.redis_url.clone(),
         "--kv-namespace".into(),
-        namespace.clone(),
+        namespace.to_owned(),
         "--test-result-url".into(),
         format!("https://{}", test_result.addr("grpc")),
     ]);
-    let verification = openwarn_verification::start(try_config(a)?).await?;
+    Ok(openwarn_verification::start(try_config(a)?).await?)
+}
 
-    let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
-    let mut a = tls("submission");
-    a.extend(grpc);
+/// Submission, on `database`, calling `verification`.
+async fn start_submission(
+    pki: &openwarn_mtls::DevPki,
+    database: &str,
+    verification: &RunningService,
+) -> anyhow::Result<RunningService> {
+    let mut a = service_args(pki, "submission", true);
     a.extend([
         "--database-url".into(),
-        submission_db.clone(),
+        database.to_owned(),
         "--verification-url".into(),
         format!("https://{}", verification.addr("grpc")),
     ]);
-    let submission = openwarn_submission::start(try_config(a)?).await?;
+    Ok(openwarn_submission::start(try_config(a)?).await?)
+}
 
-    let mut a = tls("proxy");
+/// The proxy in front of `verification` and `submission`, with Redis under `namespace` and a
+/// rate limit no run reaches.
+async fn start_proxy(
+    pki: &openwarn_mtls::DevPki,
+    args: &BenchArgs,
+    namespace: String,
+    verification: &RunningService,
+    submission: &RunningService,
+) -> anyhow::Result<RunningService> {
+    let mut a = service_args(pki, "proxy", false);
     a.extend([
         "--verification-http-url".into(),
         format!("https://{}", verification.addr("http")),
@@ -153,14 +197,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
         "--rate-limit".into(),
         "100000000".into(),
     ]);
-    let proxy = openwarn_proxy::start(try_config(a)?).await?;
-    Ok(Stack {
-        _pki_dir: pki_dir,
-        proxy: proxy.addr("http"),
-        lab: test_result.addr("http"),
-        services: vec![proxy, submission, verification, test_result],
-        submission_db,
-    })
+    Ok(openwarn_proxy::start(try_config(a)?).await?)
 }
 
 /// 14 keys for the last 14 days, distinct for every `n`.

@@ -219,60 +219,132 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
     let now = now_secs();
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut scenario = match &args.scenario {
-        Some(path) => Scenario::read(path)?,
-        None => Scenario::generate(args.phones, args.positives, args.encounters, now, &mut rng),
-    };
-    if let Some(f) = args.fakes_per_phone {
-        scenario.fakes_per_phone = f;
-    }
-    scenario.validate(now)?;
+    let scenario = load_scenario(&args, now, &mut rng)?;
     let (stack, client, verifier) = args.stack.open(64)?;
     eprintln!(
         "sim: {} phones, {} encounters, seed {seed}",
         scenario.phones.len(),
         scenario.encounters.len()
     );
+    let mut phones = prepare_phones(&scenario, now, &mut rng);
+    exchange_encounters(&scenario, &mut phones, now)?;
+    let phones = Arc::new(phones);
 
-    let mut phones: Vec<Phone> = scenario
+    let mut failures = Vec::new();
+    let (uploads, fakes) = upload_positives_amid_fakes(
+        &args,
+        &stack,
+        &client,
+        &scenario,
+        &phones,
+        &mut rng,
+        &mut failures,
+    )
+    .await?;
+    let published = publish(&args, &stack, now).await?;
+    let matched = download_and_match(&client, verifier, &phones, now, &mut failures).await?;
+    let phone_reports = phone_reports(&scenario, uploads, &matched, &mut failures);
+    let report = Report {
+        scenario: scenario.description.clone(),
+        phones: phone_reports,
+        fakes,
+        published,
+        failures,
+    };
+    print_and_judge(&report, args.json)
+}
+
+/// The scenario file, or a population generated from `rng`; with `--fakes-per-phone` applied,
+/// and validated as of `now`.
+fn load_scenario(
+    args: &RunArgs,
+    now: u64,
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<Scenario> {
+    let mut scenario = match &args.scenario {
+        Some(path) => Scenario::read(path)?,
+        None => Scenario::generate(args.phones, args.positives, args.encounters, now, rng),
+    };
+    if let Some(f) = args.fakes_per_phone {
+        scenario.fakes_per_phone = f;
+    }
+    scenario.validate(now)?;
+    Ok(scenario)
+}
+
+/// A phone for each of the scenario's, in its order (each draws its keys from `rng`).
+fn prepare_phones(scenario: &Scenario, now: u64, rng: &mut rand::rngs::StdRng) -> Vec<Phone> {
+    scenario
         .phones
         .iter()
         .enumerate()
-        .map(|(i, p)| Phone::new(p.name.clone(), u32::try_from(i).unwrap_or(0), now, &mut rng))
-        .collect();
+        .map(|(i, p)| Phone::new(p.name.clone(), u32::try_from(i).unwrap_or(0), now, rng))
+        .collect()
+}
+
+/// Every encounter of the scenario: each of its two phones hears the other.
+fn exchange_encounters(scenario: &Scenario, phones: &mut [Phone], now: u64) -> anyhow::Result<()> {
     let index = |name: &str| scenario.phones.iter().position(|p| p.name == name);
     let midnight = now / 86_400 * 86_400;
     for e in &scenario.encounters {
         let (Some(a), Some(b)) = (index(&e.phones[0]), index(&e.phones[1])) else {
             bail!("encounter of an unknown phone");
         };
-        phone::encounter(
-            &mut phones,
-            a,
-            b,
-            e.start(midnight),
-            e.minutes,
-            e.attenuation_db,
-        );
+        phone::encounter(phones, a, b, e.start(midnight), e.minutes, e.attenuation_db);
     }
-    let phones = Arc::new(phones);
+    Ok(())
+}
 
-    // Positive tests and uploads, with every phone's fake requests at random times around them.
-    let mut failures = Vec::new();
+type UploadTask = tokio::task::JoinHandle<anyhow::Result<Upload>>;
+
+/// Positive tests and uploads, with every phone's fake requests at random times around them:
+/// each phone's upload (`None`: not positive, or failed) and the fakes' report.
+async fn upload_positives_amid_fakes(
+    args: &RunArgs,
+    stack: &StackFile,
+    client: &Client,
+    scenario: &Scenario,
+    phones: &Arc<Vec<Phone>>,
+    rng: &mut rand::rngs::StdRng,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<(Vec<Option<Upload>>, FakeReport)> {
     let fakes = tokio::spawn(send_fakes(
         client.clone(),
         phones.clone(),
         scenario.fakes_per_phone,
         rng.random(),
     ));
+    let uploads = spawn_uploads(
+        scenario,
+        client,
+        phones,
+        &args.stack.data_dir,
+        &stack.verification_grpc,
+        rng,
+    );
+    let uploads = collect_uploads(uploads, phones, failures).await?;
+    let fakes = collect_fakes(fakes, failures).await?;
+    Ok((uploads, fakes))
+}
+
+/// Starts [`test_positive_and_upload`] for every positive phone (each with a seed drawn from
+/// `rng`, in the scenario's order); the phone's index and its task.
+fn spawn_uploads(
+    scenario: &Scenario,
+    client: &Client,
+    phones: &Arc<Vec<Phone>>,
+    data_dir: &Path,
+    verification_grpc: &str,
+    rng: &mut rand::rngs::StdRng,
+) -> Vec<(usize, UploadTask)> {
     let mut uploads = Vec::new();
     for (i, spec) in scenario.phones.iter().enumerate() {
         if let Some(via) = spec.positive {
             let (client, phones, data_dir, grpc) = (
                 client.clone(),
                 phones.clone(),
-                args.stack.data_dir.clone(),
-                stack.verification_grpc.clone(),
+                data_dir.to_path_buf(),
+                verification_grpc.to_owned(),
             );
             let seed = rng.random();
             uploads.push((
@@ -283,6 +355,15 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
             ));
         }
     }
+    uploads
+}
+
+/// Waits for the uploads; each phone's upload, and a failure for each refused or failed one.
+async fn collect_uploads(
+    uploads: Vec<(usize, UploadTask)>,
+    phones: &[Phone],
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Vec<Option<Upload>>> {
     let mut upload_reports: Vec<Option<Upload>> = (0..phones.len()).map(|_| None).collect();
     for (i, task) in uploads {
         match task.await? {
@@ -308,6 +389,14 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => failures.push(format!("{}: {e:#}", phones[i].name)),
         }
     }
+    Ok(upload_reports)
+}
+
+/// Waits for the fake requests; a failure if any was answered unlike a real success.
+async fn collect_fakes(
+    fakes: tokio::task::JoinHandle<anyhow::Result<FakeReport>>,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<FakeReport> {
     let fakes = fakes.await??;
     if fakes.unexpected > 0 {
         failures.push(format!(
@@ -316,26 +405,73 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     eprintln!("sim: {} fake requests sent", fakes.sent);
+    Ok(fakes)
+}
 
-    let published = if args.publish == Publish::Ahead {
-        let at =
-            chrono::DateTime::from_timestamp(i64::try_from(publish_ahead(now, args.embargo))?, 0)
-                .context("time out of range")?
-                .to_rfc3339();
-        let report = stack::publish(&stack.distribution_admin, Some(&at)).await?;
-        eprintln!("sim: published as of {at}");
-        Some(report)
-    } else {
-        None
-    };
+/// With `--publish ahead`, has distribution publish as of [`publish_ahead`]; its report.
+async fn publish(
+    args: &RunArgs,
+    stack: &StackFile,
+    now: u64,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    if args.publish != Publish::Ahead {
+        return Ok(None);
+    }
+    let at = chrono::DateTime::from_timestamp(i64::try_from(publish_ahead(now, args.embargo))?, 0)
+        .context("time out of range")?
+        .to_rfc3339();
+    let report = stack::publish(&stack.distribution_admin, Some(&at)).await?;
+    eprintln!("sim: published as of {at}");
+    Ok(Some(report))
+}
 
-    // Every phone downloads, verifies, matches and computes its risk.
+/// A downloaded key, and which phones got it.
+type HeldKey = (openwarn_protocol::gaen::TemporaryExposureKey, Vec<bool>);
+
+/// What the phones downloaded and matched.
+struct Matched {
+    /// Each phone's download.
+    fetched: Vec<Result<download::Downloaded, download::DownloadError>>,
+    /// The verified application configuration (the first phone's that has one).
+    config: openwarn_protocol::config::v1::ApplicationConfiguration,
+    /// Each phone's exposures.
+    exposures: Vec<Vec<risk::Exposure>>,
+}
+
+/// Every phone downloads and verifies the packages and the configuration, and matches the keys
+/// against what it heard; a failure for each phone whose download failed.
+async fn download_and_match(
+    client: &Client,
+    verifier: openwarn_export::Verifier,
+    phones: &[Phone],
+    now: u64,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Matched> {
     let downloads = Downloads::new(client.clone(), verifier);
     let fetched = downloads.for_phones(phones.len(), now).await;
-    let mut keys: std::collections::HashMap<
-        Vec<u8>,
-        (openwarn_protocol::gaen::TemporaryExposureKey, Vec<bool>),
-    > = std::collections::HashMap::new();
+    let (keys, config) = gather_keys(&fetched, phones, failures);
+    let Some(config) = config else {
+        bail!("no phone could get a verified application configuration; failures: {failures:?}");
+    };
+    let exposures = phone::exposures(phones, &keys, &config, now);
+    Ok(Matched {
+        fetched,
+        config,
+        exposures,
+    })
+}
+
+/// Every distinct key of the phones' packages with the phones that got it, and the first
+/// verified application configuration; a failure for each failed download.
+fn gather_keys(
+    fetched: &[Result<download::Downloaded, download::DownloadError>],
+    phones: &[Phone],
+    failures: &mut Vec<String>,
+) -> (
+    Vec<HeldKey>,
+    Option<openwarn_protocol::config::v1::ApplicationConfiguration>,
+) {
+    let mut keys: std::collections::HashMap<Vec<u8>, HeldKey> = std::collections::HashMap::new();
     let mut config = None;
     for (p, d) in fetched.iter().enumerate() {
         match d {
@@ -355,55 +491,68 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => failures.push(format!("{}: download failed: {e:#}", phones[p].name)),
         }
     }
-    let Some(config) = config else {
-        bail!("no phone could get a verified application configuration; failures: {failures:?}");
-    };
-    let keys: Vec<_> = keys.into_values().collect();
-    let exposures = phone::exposures(&phones, &keys, &config, now);
+    (keys.into_values().collect(), config)
+}
 
+/// Each phone's report, in the scenario's order; a failure for each unmet expectation.
+fn phone_reports(
+    scenario: &Scenario,
+    uploads: Vec<Option<Upload>>,
+    matched: &Matched,
+    failures: &mut Vec<String>,
+) -> Vec<PhoneReport> {
     let mut reports = Vec::new();
-    for (p, (spec, upload)) in scenario.phones.iter().zip(upload_reports).enumerate() {
-        let risk = risk::assess(&config, &exposures[p]);
-        let mut matched_days: Vec<String> =
-            exposures[p].iter().map(|e| download::date(e.day)).collect();
-        matched_days.dedup();
-        if let Some(expect) = &spec.expect
-            && *expect != risk.level
-        {
-            failures.push(format!(
-                "{}: expected {expect} risk, got {}",
-                spec.name, risk.level
-            ));
-        }
-        let (verified, rejected) = fetched[p]
-            .as_ref()
-            .map_or((0, Vec::new()), |d| (d.packages.len(), d.rejected.clone()));
-        reports.push(PhoneReport {
-            name: spec.name.clone(),
-            risk: risk.level,
-            score: risk.score,
-            max_combined_score: risk.max_combined_score,
-            exposure_score: risk.exposure_score,
-            matched_days,
-            bucket_minutes: risk.bucket_minutes,
-            exposures: exposures[p].len(),
-            packages_verified: verified,
-            rejected_packages: rejected,
-            upload,
-            expect: spec.expect.clone(),
-        });
+    for (p, (spec, upload)) in scenario.phones.iter().zip(uploads).enumerate() {
+        reports.push(phone_report(p, spec, upload, matched, failures));
     }
-    let report = Report {
-        scenario: scenario.description.clone(),
-        phones: reports,
-        fakes,
-        published,
-        failures,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    reports
+}
+
+/// The risk of phone `p` (of `spec`) and what it got; a failure if it is not the expected one.
+fn phone_report(
+    p: usize,
+    spec: &scenario::PhoneSpec,
+    upload: Option<Upload>,
+    matched: &Matched,
+    failures: &mut Vec<String>,
+) -> PhoneReport {
+    let exposures = &matched.exposures[p];
+    let risk = risk::assess(&matched.config, exposures);
+    let mut matched_days: Vec<String> = exposures.iter().map(|e| download::date(e.day)).collect();
+    matched_days.dedup();
+    if let Some(expect) = &spec.expect
+        && *expect != risk.level
+    {
+        failures.push(format!(
+            "{}: expected {expect} risk, got {}",
+            spec.name, risk.level
+        ));
+    }
+    let (verified, rejected) = matched.fetched[p]
+        .as_ref()
+        .map_or((0, Vec::new()), |d| (d.packages.len(), d.rejected.clone()));
+    PhoneReport {
+        name: spec.name.clone(),
+        risk: risk.level,
+        score: risk.score,
+        max_combined_score: risk.max_combined_score,
+        exposure_score: risk.exposure_score,
+        matched_days,
+        bucket_minutes: risk.bucket_minutes,
+        exposures: exposures.len(),
+        packages_verified: verified,
+        rejected_packages: rejected,
+        upload,
+        expect: spec.expect.clone(),
+    }
+}
+
+/// Prints the report (as JSON with `--json`); an error listing the failures, if any.
+fn print_and_judge(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print_report(&report);
+        print_report(report);
     }
     if !report.failures.is_empty() {
         bail!(
@@ -530,7 +679,23 @@ async fn test_positive_and_upload(
 ) -> anyhow::Result<Upload> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let address = phone.address;
-    let (key, key_type, guid_hash) = match via {
+    let (key, key_type, guid_hash) = test_key(via, data_dir, verification_grpc, &mut rng).await?;
+    let token = register_test(client, address, key, key_type).await?;
+    await_positive(client, address, &token, guid_hash).await?;
+    let tan = request_tan(client, address, &token).await?;
+    send_decoy_upload(client, address, &tan, &mut rng).await?;
+    upload_keys(client, phone, via, &tan).await
+}
+
+/// What the phone registers: the SHA-256 of a random GUID (the QR code; its hash is also what
+/// the lab reports for) or a teleTAN the portal issues; its key type; the GUID's hash.
+async fn test_key(
+    via: Positive,
+    data_dir: &Path,
+    verification_grpc: &str,
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<(String, &'static str, Option<String>)> {
+    Ok(match via {
         Positive::Qr => {
             let guid = uuid::Builder::from_random_bytes(rng.random())
                 .into_uuid()
@@ -542,7 +707,16 @@ async fn test_positive_and_upload(
             let issued = portal::issue_teletan(data_dir, verification_grpc).await?;
             (issued.tele_tan, "TELETAN", None)
         }
-    };
+    })
+}
+
+/// Registers the test's key; the registration token.
+async fn register_test(
+    client: &Client,
+    address: std::net::Ipv4Addr,
+    key: String,
+    key_type: &str,
+) -> anyhow::Result<String> {
     let body = app::padded(
         json!({"key": key, "keyType": key_type}),
         app::JSON_REQUEST_BYTES,
@@ -557,16 +731,36 @@ async fn test_positive_and_upload(
             String::from_utf8_lossy(&answer.body)
         );
     }
-    let token = answer.json()?["registrationToken"]
+    Ok(answer.json()?["registrationToken"]
         .as_str()
         .context("no registrationToken")?
-        .to_owned();
-    let token_body = || app::padded(json!({"registrationToken": token}), app::JSON_REQUEST_BYTES);
+        .to_owned())
+}
+
+/// The body of a request carrying the registration token.
+fn token_body(token: &str) -> Vec<u8> {
+    app::padded(json!({"registrationToken": token}), app::JSON_REQUEST_BYTES)
+}
+
+/// Polls the test result until it is positive; when it first reads pending, the lab reports
+/// the result for `guid_hash` (a teleTAN session must not read pending).
+async fn await_positive(
+    client: &Client,
+    address: std::net::Ipv4Addr,
+    token: &str,
+    guid_hash: Option<String>,
+) -> anyhow::Result<()> {
     let mut lab_posted = false;
     let mut polls = 0;
     loop {
         let answer = client
-            .app(Endpoint::TestResult, address, token_body(), false, None)
+            .app(
+                Endpoint::TestResult,
+                address,
+                token_body(token),
+                false,
+                None,
+            )
             .await?;
         if answer.status != reqwest::StatusCode::OK {
             bail!("testresult answered {}", answer.status);
@@ -592,22 +786,49 @@ async fn test_positive_and_upload(
         }
         polls += 1;
     }
+    Ok(())
+}
+
+/// The TAN for the positive test.
+async fn request_tan(
+    client: &Client,
+    address: std::net::Ipv4Addr,
+    token: &str,
+) -> anyhow::Result<String> {
     let answer = client
-        .app(Endpoint::Tan, address, token_body(), false, None)
+        .app(Endpoint::Tan, address, token_body(token), false, None)
         .await?;
     if answer.status != reqwest::StatusCode::CREATED {
         bail!("tan answered {}", answer.status);
     }
-    let tan = answer.json()?["tan"].as_str().context("no tan")?.to_owned();
+    Ok(answer.json()?["tan"].as_str().context("no tan")?.to_owned())
+}
 
-    // A fake carrying the real TAN must not spend it.
-    let decoy = app::fake_body(Endpoint::DiagnosisKeys, &mut rng, &client.country);
+/// A fake upload carrying the real TAN, which must not spend it.
+async fn send_decoy_upload(
+    client: &Client,
+    address: std::net::Ipv4Addr,
+    tan: &str,
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<()> {
+    let decoy = app::fake_body(Endpoint::DiagnosisKeys, rng, &client.country);
     let answer = client
-        .app(Endpoint::DiagnosisKeys, address, decoy, true, Some(&tan))
+        .app(Endpoint::DiagnosisKeys, address, decoy, true, Some(tan))
         .await?;
     if answer.status != reqwest::StatusCode::OK {
         bail!("a fake upload answered {}", answer.status);
     }
+    Ok(())
+}
+
+/// The phone's diagnosis keys uploaded with the TAN, then the same upload again.
+async fn upload_keys(
+    client: &Client,
+    phone: &Phone,
+    via: Positive,
+    tan: &str,
+) -> anyhow::Result<Upload> {
+    let address = phone.address;
     let keys = phone.diagnosis_keys();
     let count = keys.len();
     let payload = app::submission(keys, &client.country);
@@ -617,12 +838,12 @@ async fn test_positive_and_upload(
             address,
             payload.clone(),
             false,
-            Some(&tan),
+            Some(tan),
         )
         .await?
         .status;
     let replayed = client
-        .app(Endpoint::DiagnosisKeys, address, payload, false, Some(&tan))
+        .app(Endpoint::DiagnosisKeys, address, payload, false, Some(tan))
         .await?
         .status;
     Ok(Upload {
