@@ -3,13 +3,16 @@
 //! Checked in order, each with its own machine-readable reason: 1 to `max_keys` keys; `key_data`
 //! exactly 16 bytes; no key twice; `rolling_start_interval_number` a multiple of 144 (UTC
 //! midnight); `rolling_period` 1..144 (144 when absent); transmission risk 1..8 and days since
-//! onset -14..4000, at least one of the two present; `origin` empty or our country; every visited
-//! country supported. Keys whose start lies in the future or more than 14 days back are then
+//! onset -14..4000, at least one of the two present; `report_type`, when present, one of the
+//! export format's report types (0..5); `submission_type`, when present, PCR (0) or rapid test
+//! (1); `origin` empty or our country; every visited country supported. Keys whose start lies in the future or more than 14 days back are then
 //! dropped silently. The missing one of transmission risk and days since onset is derived with
 //! [`trl_from_dsos`] / [`dsos_from_trl`].
 
 use openwarn_domain::{CountryCode, VisitedCountries};
 use openwarn_protocol::cwa::SubmissionPayload;
+use openwarn_protocol::cwa::submission_payload::SubmissionType;
+use openwarn_protocol::gaen::temporary_exposure_key::ReportType;
 use std::collections::HashSet;
 
 /// Rolling intervals (10 minutes) per day.
@@ -38,6 +41,8 @@ pub enum Refusal {
     InvalidTransmissionRisk,
     InvalidDaysSinceOnset,
     MissingRiskAndOnset,
+    InvalidReportType,
+    InvalidSubmissionType,
     UnsupportedOrigin,
     UnsupportedCountry,
 }
@@ -54,6 +59,8 @@ impl Refusal {
             Self::InvalidTransmissionRisk => "invalid_transmission_risk",
             Self::InvalidDaysSinceOnset => "invalid_days_since_onset",
             Self::MissingRiskAndOnset => "missing_transmission_risk_and_days_since_onset",
+            Self::InvalidReportType => "invalid_report_type",
+            Self::InvalidSubmissionType => "invalid_submission_type",
             Self::UnsupportedOrigin => "unsupported_origin",
             Self::UnsupportedCountry => "unsupported_country",
         }
@@ -130,14 +137,24 @@ pub fn validate(
             (None, Some(d)) => (trl_from_dsos(d), d),
             (None, None) => return Err(Refusal::MissingRiskAndOnset),
         };
+        // A value outside the enum would be stored and then never published (distribution
+        // converts known report types only): refused instead.
+        let report_type = key.report_type.unwrap_or(1);
+        if ReportType::try_from(report_type).is_err() {
+            return Err(Refusal::InvalidReportType);
+        }
         checked.push(ValidKey {
             key_data,
             rolling_start_interval_number: start,
             rolling_period: period,
             transmission_risk_level: trl,
-            report_type: key.report_type.unwrap_or(1),
+            report_type,
             days_since_onset_of_symptoms: dsos,
         });
+    }
+    let submission_type = payload.submission_type.unwrap_or(0);
+    if SubmissionType::try_from(submission_type).is_err() {
+        return Err(Refusal::InvalidSubmissionType);
     }
     let origin = match payload.origin.as_deref() {
         None | Some("") => rules.country.clone(),
@@ -172,7 +189,7 @@ pub fn validate(
         origin,
         visited_countries,
         consent_to_federation: payload.consent_to_federation.unwrap_or(false),
-        submission_type: payload.submission_type.unwrap_or(0),
+        submission_type,
     })
 }
 
@@ -217,6 +234,40 @@ mod tests {
 
     fn refused(p: SubmissionPayload) -> Refusal {
         validate(&p, &rules(), NOW).unwrap_err()
+    }
+
+    #[test]
+    fn report_and_submission_types_outside_their_enums_are_refused() {
+        for bad in [99, 200, -1, 6, 7] {
+            let mut k = key(1, 1);
+            k.report_type = Some(bad);
+            assert_eq!(
+                refused(payload(vec![k])),
+                Refusal::InvalidReportType,
+                "{bad}"
+            );
+        }
+        for good in 0..=5 {
+            let mut k = key(1, 1);
+            k.report_type = Some(good);
+            let valid = validate(&payload(vec![k]), &rules(), NOW).unwrap();
+            assert_eq!(valid.keys[0].report_type, good);
+        }
+        for bad in [2, 7, -1, 99] {
+            let mut p = payload(vec![key(1, 1)]);
+            p.submission_type = Some(bad);
+            assert_eq!(refused(p), Refusal::InvalidSubmissionType, "{bad}");
+        }
+        for good in [0, 1] {
+            let mut p = payload(vec![key(1, 1)]);
+            p.submission_type = Some(good);
+            assert_eq!(validate(&p, &rules(), NOW).unwrap().submission_type, good);
+        }
+        assert_eq!(Refusal::InvalidReportType.reason(), "invalid_report_type");
+        assert_eq!(
+            Refusal::InvalidSubmissionType.reason(),
+            "invalid_submission_type"
+        );
     }
 
     fn with_key(f: impl FnOnce(&mut TemporaryExposureKey)) -> SubmissionPayload {
