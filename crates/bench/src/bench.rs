@@ -18,16 +18,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The PostgreSQL server both benchmarks make their fresh `openwarn_bench_*` databases on.
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct PostgresArgs {
     /// PostgreSQL server (a user that may create databases); fresh `openwarn_bench_*` databases are made.
     #[arg(
-        long,
+        long = "postgres-url",
         env = "OPENWARN_BENCH_POSTGRES_URL",
         hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    pub postgres_url: String,
+    pub url: String,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
     /// Redis for the shared counters (`memory://` for none).
     #[arg(
         long,
@@ -94,7 +101,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let namespace = format!("openwarn-bench-{}", std::process::id());
     let test_result = start_test_result(&pki, args).await?;
     let verification = start_verification(&pki, args, &namespace, &test_result).await?;
-    let submission_db = fresh_database(&args.postgres_url, "openwarn_bench_submission")?;
+    let submission_db = fresh_database(&args.postgres.url, "openwarn_bench_submission")?;
     let submission = start_submission(&pki, &submission_db, &verification).await?;
     let proxy = start_proxy(&pki, args, namespace, &verification, &submission).await?;
     Ok(Stack {
@@ -132,7 +139,7 @@ async fn start_test_result(
     let mut a = service_args(pki, "test-result", true);
     a.extend([
         "--database-url".into(),
-        fresh_database(&args.postgres_url, "openwarn_bench_test_result")?,
+        fresh_database(&args.postgres.url, "openwarn_bench_test_result")?,
         "--lab-insecure-http".into(),
     ]);
     Ok(openwarn_test_result::start(try_config(a)?).await?)
@@ -148,7 +155,7 @@ async fn start_verification(
     let mut a = service_args(pki, "verification", true);
     a.extend([
         "--database-url".into(),
-        fresh_database(&args.postgres_url, "openwarn_bench_verification")?,
+        fresh_database(&args.postgres.url, "openwarn_bench_verification")?,
         "--kv-url".into(),
         args.redis_url.clone(),
         "--kv-namespace".into(),
@@ -528,7 +535,7 @@ fn empty_keys(database: &str) -> anyhow::Result<()> {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "starting the stack on PostgreSQL ({}) and {} ...",
-        args.postgres_url.split('@').next_back().unwrap_or(""),
+        args.postgres.url.split('@').next_back().unwrap_or(""),
         args.redis_url
     );
     let stack = start_stack(&args).await?;

@@ -11,14 +11,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct BenchDistributionArgs {
-    /// PostgreSQL server (a user that may create databases); a fresh database is made.
-    #[arg(
-        long,
-        env = "OPENWARN_BENCH_POSTGRES_URL",
-        hide_env_values = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub postgres: crate::bench::PostgresArgs,
     /// Keys in the single package built (and signed and zipped) on one core.
     #[arg(long, default_value_t = 1_000_000)]
     pub package_keys: usize,
@@ -129,7 +123,7 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
     tokio::task::spawn_blocking(move || package_build(args.package_keys)).await??;
 
     // Submission (its own process) on a fresh PostgreSQL database holding the keys.
-    let database = crate::bench::fresh_database(&args.postgres_url, "openwarn_bench_distribution")?;
+    let database = crate::bench::fresh_database(&args.postgres.url, "openwarn_bench_distribution")?;
     let dir = tempfile::tempdir()?;
     let pki =
         openwarn_mtls::DevPki::ensure(&dir.path().join("pki"), &["submission", "distribution"])?;

@@ -19,10 +19,14 @@ pub trait Service {
     fn start(
         config: Self::Config,
     ) -> impl Future<Output = Result<RunningService, Self::Error>> + Send;
-    /// Applies pending database migrations; returns the versions applied.
+    /// Applies pending database migrations; returns the versions applied. A service that keeps
+    /// no database (the proxy, distribution) has nothing to migrate.
     fn migrate(
         config: Self::Config,
-    ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send {
+        let _ = config;
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A service's own commands, beyond `serve` and `migrate`: subcommands that each take the

@@ -475,9 +475,4 @@ impl openwarn_bootstrap::cli::Service for DistributionService {
     async fn start(config: Config) -> Result<RunningService, Error> {
         start(config).await
     }
-
-    /// Distribution keeps no database.
-    async fn migrate(_config: Config) -> Result<Vec<String>, Error> {
-        Ok(Vec::new())
-    }
 }

@@ -303,9 +303,4 @@ impl openwarn_bootstrap::cli::Service for ProxyService {
     async fn start(config: Config) -> Result<RunningService, Error> {
         start(config).await
     }
-
-    /// The proxy keeps nothing persistent.
-    async fn migrate(_config: Config) -> Result<Vec<String>, Error> {
-        Ok(Vec::new())
-    }
 }
