@@ -4,7 +4,9 @@
 //! 2. no service depends on another service;
 //! 3. only the CLI, the benchmarks and the tests depend on services;
 //! 4. each database is touched by one service: every diesel table and every migration lives in
-//!    exactly one service, and no table name is declared by two services.
+//!    exactly one service, and no table name is declared by two services;
+//! 5. one web framework: no package depends on a web framework other than actix-web (tonic
+//!    brings axum along for its gRPC router; none of ours uses it).
 //!
 //! The rules are pure functions over the dependency graph (from `cargo metadata`) and the source
 //! tree, so the tests below also show that each rule fails when it is broken.
@@ -44,6 +46,8 @@ struct Package {
     kind: Kind,
     /// Workspace packages this one depends on, in any section (normal, dev, build).
     deps: BTreeSet<String>,
+    /// Every package it depends on directly, ours and others.
+    all_deps: BTreeSet<String>,
 }
 
 fn workspace_root() -> PathBuf {
@@ -103,14 +107,25 @@ fn workspace() -> BTreeMap<String, Package> {
                     panic!("package {name} lives outside services/, crates/, tests/: {other:?}")
                 }
             };
-            let deps = p["dependencies"]
+            let all_deps: BTreeSet<String> = p["dependencies"]
                 .as_array()
                 .expect("dependencies")
                 .iter()
                 .map(|d| d["name"].as_str().expect("dependency name").to_owned())
-                .filter(|d| names.contains(d) && *d != name)
                 .collect();
-            (name, Package { kind, deps })
+            let deps = all_deps
+                .iter()
+                .filter(|d| names.contains(*d) && **d != name)
+                .cloned()
+                .collect();
+            (
+                name,
+                Package {
+                    kind,
+                    deps,
+                    all_deps,
+                },
+            )
         })
         .collect()
 }
@@ -149,6 +164,44 @@ fn dependency_violations(packages: &BTreeMap<String, Package>) -> Vec<String> {
         }
     }
     violations
+}
+
+/// Web frameworks other than the one the project chose.
+const OTHER_WEB_FRAMEWORKS: &[&str] = &["axum", "warp", "rocket", "poem", "tide", "salvo"];
+
+/// Every package that depends on a web framework other than actix-web.
+fn framework_violations(packages: &BTreeMap<String, Package>) -> Vec<String> {
+    packages
+        .iter()
+        .flat_map(|(name, package)| {
+            package
+                .all_deps
+                .iter()
+                .filter(|d| OTHER_WEB_FRAMEWORKS.contains(&d.as_str()))
+                .map(move |d| {
+                    format!("{name} depends on {d}: every REST surface runs on actix-web")
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn one_web_framework() {
+    assert_eq!(framework_violations(&workspace()), Vec::<String>::new());
+}
+
+#[test]
+fn a_second_web_framework_is_reported() {
+    let mut packages = workspace();
+    packages
+        .get_mut("openwarn-submission")
+        .expect("submission is a workspace package")
+        .all_deps
+        .insert("axum".into());
+    assert_eq!(
+        framework_violations(&packages),
+        ["openwarn-submission depends on axum: every REST surface runs on actix-web"]
+    );
 }
 
 #[test]

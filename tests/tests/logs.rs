@@ -51,15 +51,17 @@ async fn no_secret_or_address_reaches_the_logs() {
 
     let db = openwarn_testkit::TestDatabase::sqlite();
     let chain = Chain::start(&db, "memory://", &[]).await;
-    let server_ports: Vec<u16> = ["http", "grpc", "admin"]
-        .iter()
-        .flat_map(|l| {
-            [
-                chain.verification_addr(l).port(),
-                chain.test_result_addr(l).port(),
-            ]
-        })
-        .collect();
+    // Every address a service of the chain listens on (its own log of binding is no client's).
+    let server_ports: Vec<u16> = [
+        &chain.test_result,
+        &chain.verification,
+        &chain.submission,
+        &chain.proxy,
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|service| service.addrs().values().map(std::net::SocketAddr::port))
+    .collect();
     let guid = uuid::Uuid::new_v4().to_string();
     let hashed = sha256_hex(&guid);
     let lab = chain.lab_client(Some("lab"));

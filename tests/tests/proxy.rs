@@ -8,10 +8,10 @@
     reason = "integration test: a failure is a failed test"
 )]
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
 use openwarn_bootstrap::RunningService;
+use openwarn_bootstrap::lifecycle::Routes;
 use openwarn_e2e::{PKI_NAMES, start_proxy};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,31 +26,23 @@ struct Seen {
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
-async fn record(
-    State(log): State<Log>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, [(&'static str, &'static str); 2], String) {
+async fn record(log: web::Data<Log>, request: HttpRequest, body: Bytes) -> HttpResponse {
     log.lock().unwrap().push(Seen {
-        path: uri.path().to_owned(),
-        headers: headers
+        path: request.path().to_owned(),
+        headers: request
+            .headers()
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect(),
         body_len: body.len(),
     });
-    (
-        StatusCode::CREATED,
-        [
-            ("content-type", "application/json"),
-            ("set-cookie", "tracking=1"),
-        ],
-        format!(
+    HttpResponse::Created()
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("set-cookie", "tracking=1"))
+        .body(format!(
             "{{\"tan\":\"x\",\"responsePadding\":\"{}\"}}",
             "p".repeat(100)
-        ),
-    )
+        ))
 }
 
 struct Rig {
@@ -63,7 +55,12 @@ struct Rig {
 async fn rig(extra: &[&str]) -> Rig {
     let (pki_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
     let log: Log = Arc::default();
-    let router = axum::Router::new().fallback(record).with_state(log.clone());
+    let recorded = web::Data::new(log.clone());
+    let router = Routes::new(move |config| {
+        config
+            .app_data(recorded.clone())
+            .default_service(web::to(record));
+    });
     let mut upstream = RunningService::new("recorder");
     let tls = pki.files("verification").unwrap().https_server().unwrap();
     let addr = upstream

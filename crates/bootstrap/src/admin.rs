@@ -1,11 +1,11 @@
 //! The admin port: `/healthz` (the process runs), `/readyz` (its dependencies answer) and
 //! Prometheus `/metrics`. Metric labels never carry client data: route templates and status codes.
 
-use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
@@ -43,48 +43,130 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-pub fn router(ready: ReadinessCheck) -> Router {
-    let handle = metrics_handle();
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(ready))
-        .route("/metrics", get(move || std::future::ready(handle.render())))
+/// What an admin port serves besides health and metrics.
+#[derive(Clone)]
+pub struct Admin {
+    ready: ReadinessCheck,
+    openapi: Option<web::Bytes>,
+    extra: Option<crate::lifecycle::Routes>,
 }
 
-async fn readyz(State(ready): State<ReadinessCheck>) -> Response {
-    match ready().await {
-        Ok(()) => "ready".into_response(),
-        Err(reason) => {
-            tracing::warn!(%reason, "not ready");
-            (
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {reason}"),
-            )
-                .into_response()
+impl Admin {
+    /// `/healthz`, `/readyz` (answered by `ready`) and `/metrics`.
+    pub fn new(ready: ReadinessCheck) -> Self {
+        Self {
+            ready,
+            openapi: None,
+            extra: None,
+        }
+    }
+
+    /// Also serves the service's API description at `GET /openapi.json`.
+    #[must_use]
+    pub fn openapi(mut self, api: &utoipa::openapi::OpenApi) -> Self {
+        // A description built from the handlers' annotations always serializes (string keys,
+        // into memory); should it not, the endpoint answers 404 rather than the port failing.
+        self.openapi = serde_json::to_vec(api).ok().map(web::Bytes::from);
+        self
+    }
+
+    /// Also serves `routes` (e.g. distribution's manual runs), untracked like the rest.
+    #[must_use]
+    pub fn routes(mut self, routes: crate::lifecycle::Routes) -> Self {
+        self.extra = Some(routes);
+        self
+    }
+
+    /// Adds the admin routes to an app.
+    pub fn configure(&self, config: &mut web::ServiceConfig) {
+        let handle = metrics_handle();
+        let ready = self.ready.clone();
+        config
+            .route("/healthz", web::get().to(|| async { "ok" }))
+            .route("/readyz", web::get().to(move || readyz(ready.clone())))
+            .route(
+                "/metrics",
+                web::get().to(move || std::future::ready(handle.render())),
+            );
+        if let Some(api) = self.openapi.clone() {
+            config.route(
+                "/openapi.json",
+                web::get().to(move || {
+                    std::future::ready(
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(api.clone()),
+                    )
+                }),
+            );
+        }
+        if let Some(extra) = &self.extra {
+            extra.configure(config);
         }
     }
 }
 
+async fn readyz(ready: ReadinessCheck) -> HttpResponse {
+    match ready().await {
+        Ok(()) => HttpResponse::Ok().body("ready"),
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
+            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE)
+                .body(format!("not ready: {reason}"))
+        }
+    }
+}
+
+/// Methods that become metric labels as themselves; any other is counted as `other`, so that
+/// invented methods cannot create new series.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// Middleware that counts requests and their latency by route template and status.
-pub async fn track_http(request: Request, next: Next) -> Response {
+pub async fn track_http(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = method_label(request.method());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.call(request).await?;
     let status = response.status().as_u16().to_string();
     metrics::counter!("openwarn_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("openwarn_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
-    response
+    Ok(response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        use actix_web::http::Method;
+        assert_eq!(method_label(&Method::POST), "POST");
+        for invented in ["FOO", "BREW", "X-1"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(invented.as_bytes()).unwrap()),
+                "other"
+            );
+        }
+    }
 
     #[test]
     fn latency_buckets_are_accepted() {

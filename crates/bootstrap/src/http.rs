@@ -2,9 +2,9 @@
 //! read under a size cap, response padding to one length per endpoint, and the recent-latency
 //! reservoir that fake requests draw their delay from.
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -28,6 +28,9 @@ impl ApiError {
     pub const fn unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
     }
+    pub const fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found")
+    }
     pub fn body(&self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("error".into(), Value::String(self.reason.into()));
@@ -35,8 +38,17 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.reason)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
         json_response(self.status, &self.body(), 0)
     }
 }
@@ -47,19 +59,18 @@ pub fn json_response(
     status: StatusCode,
     body: &Map<String, Value>,
     padded_length: usize,
-) -> Response {
+) -> HttpResponse {
     let bytes = if padded_length > 0 {
         padded_json(body, padded_length)
     } else {
         Value::Object(body.clone()).to_string().into_bytes()
     };
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    HttpResponse::build(status)
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(bytes)
 }
 
 const PADDING_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -85,21 +96,22 @@ pub fn padded_json(body: &Map<String, Value>, length: usize) -> Vec<u8> {
 /// Reads a JSON request body: 415 unless `Content-Type: application/json`, 413 over `limit` bytes,
 /// 400 `malformed_json` when it does not parse into `T`.
 pub async fn read_json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
+    request: &HttpRequest,
+    body: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, limit, "application/json").await?;
+    let bytes = read_body(request, body, limit, "application/json").await?;
     serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("malformed_json"))
 }
 
 /// Reads a request body of the given media type under a size cap (415 / 413 otherwise).
 pub async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
+    request: &HttpRequest,
+    body: web::Payload,
     limit: usize,
     media_type: &str,
 ) -> Result<bytes::Bytes, ApiError> {
+    let headers = request.headers();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -119,22 +131,29 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-        if is_limit {
-            too_large
-        } else {
-            ApiError::bad_request("unreadable_body")
-        }
-    })
+    match body.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::bad_request("unreadable_body")),
+        Err(_) => Err(too_large),
+    }
+}
+
+/// The header that marks a phone's fake (cover) request.
+pub const FAKE_HEADER: &str = "cwa-fake";
+
+/// Whether a `cwa-fake` header value marks a fake: anything but a missing header or `0`.
+pub fn is_fake_value(value: Option<&[u8]>) -> bool {
+    value.is_some_and(|v| v != b"0")
 }
 
 /// Whether the request says `cwa-fake: 1` (any value other than a missing header or `0`).
-pub fn is_fake(headers: &HeaderMap) -> bool {
-    headers
-        .get("cwa-fake")
-        .is_some_and(|v| v.as_bytes() != b"0")
+pub fn is_fake(request: &HttpRequest) -> bool {
+    is_fake_value(
+        request
+            .headers()
+            .get(FAKE_HEADER)
+            .map(HeaderValue::as_bytes),
+    )
 }
 
 /// The most recent latencies of one endpoint's real requests, bounded in size, for fake requests to
@@ -241,28 +260,25 @@ mod tests {
         assert!(parsed["responsePadding"].as_str().unwrap().len() > 100);
     }
 
-    #[tokio::test]
+    #[actix_web::test]
     async fn json_responses_carry_status_type_and_compact_body() {
-        let response = ApiError::bad_request("malformed_json").into_response();
+        let response = ApiError::bad_request("malformed_json").error_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             response
                 .headers()
                 .get_all(header::CONTENT_TYPE)
-                .iter()
                 .collect::<Vec<_>>(),
             ["application/json"]
         );
-        let body = axum::body::to_bytes(response.into_body(), 1000)
+        let body = actix_web::body::to_bytes(response.into_body())
             .await
             .unwrap();
         assert_eq!(&body[..], br#"{"error":"malformed_json"}"#);
 
         let padded = json_response(StatusCode::OK, &map(&[("a", 1.into())]), 64);
         assert_eq!(padded.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(padded.into_body(), 1000)
-            .await
-            .unwrap();
+        let body = actix_web::body::to_bytes(padded.into_body()).await.unwrap();
         assert_eq!(body.len(), 64);
         assert!(body.starts_with(br#"{"a":1,"responsePadding":""#));
     }
@@ -275,12 +291,12 @@ mod tests {
 
     #[test]
     fn fake_header_is_anything_but_zero() {
-        let mut headers = HeaderMap::new();
-        assert!(!is_fake(&headers));
-        headers.insert("cwa-fake", "0".parse().unwrap());
-        assert!(!is_fake(&headers));
-        headers.insert("cwa-fake", "1".parse().unwrap());
-        assert!(is_fake(&headers));
+        use actix_web::test::TestRequest;
+        assert!(!is_fake(&TestRequest::default().to_http_request()));
+        let with = |v: &str| TestRequest::default().insert_header((FAKE_HEADER, v));
+        assert!(!is_fake(&with("0").to_http_request()));
+        assert!(is_fake(&with("1").to_http_request()));
+        assert!(is_fake(&with("true").to_http_request()));
     }
 
     #[test]
@@ -302,17 +318,20 @@ mod tests {
         body: &'static str,
         limit: usize,
     ) -> Result<Value, ApiError> {
-        let mut map = HeaderMap::new();
+        // The payload first: it sets Content-Length, which a case below declares itself.
+        let mut request = actix_web::test::TestRequest::default().set_payload(body);
         for (k, v) in headers {
-            map.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            request = request.insert_header((*k, *v));
         }
-        read_json::<Value>(&map, Body::from(body), limit).await
+        let (request, mut payload) = request.to_http_parts();
+        let payload =
+            <web::Payload as actix_web::FromRequest>::from_request(&request, &mut payload)
+                .await
+                .unwrap();
+        read_json::<Value>(&request, payload, limit).await
     }
 
-    #[tokio::test]
+    #[actix_web::test]
     async fn json_bodies_are_checked_for_type_size_and_syntax() {
         let json = [("content-type", "application/json; charset=utf-8")];
         assert_eq!(read(&json, "{\"a\":1}", 100).await.unwrap()["a"], 1);

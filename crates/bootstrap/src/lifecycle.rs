@@ -143,19 +143,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves an axum router on a bound listener until the token is cancelled.
-pub async fn serve_http(
-    task: &'static str,
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    token: CancellationToken,
-) -> Result<(), ServeError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await
-        .map_err(|e| ServeError::new(task, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,48 +217,63 @@ impl RunningService {
         Ok((listener, bound))
     }
 
-    /// Binds `addr` and serves `router` there as the task `what`; records the bound address.
+    /// Binds `addr` and serves `routes` there in the clear as the task `what` (requests counted
+    /// in metrics by route); records the bound address.
     pub async fn serve_http_on(
         &mut self,
         what: &'static str,
         addr: SocketAddr,
-        router: axum::Router,
+        routes: Routes,
     ) -> Result<SocketAddr, BindError> {
-        let (listener, bound) = self.bind_recorded(what, addr).await?;
-        let token = self.token();
-        self.spawn(serve_http(what, listener, router, token));
-        Ok(bound)
+        self.serve_web(what, addr, WebPort::api(routes)).await
     }
 
-    /// Binds `addr` and serves `router` there over TLS with `tls` as the task `what`; records
-    /// the bound address. Failed handshakes close that connection only.
+    /// Binds `addr` and serves `routes` there over TLS with `tls` as the task `what`; records
+    /// the bound address. A failed handshake (e.g. a client certificate that is not accepted)
+    /// closes that connection only; the client's certificate reaches handlers as
+    /// [`PeerCertificate`] connection data.
     pub async fn serve_https_on(
         &mut self,
         what: &'static str,
         addr: SocketAddr,
         tls: std::sync::Arc<openwarn_mtls::RustlsServerConfig>,
-        router: axum::Router,
+        routes: Routes,
     ) -> Result<SocketAddr, BindError> {
-        let (listener, bound) = self.bind_recorded(what, addr).await?;
-        let token = self.token();
-        self.spawn(async move {
-            openwarn_mtls::serve_https(listener, tls, router, token)
-                .await
-                .map_err(|e| ServeError::new(what, e))
-        });
-        Ok(bound)
+        let mut port = WebPort::api(routes);
+        port.tls = Some(tls);
+        self.serve_web(what, addr, port).await
     }
 
-    /// Serves the admin endpoints (`/healthz`, `/readyz`, `/metrics`) on `addr`.
+    /// Serves the admin endpoints (`/healthz`, `/readyz`, `/metrics`, and what `admin` adds) on
+    /// `addr`.
     pub async fn serve_admin_on(
         &mut self,
         addr: SocketAddr,
-        ready: crate::admin::ReadinessCheck,
+        admin: crate::admin::Admin,
     ) -> Result<SocketAddr, BindError> {
-        self.serve_http_on("admin", addr, crate::admin::router(ready))
-            .await
+        let routes = Routes::new(move |config| admin.configure(config));
+        let port = WebPort {
+            routes,
+            tls: None,
+            tracked: false,
+            workers: 1,
+        };
+        self.serve_web("admin", addr, port).await
     }
 
+    async fn serve_web(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+        port: WebPort,
+    ) -> Result<SocketAddr, BindError> {
+        let (listener, bound) = self.bind_recorded(what, addr).await?;
+        let server = port
+            .server(listener, self.token())
+            .map_err(|source| BindError { what, addr, source })?;
+        self.spawn(async move { server.await.map_err(|e| ServeError::new(what, e)) });
+        Ok(bound)
+    }
     /// Runs `job` every `every` (first run right away) until the service stops.
     pub fn spawn_periodic<F, Fut>(&mut self, every: std::time::Duration, mut job: F)
     where
@@ -331,5 +333,106 @@ impl RunningService {
                 .map_err(|e| ServeError::new("grpc", e))
         });
         Ok(bound)
+    }
+}
+
+/// The routes of one REST port, added to the app of each of its workers (actix-web builds one
+/// app per worker thread).
+#[derive(Clone)]
+pub struct Routes(std::sync::Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>);
+
+impl Routes {
+    pub fn new(
+        configure: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Sync + 'static,
+    ) -> Self {
+        Self(std::sync::Arc::new(configure))
+    }
+
+    /// Adds the routes to an app (or a scope).
+    pub fn configure(&self, config: &mut actix_web::web::ServiceConfig) {
+        (self.0)(config);
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routes")
+    }
+}
+
+/// The client certificate of a TLS connection (its end-entity certificate, DER), for handlers
+/// to read with `HttpRequest::conn_data`.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub rustls::pki_types::CertificateDer<'static>);
+
+/// Time a client has for the TLS handshake, and for its request head.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time requests in flight get to finish once the service stops.
+const SHUTDOWN_GRACE_SECS: u64 = 10;
+
+struct WebPort {
+    routes: Routes,
+    tls: Option<std::sync::Arc<openwarn_mtls::RustlsServerConfig>>,
+    /// Counts requests by route in metrics (`openwarn_http_*`); the admin port is not counted.
+    tracked: bool,
+    workers: usize,
+}
+
+impl WebPort {
+    fn api(routes: Routes) -> Self {
+        Self {
+            routes,
+            tls: None,
+            tracked: true,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+
+    /// An actix-web server on `listener`: `workers` threads, each with its own single-threaded
+    /// runtime and its own app, stopping gracefully (requests in flight finish) when `token` is
+    /// cancelled. Signals are the process's business, not the server's.
+    fn server(
+        self,
+        listener: tokio::net::TcpListener,
+        token: CancellationToken,
+    ) -> std::io::Result<actix_web::dev::Server> {
+        use actix_web::middleware::{Condition, from_fn};
+        use actix_web::{App, ResponseError};
+        let routes = self.routes;
+        let tracked = self.tracked;
+        let server = actix_web::HttpServer::new(move || {
+            let routes = routes.clone();
+            App::new()
+                .wrap(Condition::new(tracked, from_fn(crate::admin::track_http)))
+                // Before the routes: a port that serves by path (distribution's tree) sets its own.
+                .default_service(actix_web::web::to(|| async {
+                    crate::http::ApiError::not_found().error_response()
+                }))
+                .configure(move |config| routes.configure(config))
+        })
+        .workers(self.workers)
+        .tcp_nodelay(true)
+        .shutdown_signal(token.cancelled_owned())
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .tls_handshake_timeout(HANDSHAKE_TIMEOUT)
+        .on_connect(|connection, data| {
+            use actix_tls::accept::rustls_0_23::TlsStream;
+            if let Some(tls) = connection.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>()
+                && let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first())
+            {
+                data.insert(PeerCertificate(cert.clone().into_owned()));
+            }
+        });
+        let listener = listener.into_std()?;
+        let server = match self.tls {
+            Some(tls) => {
+                let mut config = std::sync::Arc::unwrap_or_clone(tls);
+                // actix-web adds the protocols it speaks (h2, http/1.1) itself.
+                config.alpn_protocols.clear();
+                server.listen_rustls_0_23(listener, config)?
+            }
+            None => server.listen(listener)?,
+        };
+        Ok(server.run())
     }
 }

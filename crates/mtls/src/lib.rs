@@ -4,8 +4,8 @@
 //!   certificate signed by the internal CA; [`TlsFiles::grpc_channel`] presents this service's own.
 //! - Labs reach test-result over HTTPS with client certificates allow-listed by SHA-256
 //!   fingerprint: [`lab_server_config`].
-//! - [`HttpServer`] is the one accept loop of every HTTP port, over TLS ([`serve_https`]) or in
-//!   the clear (the proxy, behind a TLS-terminating ingress).
+//! - [`HttpServer`]: the proxy's accept loop (hyper, HTTP/1.1 and HTTP/2, over TLS or in the
+//!   clear behind a TLS-terminating ingress). The other services' REST ports run on actix-web.
 //! - [`http_client_tls`]: the TLS configuration of our HTTP (reqwest) clients, on ring.
 //! - [`DevPki`] generates a CA and one certificate per service (rcgen), so that a local run uses the
 //!   same code path as production.
@@ -23,7 +23,7 @@ pub use devpki::DevPki;
 pub use files::{TlsFiles, http_client_tls};
 pub use lab::{fingerprint, fingerprint_of_pem, lab_server_config};
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use serve::{HttpServer, serve_https};
+pub use serve::HttpServer;
 
 use std::path::{Path, PathBuf};
 

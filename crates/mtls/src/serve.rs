@@ -1,4 +1,4 @@
-//! The one accept loop of every HTTP port: HTTP/1.1 and HTTP/2, over TLS or in the clear.
+//! The proxy's accept loop: HTTP/1.1 and HTTP/2 on hyper, over TLS or in the clear.
 
 use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
@@ -55,21 +55,6 @@ impl HttpServer {
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = Some(timeout);
         self
-    }
-
-    /// Serves an axum router on every connection.
-    pub async fn serve_router(
-        self,
-        listener: TcpListener,
-        router: axum::Router,
-        token: CancellationToken,
-    ) -> std::io::Result<()> {
-        self.serve(
-            listener,
-            move |_peer| hyper_util::service::TowerToHyperService::new(router.clone()),
-            token,
-        )
-        .await
     }
 
     /// Serves `make_service(peer address)` on each accepted connection.
@@ -164,19 +149,6 @@ impl HttpServer {
     }
 }
 
-/// Serves an axum router over TLS until the token is cancelled. Handshake failures (e.g. a
-/// certificate that is not allow-listed) close that connection only.
-pub async fn serve_https(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    router: axum::Router,
-    token: CancellationToken,
-) -> std::io::Result<()> {
-    HttpServer::tls(config)
-        .serve_router(listener, router, token)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,8 +165,20 @@ mod tests {
         answer
     }
 
-    fn router() -> axum::Router {
-        axum::Router::new().route("/", axum::routing::get(|| async { "hello" }))
+    /// Serves `hello` on every connection accepted on `listener` until `token` is cancelled.
+    async fn hello(
+        server: HttpServer,
+        listener: TcpListener,
+        token: CancellationToken,
+    ) -> std::io::Result<()> {
+        let hello = |_peer| {
+            hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                    hyper::body::Bytes::from_static(b"hello"),
+                )))
+            })
+        };
+        server.serve(listener, hello, token).await
     }
 
     #[tokio::test]
@@ -202,11 +186,11 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
-        let server = tokio::spawn(
-            HttpServer::plain()
-                .header_read_timeout(Duration::from_secs(1))
-                .serve_router(listener, router(), token.clone()),
-        );
+        let server = tokio::spawn(hello(
+            HttpServer::plain().header_read_timeout(Duration::from_secs(1)),
+            listener,
+            token.clone(),
+        ));
         let answer = get(TcpStream::connect(addr).await.unwrap()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("hello"), "{answer}");
@@ -222,7 +206,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
         let config = pki.files("server").unwrap().https_server().unwrap();
-        let server = tokio::spawn(serve_https(listener, config, router(), token.clone()));
+        let server = tokio::spawn(hello(HttpServer::tls(config), listener, token.clone()));
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
         let mut client = pki.files("client").unwrap().https_client().unwrap();

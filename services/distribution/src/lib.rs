@@ -5,6 +5,7 @@
 //! Distribution owns no database: keys come from submission's `StreamDiagnosisKeys`, and its state
 //! is what it has published. In embedded mode it also serves the tree on port 8050.
 
+pub mod api;
 pub mod appconfig;
 pub mod keys;
 pub mod publish;
@@ -12,12 +13,16 @@ mod serve;
 pub mod source;
 pub mod tree;
 
+/// The published tree's OpenAPI description (served at `/openapi.json` on the admin port).
+pub use api::api;
+
 use clap::Args;
+use openwarn_bootstrap::admin::Admin;
 use openwarn_bootstrap::cli::BoxError;
 use openwarn_bootstrap::config::{
     ConfigError, ListenArgs, ListenDefaults, TelemetryArgs, TlsArgs, parse_duration, secret,
 };
-use openwarn_bootstrap::lifecycle::{BindError, RunningService};
+use openwarn_bootstrap::lifecycle::{BindError, Routes, RunningService};
 use openwarn_domain::CountryCode;
 use openwarn_export::{KeyInfo, Signer};
 use openwarn_mtls::TlsError;
@@ -337,20 +342,21 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             .serve_http_on(
                 "http",
                 config.listen.http_addr,
-                serve::router(publisher.tree().clone()),
+                serve::routes(publisher.tree().clone()),
             )
             .await?;
     }
     let ready = publisher.clone();
-    let mut admin = openwarn_bootstrap::admin::router(Arc::new(move || {
+    let mut admin = Admin::new(Arc::new(move || {
         let publisher = ready.clone();
         Box::pin(async move { publisher.tree().ping().await.map_err(|e| e.to_string()) })
-    }));
+    }))
+    .openapi(&api::api());
     if config.manual_runs {
-        admin = admin.merge(manual_runs(publisher.clone()));
+        admin = admin.routes(manual_runs(publisher.clone()));
     }
     service
-        .serve_http_on("admin", config.listen.admin_addr, admin)
+        .serve_admin_on(config.listen.admin_addr, admin)
         .await?;
     if config.schedule {
         let token = service.token();
@@ -379,33 +385,35 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
 }
 
 /// `POST /run[?now=RFC3339]`: one run now, answered with its report.
-fn manual_runs(publisher: Arc<Publisher>) -> axum::Router {
-    use axum::extract::Query;
-    use axum::response::IntoResponse;
+fn manual_runs(publisher: Arc<Publisher>) -> Routes {
+    use actix_web::{HttpResponse, ResponseError, web};
     use openwarn_bootstrap::http::ApiError;
 
     #[derive(serde::Deserialize)]
     struct RunQuery {
         now: Option<String>,
     }
-    axum::Router::new().route(
-        "/run",
-        axum::routing::post(move |Query(query): Query<RunQuery>| async move {
-            let now = match query.now.as_deref().map(parse_now) {
-                None => openwarn_bootstrap::lifecycle::unix_now(),
-                Some(Ok(now)) => now,
-                Some(Err(_)) => {
-                    return ApiError::new(http::StatusCode::BAD_REQUEST, "invalid_now")
-                        .into_response();
-                }
-            };
-            match publisher.run(now).await {
-                Ok(report) => axum::Json(report).into_response(),
-                Err(_) => ApiError::new(http::StatusCode::SERVICE_UNAVAILABLE, "run_failed")
-                    .into_response(),
-            }
-        }),
-    )
+    async fn run(publisher: web::Data<Publisher>, query: web::Query<RunQuery>) -> HttpResponse {
+        let now = match query.now.as_deref().map(parse_now) {
+            None => openwarn_bootstrap::lifecycle::unix_now(),
+            Some(Ok(now)) => now,
+            Some(Err(_)) => return ApiError::bad_request("invalid_now").error_response(),
+        };
+        match publisher.run(now).await {
+            Ok(report) => HttpResponse::Ok().json(report),
+            Err(_) => ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "run_failed",
+            )
+            .error_response(),
+        }
+    }
+    let publisher = web::Data::from(publisher);
+    Routes::new(move |config| {
+        config
+            .app_data(publisher.clone())
+            .service(web::resource("/run").route(web::post().to(run)));
+    })
 }
 
 /// Parses `--now`: RFC 3339 (`2026-11-23T14:00:00Z`).

@@ -1,20 +1,29 @@
 //! Embedded mode: the published tree over HTTP (what the CDN does in production), with the
-//! content type, ETag and Cache-Control a CDN would send.
+//! content type, ETag, Last-Modified, Cache-Control and byte ranges a static file server sends.
+//!
+//! A tree in a local directory is served from its files (open, stat, read on the worker thread,
+//! as nginx does): conditional requests (`If-None-Match`, `If-Modified-Since` → 304), `HEAD` and
+//! `Range` (206/416) come from actix-files. A tree in an object store is read through it.
 
-use crate::tree::{Kind, Tree};
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use crate::tree::{Kind, LOCAL_OBJECT, Tree};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use openwarn_bootstrap::http::ApiError;
+use openwarn_bootstrap::lifecycle::Routes;
+use std::path::PathBuf;
 
-pub fn router(tree: Tree) -> Router {
-    Router::new()
-        .fallback(serve)
-        .with_state(tree)
-        .layer(axum::middleware::from_fn(
-            openwarn_bootstrap::admin::track_http,
-        ))
+/// Files below this size are read on the worker thread (a tree's objects are at most a few
+/// MiB; a thread-pool hop per chunk costs more than the read).
+const SYNC_READ_BELOW: u64 = 16 << 20;
+
+pub fn routes(tree: Tree) -> Routes {
+    let tree = web::Data::new(tree);
+    Routes::new(move |config| {
+        config
+            .app_data(tree.clone())
+            .default_service(web::to(serve));
+    })
 }
 
 /// A CDN path: `version/…`, plain segments only.
@@ -24,52 +33,83 @@ fn valid(path: &str) -> bool {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg != crate::tree::LOCAL_OBJECT
+                && seg != LOCAL_OBJECT
                 && seg
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
 
-async fn serve(State(tree): State<Tree>, request: Request) -> Response {
-    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").into_response();
+async fn serve(tree: web::Data<Tree>, request: HttpRequest) -> HttpResponse {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            .error_response();
     }
-    let path = request.uri().path().trim_start_matches('/');
+    let path = request.path().trim_start_matches('/');
     if !valid(path) {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found").into_response();
+        return ApiError::not_found().error_response();
     }
+    let mut response = match tree.local_dir() {
+        Some(dir) => from_file(dir.join(path).join(LOCAL_OBJECT), path, &request),
+        None => from_store(&tree, path, &request).await,
+    };
+    if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(Kind::of(path).cache_control()),
+        );
+    }
+    response
+}
+
+fn media_type(path: &str) -> actix_web::mime::Mime {
+    Kind::content_type(path)
+        .parse()
+        .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM)
+}
+
+fn from_file(file: PathBuf, path: &str, request: &HttpRequest) -> HttpResponse {
+    match actix_files::NamedFile::open(&file) {
+        Ok(named) => named
+            .set_content_type(media_type(path))
+            .disable_content_disposition()
+            .read_mode_threshold(SYNC_READ_BELOW)
+            .into_response(request),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ApiError::not_found().error_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "published tree unreadable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").error_response()
+        }
+    }
+}
+
+async fn from_store(tree: &Tree, path: &str, request: &HttpRequest) -> HttpResponse {
     let object = match tree.get(path).await {
         Ok(Some(object)) => object,
-        Ok(None) => return ApiError::new(StatusCode::NOT_FOUND, "not_found").into_response(),
+        Ok(None) => return ApiError::not_found().error_response(),
         Err(e) => {
             tracing::warn!(error = %e, "object store unavailable");
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-                .into_response();
+                .error_response();
         }
     };
-    let kind = Kind::of(path);
     let e_tag = object
         .e_tag
         .map(|t| format!("\"{}\"", t.trim_matches('"')))
         .and_then(|t| HeaderValue::from_str(&t).ok());
-    let mut response = match (&e_tag, request.headers().get(header::IF_NONE_MATCH)) {
+    let asked = request.headers().get(header::IF_NONE_MATCH);
+    let mut response = match (&e_tag, asked) {
         (Some(tag), Some(asked)) if asked == tag || asked == "*" => {
-            StatusCode::NOT_MODIFIED.into_response()
+            HttpResponse::NotModified().finish()
         }
-        _ => (
-            [(header::CONTENT_TYPE, Kind::content_type(path))],
-            object.bytes,
-        )
-            .into_response(),
+        _ => HttpResponse::Ok()
+            .content_type(Kind::content_type(path))
+            .body(object.bytes),
     };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(kind.cache_control()),
-    );
     if let Some(tag) = e_tag {
-        headers.insert(header::ETAG, tag);
+        response.headers_mut().insert(header::ETAG, tag);
     }
     response
 }

@@ -79,8 +79,8 @@ pub struct Object {
 #[derive(Debug, Clone)]
 pub struct Tree {
     store: Arc<dyn ObjectStore>,
-    /// Local layout (see the module docs).
-    nested: bool,
+    /// The directory of a local tree (its layout: see the module docs).
+    local_dir: Option<std::path::PathBuf>,
     /// Whether the store keeps content type and cache headers with objects (S3 does; the
     /// filesystem does not: the embedded server derives them from the path).
     attributes: bool,
@@ -94,7 +94,10 @@ impl Tree {
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
         Ok(Self {
             store: Arc::new(store),
-            nested: true,
+            local_dir: Some(
+                std::fs::canonicalize(dir)
+                    .map_err(|e| TreeError::Config(format!("{}: {e}", dir.display())))?,
+            ),
             attributes: false,
         })
     }
@@ -108,13 +111,18 @@ impl Tree {
         };
         Self {
             store,
-            nested: false,
+            local_dir: None,
             attributes: true,
         }
     }
 
+    /// The directory of a tree on the local filesystem (`None` for an object store).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
+    }
+
     fn location(&self, path: &str) -> Path {
-        if self.nested {
+        if self.local_dir.is_some() {
             Path::from(format!("{path}/{LOCAL_OBJECT}"))
         } else {
             Path::from(path)
@@ -197,7 +205,7 @@ impl Tree {
             .into_iter()
             .filter_map(|meta| {
                 let location = meta.location.to_string();
-                if self.nested {
+                if self.local_dir.is_some() {
                     location
                         .strip_suffix(LOCAL_OBJECT)
                         .and_then(|p| p.strip_suffix('/'))

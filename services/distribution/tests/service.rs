@@ -146,6 +146,57 @@ async fn the_tree_is_served_with_cdn_headers() {
         head.headers()["content-length"],
         bytes.len().to_string().as_str()
     );
+    assert_eq!(head.headers()["etag"], e_tag);
+    assert_eq!(head.headers()["accept-ranges"], "bytes");
+
+    // What nginx answers for a static file: Last-Modified and If-Modified-Since, byte ranges
+    // (206 with Content-Range, 416 beyond the end), a weak or listed ETag in If-None-Match.
+    let last_modified = head.headers()["last-modified"].clone();
+    let unchanged = client
+        .get(&url)
+        .header("if-modified-since", last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(
+        unchanged.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let listed = format!("\"other\", {}", e_tag.to_str().unwrap());
+    let unchanged = client
+        .get(&url)
+        .header("if-none-match", listed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    let other = client
+        .get(&url)
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let range = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(
+        range.headers()["content-range"],
+        format!("bytes 10-19/{}", bytes.len()).as_str()
+    );
+    assert_eq!(range.bytes().await.unwrap(), bytes.slice(10..20));
+    let beyond = client
+        .get(&url)
+        .header("range", format!("bytes={}-", bytes.len() + 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
 
     let day = client
         .get(format!("{base}/diagnosis-keys/country/DE/date/2026-11-19"))

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use openwarn_bootstrap::http::{LatencyReservoir, is_fake, padded_json};
+use openwarn_bootstrap::http::{FAKE_HEADER, LatencyReservoir, is_fake_value, padded_json};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -224,7 +224,12 @@ impl Gateway {
             self.limits.read_timeout,
         )
         .await?;
-        if is_fake(&parts.headers) {
+        if is_fake_value(
+            parts
+                .headers
+                .get(FAKE_HEADER)
+                .map(http::HeaderValue::as_bytes),
+        ) {
             return Ok(self.fake(route, started).await);
         }
         let (answer, answer_body) = self.forward(route, &parts.headers, body).await?;

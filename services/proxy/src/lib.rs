@@ -176,10 +176,10 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     service
         .serve_admin_on(
             config.listen.admin_addr,
-            Arc::new(move || {
+            openwarn_bootstrap::admin::Admin::new(Arc::new(move || {
                 let kv = kv.clone();
                 Box::pin(async move { kv.ping().await.map_err(|e| e.to_string()) })
-            }),
+            })),
         )
         .await?;
     Ok(service)

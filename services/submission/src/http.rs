@@ -5,13 +5,10 @@
 use crate::rules::{Rules, validate};
 use crate::store::Store;
 use crate::tans::{TanError, Tans};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use http::{HeaderMap, StatusCode};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use openwarn_bootstrap::http::{ApiError, is_fake, read_body};
+use openwarn_bootstrap::lifecycle::Routes;
 use openwarn_domain::Tan;
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
@@ -24,13 +21,39 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/version/v1/diagnosis-keys", post(submit))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(
-            openwarn_bootstrap::admin::track_http,
-        ))
+pub fn routes(state: Arc<AppState>) -> Routes {
+    let state = web::Data::from(state);
+    Routes::new(move |config| {
+        config
+            .app_data(state.clone())
+            .service(web::resource("/version/v1/diagnosis-keys").route(web::post().to(submit)));
+    })
+}
+
+/// An error: a short machine-readable reason.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the answer in the API description")]
+struct SubmissionError {
+    error: String,
+}
+
+/// The upload API's description (served at `/openapi.json` on the admin port).
+pub fn api() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "OpenWarn submission: upload API",
+            description = "How the app uploads the diagnosis keys of a person who tested \
+positive, through the proxy, with a TAN from verification. Wire-compatible with the \
+Corona-Warn-App submission server (differences: docs/API-COMPATIBILITY.md). Either every key \
+of an upload is stored and the TAN is spent, or nothing is stored and the TAN stays usable.",
+        ),
+        paths(submit),
+        components(schemas(SubmissionError))
+    )]
+    struct Api;
+    Api::openapi()
 }
 
 fn outcome(name: &'static str) {
@@ -43,27 +66,52 @@ fn clock() -> (i32, i64) {
     (i32::try_from(now / 600).unwrap_or(i32::MAX), now / 3600)
 }
 
-async fn submit(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    if is_fake(&headers) {
+#[utoipa::path(
+    post,
+    path = "/version/v1/diagnosis-keys",
+    params(
+        ("cwa-authorization" = String, Header, description = "The TAN (a UUID) from verification"),
+        ("cwa-fake" = Option<String>, Header, description = "`1` for a fake (cover) upload: answered 200, nothing stored"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
+        description = "A `SubmissionPayload` (cwa-server's protocol buffer): keys, visited countries, origin, consent, submission type"),
+    responses(
+        (status = 200, description = "Every key stored; the TAN is spent"),
+        (status = 400, description = "`invalid_payload`, `missing_authorization` or a rule the keys break (e.g. `too_many_keys`, `invalid_report_type`); nothing stored", body = SubmissionError),
+        (status = 403, description = "`tan_not_valid`: unknown, expired or spent TAN", body = SubmissionError),
+        (status = 413, description = "`payload_too_large`", body = SubmissionError),
+        (status = 415, description = "`unsupported_media_type`: not `application/x-protobuf`", body = SubmissionError),
+        (status = 503, description = "`dependency_unavailable`: nothing stored, the TAN stays usable; retry later", body = SubmissionError),
+    ),
+)]
+async fn submit(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    if is_fake(&request) {
         // Defence in depth (the proxy answers fakes): read nothing, call no one, store nothing.
         drop(body);
-        return StatusCode::OK.into_response();
+        return Ok(HttpResponse::Ok().finish());
     }
-    match handle(&state, &headers, body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => e.into_response(),
-    }
+    handle(&state, &request, body).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(), ApiError> {
+async fn handle(
+    state: &AppState,
+    request: &HttpRequest,
+    body: web::Payload,
+) -> Result<(), ApiError> {
     let bytes = read_body(
-        headers,
+        request,
         body,
         state.max_body_bytes,
         "application/x-protobuf",
     )
     .await?;
-    let tan = headers
+    let tan = request
+        .headers()
         .get("cwa-authorization")
         .ok_or(ApiError::bad_request("missing_authorization"))?
         .to_str()

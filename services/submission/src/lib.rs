@@ -13,7 +13,11 @@ mod tans;
 
 pub use store::{Store, StoredKey};
 
+/// The upload API's OpenAPI description (served at `/openapi.json` on the admin port).
+pub use http::api;
+
 use clap::Args;
+use openwarn_bootstrap::admin::Admin;
 use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
     ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
@@ -134,7 +138,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     let store = Store::new(db);
     let mut service = RunningService::new(NAME);
 
-    let app = http::router(Arc::new(http::AppState {
+    let app = http::routes(Arc::new(http::AppState {
         store: store.clone(),
         tans: tans::Tans::new(channel),
         rules,
@@ -154,10 +158,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     service
         .serve_admin_on(
             config.listen.admin_addr,
-            Arc::new(move || {
+            Admin::new(Arc::new(move || {
                 let store = ready.clone();
                 Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
-            }),
+            }))
+            .openapi(&http::api()),
         )
         .await?;
 

@@ -1,13 +1,10 @@
 //! The lab API: `POST /api/v1/lab/results` `{"labId", "testResults": [{"id", "result", "sc"?}]}` → 204.
 
 use crate::store::{LabResult, Store};
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use http::{HeaderMap, StatusCode};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use openwarn_bootstrap::http::{ApiError, read_json};
+use openwarn_bootstrap::lifecycle::{PeerCertificate, Routes};
 use openwarn_domain::{HashedGuid, TestResult};
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -22,15 +19,103 @@ pub struct LabState {
     pub store: Store,
     pub max_batch: usize,
     pub max_body_bytes: usize,
+    /// Served over TLS with allow-listed client certificates: every request must come with one.
+    pub client_certificates: bool,
 }
 
-pub fn router(state: LabState) -> Router {
-    Router::new()
-        .route("/api/v1/lab/results", post(post_results))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(
-            openwarn_bootstrap::admin::track_http,
-        ))
+pub fn routes(state: LabState) -> Routes {
+    let state = web::Data::new(state);
+    Routes::new(move |config| {
+        config
+            .app_data(state.clone())
+            .service(web::resource("/api/v1/lab/results").route(web::post().to(post_results)));
+    })
+}
+
+/// A batch of results from one lab.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct LabResultList {
+    /// Names the lab (1 to 64 printable characters), returned to the app with each result.
+    #[schema(min_length = 1, max_length = 64)]
+    lab_id: String,
+    /// 1 to the batch limit (default 1,000) results, each test id at most once.
+    #[schema(min_items = 1)]
+    test_results: Vec<LabTestResult>,
+}
+
+/// One result.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct LabTestResult {
+    /// SHA-256 of the GUID printed on the test's QR code: 64 lowercase hex characters.
+    #[schema(pattern = "^[a-f0-9]{64}$")]
+    id: String,
+    /// 1 negative, 2 positive, 3 invalid.
+    #[schema(minimum = 1, maximum = 3)]
+    result: i32,
+    /// When the sample was collected, Unix seconds (not in the future).
+    sc: Option<i64>,
+}
+
+/// A refused batch: nothing of it was stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the answer in the API description")]
+struct InvalidBatch {
+    /// Always `invalid_request`.
+    error: String,
+    /// JSON path of the first offending field, e.g. `testResults[3].id`.
+    field: String,
+    /// What is wrong with it, in words.
+    reason: String,
+}
+
+/// An error other than an invalid batch.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "describes the answer in the API description")]
+struct LabError {
+    /// `payload_too_large`, `unsupported_media_type`, `malformed_json`, `unreadable_body`,
+    /// `client_certificate_required`, `dependency_unavailable` or `internal_error`.
+    error: String,
+}
+
+/// The lab API's description (served at `/openapi.json` on the admin port).
+pub fn api() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "OpenWarn test-result: lab API",
+            description = "How a laboratory posts test results, so that the app of a person \
+tested can fetch theirs. Wire-compatible with the Corona-Warn-App test result server's \
+`/api/v1/lab/results` (differences: docs/API-COMPATIBILITY.md).\n\n\
+**Connecting.** HTTPS with a client certificate. A lab is onboarded by the SHA-256 fingerprint \
+of its certificate (whatever CA issued it): the operator adds the fingerprint to the allow-list. \
+A connection without an allow-listed certificate is refused in the TLS handshake; no HTTP answer \
+is sent.\n\n\
+**Posting.** A batch is checked completely before anything is stored: either every result of \
+it is stored (204) or none is (400 naming the first offending field). Posting the same batch \
+again is safe: a result already stored for a test id is kept, never overwritten by a later post \
+(a test has one result). Results are kept until they are fetched and redeemed or their \
+retention ends.\n\n\
+**Errors.** Every error answer is JSON with a machine-readable `error`: `invalid_request` (400, \
+with `field` and `reason`), `malformed_json` (400), `unreadable_body` (400), \
+`payload_too_large` (413), `unsupported_media_type` (415, send `Content-Type: \
+application/json`), `dependency_unavailable` (503, retry later with backoff), \
+`internal_error` (500).",
+        ),
+        paths(post_results),
+        components(schemas(LabResultList, LabTestResult, InvalidBatch, LabError))
+    )]
+    struct Api;
+    Api::openapi()
 }
 
 /// What is wrong with a lab request: the JSON path of the offending field and why.
@@ -40,15 +125,10 @@ pub struct Invalid {
     pub reason: &'static str,
 }
 
-impl IntoResponse for Invalid {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(
-                json!({"error": "invalid_request", "field": self.field, "reason": self.reason}),
-            ),
-        )
-            .into_response()
+impl Invalid {
+    fn response(&self) -> HttpResponse {
+        HttpResponse::BadRequest()
+            .json(json!({"error": "invalid_request", "field": self.field, "reason": self.reason}))
     }
 }
 
@@ -152,30 +232,72 @@ pub fn validate(
     Ok((lab_id, out))
 }
 
-async fn post_results(State(state): State<LabState>, headers: HeaderMap, body: Body) -> Response {
-    let value: Value = match read_json(&headers, body, state.max_body_bytes).await {
+#[utoipa::path(
+    post,
+    path = "/api/v1/lab/results",
+    request_body(content = LabResultList, examples(
+        ("204 a positive and a negative result" = (value = json!({"labId": "lab-berlin-1", "testResults": [
+            {"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 2, "sc": 1700000000},
+            {"id": "1f2e3d4c5b6a79880716253443526170f1e2d3c4b5a69788796a5b4c3d2e1f00", "result": 1}
+        ]}))),
+        ("400 invalid_request" = (summary = "A result outside 1..3 (field `testResults[0].result`)", value = json!({"labId": "lab-berlin-1", "testResults": [
+            {"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 7}
+        ]}))),
+        ("400 invalid_request (id)" = (summary = "An id that is not a SHA-256 in lowercase hex", value = json!({"labId": "lab-berlin-1", "testResults": [{"id": "ABC", "result": 1}]}))),
+        ("400 invalid_request (labId)" = (summary = "No labId", value = json!({"testResults": [{"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 1}]}))),
+    )),
+    responses(
+        (status = 204, description = "Every result of the batch is stored"),
+        (status = 400, description = "`invalid_request`: nothing stored; `field` names the first offending field", body = InvalidBatch,
+            example = json!({"error": "invalid_request", "field": "testResults[0].result", "reason": "must be 1 (negative), 2 (positive) or 3 (invalid)"})),
+        (status = 413, description = "`payload_too_large`: body over the size limit", body = LabError, example = json!({"error": "payload_too_large"})),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = LabError, example = json!({"error": "unsupported_media_type"})),
+        (status = 500, description = "`internal_error`: not stored; report it", body = LabError, example = json!({"error": "internal_error"})),
+        (status = 503, description = "`dependency_unavailable`: not stored; retry later with backoff", body = LabError, example = json!({"error": "dependency_unavailable"})),
+    ),
+)]
+async fn post_results(
+    state: web::Data<LabState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    // The TLS handshake admitted only allow-listed certificates; a connection without one never
+    // reaches a handler. Checked here too, so that a misconfigured listener fails closed.
+    let lab_certificate = request.conn_data::<PeerCertificate>();
+    if state.client_certificates && lab_certificate.is_none() {
+        return ApiError::new(StatusCode::FORBIDDEN, "client_certificate_required")
+            .error_response();
+    }
+    let value: Value = match read_json(&request, body, state.max_body_bytes).await {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.error_response(),
     };
     let now = openwarn_bootstrap::lifecycle::unix_now();
     let (lab_id, results) = match validate(&value, now, state.max_batch) {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => return e.response(),
     };
     let count = results.len();
     match state.store.save_lab_results(lab_id, results, now).await {
         Ok(stored) => {
             metrics::counter!("openwarn_lab_results_received_total").increment(count as u64);
-            tracing::info!(received = count, stored, "lab results saved");
-            StatusCode::NO_CONTENT.into_response()
+            // The certificate's fingerprint names the onboarded lab (it is public, not a secret).
+            let certificate = lab_certificate.map(|c| openwarn_mtls::fingerprint(&c.0));
+            tracing::info!(
+                received = count,
+                stored,
+                lab_certificate = certificate.as_deref().map(|f| &f[..16]),
+                "lab results saved"
+            );
+            HttpResponse::NoContent().finish()
         }
         Err(e) if e.is_unavailable() => {
             tracing::warn!(error = %e, "lab results not saved: database unavailable");
-            ApiError::unavailable().into_response()
+            ApiError::unavailable().error_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "lab results not saved");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error").into_response()
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error").error_response()
         }
     }
 }

@@ -11,7 +11,11 @@ mod store;
 
 pub use store::{LabResult, Store, StoredResult};
 
+/// The lab API's OpenAPI description (served at `/openapi.json` on the admin port).
+pub use lab::api;
+
 use clap::Args;
+use openwarn_bootstrap::admin::Admin;
 use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
     ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
@@ -169,20 +173,23 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     let mut service = RunningService::new(NAME);
 
     // Lab API.
-    let router = lab::router(lab::LabState {
-        store: store.clone(),
-        max_batch: config.max_batch,
-        max_body_bytes: config.max_body_bytes,
-    });
+    let routes = |client_certificates| {
+        lab::routes(lab::LabState {
+            store: store.clone(),
+            max_batch: config.max_batch,
+            max_body_bytes: config.max_body_bytes,
+            client_certificates,
+        })
+    };
     match transport {
         LabTransport::Plain => {
             service
-                .serve_http_on("http", config.listen.http_addr, router)
+                .serve_http_on("http", config.listen.http_addr, routes(false))
                 .await?;
         }
         LabTransport::Tls(tls_config) => {
             service
-                .serve_https_on("http", config.listen.http_addr, tls_config, router)
+                .serve_https_on("http", config.listen.http_addr, tls_config, routes(true))
                 .await?;
         }
     }
@@ -198,10 +205,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     service
         .serve_admin_on(
             config.listen.admin_addr,
-            Arc::new(move || {
+            Admin::new(Arc::new(move || {
                 let db = ready_db.clone();
                 Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
-            }),
+            }))
+            .openapi(&lab::api()),
         )
         .await?;
 

@@ -8,19 +8,15 @@
 
 use crate::store::{Registered, Source, Store, TanIssue};
 use crate::testresults::TestResults;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::post;
-use http::{HeaderMap, StatusCode};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use openwarn_bootstrap::http::{ApiError, LatencyReservoir, is_fake, json_response, read_json};
+use openwarn_bootstrap::lifecycle::Routes;
 use openwarn_bootstrap::lifecycle::unix_now;
 use openwarn_domain::{HashedGuid, RegistrationToken, Tan, TeleTan, TestResult};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -76,22 +72,24 @@ pub struct AppState {
     reservoirs: [LatencyReservoir; 3],
 }
 
-pub fn router(store: Store, test_results: TestResults, limits: Limits) -> Router {
+pub fn routes(store: Store, test_results: TestResults, limits: Limits) -> Routes {
     let reservoir = || LatencyReservoir::new(1024, Duration::from_millis(20));
-    let state = Arc::new(AppState {
+    let state = web::Data::new(AppState {
         store,
         test_results,
         limits,
         reservoirs: [reservoir(), reservoir(), reservoir()],
     });
-    Router::new()
-        .route("/version/v1/registrationToken", post(registration_token))
-        .route("/version/v1/testresult", post(test_result))
-        .route("/version/v1/tan", post(tan))
-        .with_state(state)
-        .layer(axum::middleware::from_fn(
-            openwarn_bootstrap::admin::track_http,
-        ))
+    Routes::new(move |config| {
+        config
+            .app_data(state.clone())
+            .service(
+                web::resource("/version/v1/registrationToken")
+                    .route(web::post().to(registration_token)),
+            )
+            .service(web::resource("/version/v1/testresult").route(web::post().to(test_result)))
+            .service(web::resource("/version/v1/tan").route(web::post().to(tan)));
+    })
 }
 
 type Outcome = Result<Map<String, Value>, ApiError>;
@@ -100,10 +98,10 @@ type Outcome = Result<Map<String, Value>, ApiError>;
 async fn respond<T, F, Fut>(
     state: &AppState,
     endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: Body,
+    request: &HttpRequest,
+    body: web::Payload,
     real: F,
-) -> Response
+) -> HttpResponse
 where
     T: serde::de::DeserializeOwned,
     F: FnOnce(T) -> Fut,
@@ -111,12 +109,13 @@ where
 {
     let started = Instant::now();
     let length = state.limits.response_length;
-    let request: T = match read_json(headers, body, state.limits.max_body_bytes).await {
+    let fake = is_fake(request);
+    let request: T = match read_json(request, body, state.limits.max_body_bytes).await {
         Ok(r) => r,
         Err(e) => return json_response(e.status, &e.body(), length),
     };
     let reservoir = &state.reservoirs[endpoint.index()];
-    if is_fake(headers) {
+    if fake {
         let delay = reservoir.sample().saturating_sub(started.elapsed());
         tokio::time::sleep(delay).await;
         return json_response(endpoint.success(), &endpoint.fake_body(), length);
@@ -140,28 +139,155 @@ fn db_error(e: &openwarn_db::DbError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// What a phone registers: the hashed GUID of its QR code, or a teleTAN read out by a health
+/// officer.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RegistrationTokenRequest)]
 struct RegistrationRequest {
+    /// `GUID`: SHA-256 of the QR code's GUID, 64 lowercase hex characters. `TELETAN`: the
+    /// 10-character teleTAN.
+    #[schema(required = true)]
     key: Option<String>,
     #[serde(rename = "keyType")]
+    #[schema(required = true, value_type = String, pattern = "^(GUID|TELETAN)$")]
     key_type: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A registration token (the answer of `registrationToken`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = RegistrationToken)]
 struct TokenRequest {
+    /// A UUID (version 4), as issued by `registrationToken`.
     #[serde(rename = "registrationToken")]
+    #[schema(
+        required = true,
+        pattern = "^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89aAbB][a-f0-9]{3}-[a-f0-9]{12}$"
+    )]
     registration_token: Option<String>,
 }
 
+/// Every answer of this API is padded to one length per endpoint with `responsePadding`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RegistrationTokenResponse {
+    #[schema(pattern = "^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89aAbB][a-f0-9]{3}-[a-f0-9]{12}$")]
+    registration_token: String,
+    response_padding: String,
+}
+
+/// A test result: 0 pending, 1 negative, 2 positive, 3 invalid, 4 redeemed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TestResultResponse {
+    #[schema(minimum = 0, maximum = 4)]
+    test_result: i32,
+    /// When the sample was collected (Unix seconds), if the lab said.
+    sc: Option<i64>,
+    /// The lab that posted the result, if known.
+    lab_id: Option<String>,
+    response_padding: String,
+}
+
+/// A TAN: authorizes one upload of diagnosis keys.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TanResponse {
+    #[schema(pattern = "^[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89aAbB][a-f0-9]{3}-[a-f0-9]{12}$")]
+    tan: String,
+    response_padding: String,
+}
+
+/// An error: a short machine-readable reason, padded like every other answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PaddedError {
+    error: String,
+    response_padding: String,
+}
+
+/// The header every endpoint of this API reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "describes the request in the API description")]
+struct FakeHeader {
+    /// `1` for a fake (cover) request: answered like a success, changes nothing.
+    #[param(rename = "cwa-fake")]
+    cwa_fake: Option<String>,
+}
+
+/// The errors every endpoint of this API can answer, each padded like a success.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "describes the answers in the API description")]
+enum Refused {
+    /// Refused; `error` says why.
+    #[response(status = 400)]
+    BadRequest(PaddedError),
+    /// `payload_too_large`: body over the size limit.
+    #[response(status = 413)]
+    TooLarge(PaddedError),
+    /// `unsupported_media_type`: not `application/json`.
+    #[response(status = 415)]
+    NotJson(PaddedError),
+    /// `dependency_unavailable`: database or test-result unavailable; retry later.
+    #[response(status = 503)]
+    Unavailable(PaddedError),
+}
+
+/// The app API's description (served at `/openapi.json` on the admin port).
+pub fn api() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "OpenWarn verification: app API",
+            description = "What the app calls, through the proxy, to turn a QR code or a teleTAN \
+into a registration token, poll its test result and get a TAN for one upload. Wire-compatible \
+with the Corona-Warn-App verification server (differences: docs/API-COMPATIBILITY.md).\n\n\
+Every answer of an endpoint (success, error or fake) has the same length: `responsePadding` fills \
+it. A request with `cwa-fake: 1` is read like a real one, changes nothing and gets the status and \
+length of a real success after a delay drawn from real requests.\n\n\
+Example tokens: `3fa85f64-5717-4562-b3fc-2c963f66afa6` stands for the token a registration \
+example returned.",
+        ),
+        paths(registration_token, test_result, tan),
+        components(schemas(
+            RegistrationRequest,
+            TokenRequest,
+            RegistrationTokenResponse,
+            TestResultResponse,
+            TanResponse,
+            PaddedError
+        ))
+    )]
+    struct Api;
+    Api::openapi()
+}
+
+#[utoipa::path(
+    post,
+    path = "/version/v1/registrationToken",
+    params(FakeHeader),
+    request_body(content = RegistrationRequest, examples(
+        ("201 registered with a GUID" = (summary = "The SHA-256 of a QR code's GUID", value = json!({"keyType": "GUID", "key": "75552e9d1e6ed4db4fa0b2b3a7e9f7ad9a3b5ea0dc4f2f0a2e0b8a0c0e7e4a5b"}))),
+        ("400 invalid_key_type" = (value = json!({"keyType": "QRCODE", "key": "x"}))),
+        ("400 missing_key" = (value = json!({"keyType": "GUID"}))),
+        ("400 invalid_key" = (summary = "Not 64 lowercase hex characters", value = json!({"keyType": "GUID", "key": "not-a-hash"}))),
+        ("400 invalid_teletan" = (summary = "Wrong format or check character", value = json!({"keyType": "TELETAN", "key": "ABCDEFGHIJ"}))),
+    )),
+    responses(
+        (status = 201, description = "Registered", body = RegistrationTokenResponse),
+        Refused,
+    ),
+)]
 async fn registration_token(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
     respond(
         &state,
         Endpoint::RegistrationToken,
-        &headers,
+        &request,
         body,
         |r: RegistrationRequest| register(&state, r),
     )
@@ -225,15 +351,29 @@ async fn session_of(
     Ok((token_hash, session))
 }
 
+#[utoipa::path(
+    post,
+    path = "/version/v1/testresult",
+    params(FakeHeader),
+    request_body(content = TokenRequest, examples(
+        ("200 the result of a registration" = (value = json!({"registrationToken": "3fa85f64-5717-4562-b3fc-2c963f66afa6"}))),
+        ("400 invalid_token" = (value = json!({"registrationToken": "not-a-token"}))),
+        ("400 unknown_token" = (value = json!({"registrationToken": "9b2d5f0c-8e1a-4c3b-9f6d-2a7e4b1c0d35"}))),
+    )),
+    responses(
+        (status = 200, description = "The test result", body = TestResultResponse),
+        Refused,
+    ),
+)]
 async fn test_result(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
     respond(
         &state,
         Endpoint::TestResult,
-        &headers,
+        &request,
         body,
         |r: TokenRequest| fetch_result(&state, r),
     )
@@ -267,8 +407,21 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
     Ok(body)
 }
 
-async fn tan(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    respond(&state, Endpoint::Tan, &headers, body, |r: TokenRequest| {
+#[utoipa::path(
+    post,
+    path = "/version/v1/tan",
+    params(FakeHeader),
+    request_body(content = TokenRequest, examples(
+        ("201 a TAN for a positive result" = (value = json!({"registrationToken": "3fa85f64-5717-4562-b3fc-2c963f66afa6"}))),
+        ("400 unknown_token" = (value = json!({"registrationToken": "9b2d5f0c-8e1a-4c3b-9f6d-2a7e4b1c0d35"}))),
+    )),
+    responses(
+        (status = 201, description = "A TAN; valid for one upload until it expires", body = TanResponse),
+        Refused,
+    ),
+)]
+async fn tan(state: web::Data<AppState>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+    respond(&state, Endpoint::Tan, &request, body, |r: TokenRequest| {
         issue_tan(&state, r)
     })
     .await
@@ -314,5 +467,32 @@ async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
         TanIssue::UnknownSession => Err(ApiError::bad_request("unknown_token")),
         TanIssue::AlreadyRedeemed => Err(ApiError::bad_request("tan_already_redeemed")),
         TanIssue::QuotaUsed => Err(ApiError::bad_request("tan_quota_used")),
+    }
+}
+
+#[cfg(test)]
+mod api_tests {
+    #![allow(clippy::unwrap_used, reason = "unit test")]
+
+    #[test]
+    fn every_route_is_described_with_its_header_and_errors() {
+        let api = serde_json::to_value(super::api()).unwrap();
+        for path in ["registrationToken", "testresult", "tan"] {
+            let operation = &api["paths"][format!("/version/v1/{path}")]["post"];
+            assert_eq!(operation["parameters"][0]["name"], "cwa-fake", "{path}");
+            assert_eq!(operation["parameters"][0]["in"], "header", "{path}");
+            for status in ["400", "413", "415", "503"] {
+                assert!(
+                    operation["responses"][status]["content"]["application/json"].is_object(),
+                    "{path} {status}"
+                );
+            }
+            assert!(
+                operation["requestBody"]["content"]["application/json"]["examples"]
+                    .as_object()
+                    .is_some_and(|e| !e.is_empty()),
+                "{path}"
+            );
+        }
     }
 }

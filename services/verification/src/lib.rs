@@ -14,7 +14,11 @@ mod testresults;
 
 pub use store::{Registered, Source, Store, TanIssue};
 
+/// The app API's OpenAPI description (served at `/openapi.json` on the admin port).
+pub use app::api;
+
 use clap::Args;
+use openwarn_bootstrap::admin::Admin;
 use openwarn_bootstrap::cli::NoCommands;
 use openwarn_bootstrap::config::{
     ConfigError, DatabaseArgs, GrpcListenArgs, GrpcListenDefaults, ListenArgs, ListenDefaults,
@@ -187,7 +191,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     let store = open_store(&config).await?;
     let mut service = RunningService::new(NAME);
 
-    let app = app::router(
+    let app = app::routes(
         store.clone(),
         test_results.clone(),
         app::Limits {
@@ -209,14 +213,15 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     service
         .serve_admin_on(
             config.listen.admin_addr,
-            Arc::new(move || {
+            Admin::new(Arc::new(move || {
                 let store = ready_store.clone();
                 let kv = kv.clone();
                 Box::pin(async move {
                     store.ping().await.map_err(|e| e.to_string())?;
                     kv.ping().await.map_err(|e| e.to_string())
                 })
-            }),
+            }))
+            .openapi(&app::api()),
         )
         .await?;
 
