@@ -10,7 +10,12 @@ use utoipa::openapi::{
 };
 
 /// The published paths, with the example path that decides their kind.
-const PATHS: [(&str, &str, &str); 5] = [
+const PATHS: [(&str, &str, &str); 6] = [
+    (
+        "/version/{version}/diagnosis-keys/country",
+        "The countries with keys, e.g. `[\"DE\"]`",
+        "version/v1/diagnosis-keys/country",
+    ),
     (
         "/version/{version}/diagnosis-keys/country/{country}/date",
         "The days with a package, e.g. `[\"2026-11-20\",\"2026-11-21\"]`",
@@ -42,6 +47,7 @@ fn parameter(name: &str, description: &str) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
+        .required(utoipa::openapi::Required::True)
         .description(Some(description))
         .schema(Some(utoipa::openapi::schema::Object::with_type(
             utoipa::openapi::schema::Type::String,
@@ -76,6 +82,11 @@ pub fn api() -> OpenApi {
         operation = operation
             .response("200", ok)
             .response(
+                "206",
+                ResponseBuilder::new()
+                    .description("The asked byte range (`Range: bytes=…`), with `Content-Range`"),
+            )
+            .response(
                 "304",
                 ResponseBuilder::new()
                     .description("Not modified (`If-None-Match`, `If-Modified-Since`)"),
@@ -83,6 +94,10 @@ pub fn api() -> OpenApi {
             .response(
                 "404",
                 ResponseBuilder::new().description("`not_found`: not published (yet, or any more)"),
+            )
+            .response(
+                "416",
+                ResponseBuilder::new().description("The asked range lies beyond the object"),
             )
             .response(
                 "503",

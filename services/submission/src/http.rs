@@ -30,6 +30,15 @@ pub fn routes(state: Arc<AppState>) -> Routes {
     })
 }
 
+/// A `SubmissionPayload` in protocol buffer encoding.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; read as bytes"
+)]
+#[schema(value_type = String, format = Binary)]
+struct ProtobufBody(Vec<u8>);
+
 /// An error: a short machine-readable reason.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code, reason = "describes the answer in the API description")]
@@ -50,7 +59,7 @@ Corona-Warn-App submission server (differences: docs/API-COMPATIBILITY.md). Eith
 of an upload is stored and the TAN is spent, or nothing is stored and the TAN stays usable.",
         ),
         paths(submit),
-        components(schemas(SubmissionError))
+        components(schemas(ProtobufBody, SubmissionError))
     )]
     struct Api;
     Api::openapi()
@@ -73,7 +82,7 @@ fn clock() -> (i32, i64) {
         ("cwa-authorization" = String, Header, description = "The TAN (a UUID) from verification"),
         ("cwa-fake" = Option<String>, Header, description = "`1` for a fake (cover) upload: answered 200, nothing stored"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/x-protobuf",
+    request_body(content = ProtobufBody, content_type = "application/x-protobuf",
         description = "A `SubmissionPayload` (cwa-server's protocol buffer): keys, visited countries, origin, consent, submission type"),
     responses(
         (status = 200, description = "Every key stored; the TAN is spent"),

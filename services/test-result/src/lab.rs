@@ -250,6 +250,7 @@ pub fn validate(
         (status = 204, description = "Every result of the batch is stored"),
         (status = 400, description = "`invalid_request`: nothing stored; `field` names the first offending field", body = InvalidBatch,
             example = json!({"error": "invalid_request", "field": "testResults[0].result", "reason": "must be 1 (negative), 2 (positive) or 3 (invalid)"})),
+        (status = 403, description = "`client_certificate_required`: served over TLS but the connection has no client certificate (a listener misconfigured; an allow-listed lab never sees it)", body = LabError, example = json!({"error": "client_certificate_required"})),
         (status = 413, description = "`payload_too_large`: body over the size limit", body = LabError, example = json!({"error": "payload_too_large"})),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = LabError, example = json!({"error": "unsupported_media_type"})),
         (status = 500, description = "`internal_error`: not stored; report it", body = LabError, example = json!({"error": "internal_error"})),

@@ -228,6 +228,9 @@ enum Refused {
     /// `unsupported_media_type`: not `application/json`.
     #[response(status = 415)]
     NotJson(PaddedError),
+    /// `internal_error`: an error of ours (logged); nothing changed.
+    #[response(status = 500)]
+    Internal(PaddedError),
     /// `dependency_unavailable`: database or test-result unavailable; retry later.
     #[response(status = 503)]
     Unavailable(PaddedError),
