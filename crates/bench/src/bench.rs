@@ -69,7 +69,7 @@ pub struct BenchArgs {
     pub pgbench: String,
 }
 
-fn at_least_one(v: &str) -> Result<usize, String> {
+pub(crate) fn at_least_one(v: &str) -> Result<usize, String> {
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{v:?} is not a whole number of at least 1")),
@@ -99,11 +99,27 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let pki_dir = tempfile::tempdir()?;
     let pki = openwarn_mtls::DevPki::ensure(pki_dir.path(), PKI_NAMES)?;
     let namespace = format!("openwarn-bench-{}", std::process::id());
-    let test_result = start_test_result(&pki, args).await?;
-    let verification = start_verification(&pki, args, &namespace, &test_result).await?;
+    let test_result_db = fresh_database(&args.postgres.url, "openwarn_bench_test_result")?;
+    let test_result = start_test_result(&pki, &test_result_db).await?;
+    let verification_db = fresh_database(&args.postgres.url, "openwarn_bench_verification")?;
+    let verification = start_verification(
+        &pki,
+        &verification_db,
+        &args.redis_url,
+        &namespace,
+        &test_result,
+    )
+    .await?;
     let submission_db = fresh_database(&args.postgres.url, "openwarn_bench_submission")?;
     let submission = start_submission(&pki, &submission_db, &verification).await?;
-    let proxy = start_proxy(&pki, args, namespace, &verification, &submission).await?;
+    let proxy = start_proxy(
+        &pki,
+        &args.redis_url,
+        namespace,
+        &verification,
+        Some(&submission),
+    )
+    .await?;
     Ok(Stack {
         _pki_dir: pki_dir,
         proxy: proxy.addr("http"),
@@ -131,33 +147,35 @@ fn service_args(pki: &openwarn_mtls::DevPki, name: &str, grpc: bool) -> Vec<Stri
     args
 }
 
-/// Test result, on a fresh database, taking lab results over plain HTTP.
-async fn start_test_result(
+/// Test result, on `database` (PostgreSQL or SQLite), taking lab results over plain HTTP.
+pub(crate) async fn start_test_result(
     pki: &openwarn_mtls::DevPki,
-    args: &BenchArgs,
+    database: &str,
 ) -> anyhow::Result<RunningService> {
     let mut a = service_args(pki, "test-result", true);
     a.extend([
         "--database-url".into(),
-        fresh_database(&args.postgres.url, "openwarn_bench_test_result")?,
+        database.to_owned(),
         "--lab-insecure-http".into(),
     ]);
     Ok(openwarn_test_result::start(try_config(a)?).await?)
 }
 
-/// Verification, on a fresh database and Redis under `namespace`, calling `test_result`.
-async fn start_verification(
+/// Verification, on `database` and the key-value store `kv_url` (Redis or `memory://`) under
+/// `namespace`, calling `test_result`.
+pub(crate) async fn start_verification(
     pki: &openwarn_mtls::DevPki,
-    args: &BenchArgs,
+    database: &str,
+    kv_url: &str,
     namespace: &str,
     test_result: &RunningService,
 ) -> anyhow::Result<RunningService> {
     let mut a = service_args(pki, "verification", true);
     a.extend([
         "--database-url".into(),
-        fresh_database(&args.postgres.url, "openwarn_bench_verification")?,
+        database.to_owned(),
         "--kv-url".into(),
-        args.redis_url.clone(),
+        kv_url.to_owned(),
         "--kv-namespace".into(),
         namespace.to_owned(),
         "--test-result-url".into(),
@@ -182,23 +200,30 @@ async fn start_submission(
     Ok(openwarn_submission::start(try_config(a)?).await?)
 }
 
-/// The proxy in front of `verification` and `submission`, with Redis under `namespace` and a
-/// rate limit no run reaches.
-async fn start_proxy(
+/// The proxy in front of `verification` and `submission` (without it, the default URL that
+/// nothing is sent to), with the key-value store `kv_url` under `namespace` and a rate limit no
+/// run reaches.
+pub(crate) async fn start_proxy(
     pki: &openwarn_mtls::DevPki,
-    args: &BenchArgs,
+    kv_url: &str,
     namespace: String,
     verification: &RunningService,
-    submission: &RunningService,
+    submission: Option<&RunningService>,
 ) -> anyhow::Result<RunningService> {
     let mut a = service_args(pki, "proxy", false);
     a.extend([
         "--verification-http-url".into(),
         format!("https://{}", verification.addr("http")),
-        "--submission-http-url".into(),
-        format!("https://{}", submission.addr("http")),
+    ]);
+    if let Some(submission) = submission {
+        a.extend([
+            "--submission-http-url".into(),
+            format!("https://{}", submission.addr("http")),
+        ]);
+    }
+    a.extend([
         "--kv-url".into(),
-        args.redis_url.clone(),
+        kv_url.to_owned(),
         "--kv-namespace".into(),
         namespace,
         "--rate-limit".into(),
@@ -236,22 +261,25 @@ fn payload(n: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-async fn prepare_tans(
+/// A fresh hashed GUID (as the app's QR code gives it).
+pub(crate) fn new_guid() -> String {
+    openwarn_domain::sha256_hex(uuid::Uuid::new_v4().to_string())
+}
+
+/// Posts `results` (hashed GUID, result) as a lab to test result's lab API at `lab`, 1000 at a
+/// time.
+pub(crate) async fn post_lab_results(
     client: &reqwest::Client,
-    stack: &Stack,
-    count: usize,
-    concurrency: usize,
-) -> anyhow::Result<Vec<String>> {
-    let guids: Vec<String> = (0..count)
-        .map(|_| openwarn_domain::sha256_hex(uuid::Uuid::new_v4().to_string()))
-        .collect();
-    for chunk in guids.chunks(1000) {
+    lab: std::net::SocketAddr,
+    results: &[(String, openwarn_domain::TestResult)],
+) -> anyhow::Result<()> {
+    for chunk in results.chunks(1000) {
         let results: Vec<_> = chunk
             .iter()
-            .map(|g| serde_json::json!({"id": g, "result": openwarn_domain::TestResult::Positive}))
+            .map(|(g, result)| serde_json::json!({"id": g, "result": result}))
             .collect();
         let r = client
-            .post(format!("http://{}/api/v1/lab/results", stack.lab))
+            .post(format!("http://{lab}/api/v1/lab/results"))
             .json(&serde_json::json!({"labId": "bench", "testResults": results}))
             .send()
             .await?;
@@ -259,46 +287,92 @@ async fn prepare_tans(
             bail!("lab post failed: {}", r.status());
         }
     }
+    Ok(())
+}
+
+/// Registers the hashed GUID `guid` at the proxy; the registration token.
+pub(crate) async fn register(
+    client: &reqwest::Client,
+    proxy: std::net::SocketAddr,
+    guid: &str,
+) -> anyhow::Result<String> {
+    let reg: serde_json::Value = client
+        .post(format!("http://{proxy}/version/v1/registrationToken"))
+        .json(&serde_json::json!({"key": guid, "keyType": "GUID"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(reg["registrationToken"]
+        .as_str()
+        .context("no registration token")?
+        .to_owned())
+}
+
+/// `step` for every one of `items`, `concurrency` at a time; the results, in no particular order.
+pub(crate) async fn for_each_concurrently<I, T, F, Fut>(
+    items: Vec<I>,
+    concurrency: usize,
+    step: F,
+) -> anyhow::Result<Vec<T>>
+where
+    I: Clone + Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + Send,
+{
+    let count = items.len();
     let next = Arc::new(AtomicUsize::new(0));
-    let guids = Arc::new(guids);
+    let items = Arc::new(items);
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, guids, proxy) =
-            (client.clone(), next.clone(), guids.clone(), stack.proxy);
+    for _ in 0..concurrency.max(1) {
+        let (next, items, step) = (next.clone(), items.clone(), step.clone());
         tasks.push(tokio::spawn(async move {
-            let mut tans = Vec::new();
+            let mut done = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(g) = guids.get(i) else {
-                    return Ok::<_, anyhow::Error>(tans);
+                let Some(item) = items.get(i) else {
+                    return Ok::<_, anyhow::Error>(done);
                 };
-                let reg: serde_json::Value = client
-                    .post(format!("http://{proxy}/version/v1/registrationToken"))
-                    .json(&serde_json::json!({"key": g, "keyType": "GUID"}))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                let token = reg["registrationToken"]
-                    .as_str()
-                    .context("no registration token")?
-                    .to_owned();
-                let tan: serde_json::Value = client
-                    .post(format!("http://{proxy}/version/v1/tan"))
-                    .json(&serde_json::json!({"registrationToken": token}))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                tans.push(tan["tan"].as_str().context("no TAN")?.to_owned());
+                done.push(step(item.clone()).await?);
             }
         }));
     }
-    let mut tans = Vec::with_capacity(count);
+    let mut all = Vec::with_capacity(count);
     for t in tasks {
-        tans.extend(t.await??);
+        all.extend(t.await??);
     }
-    Ok(tans)
+    Ok(all)
+}
+
+async fn prepare_tans(
+    client: &reqwest::Client,
+    stack: &Stack,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<String>> {
+    let guids: Vec<String> = (0..count).map(|_| new_guid()).collect();
+    let results: Vec<_> = guids
+        .iter()
+        .map(|g| (g.clone(), openwarn_domain::TestResult::Positive))
+        .collect();
+    post_lab_results(client, stack.lab, &results).await?;
+    let (client, proxy) = (client.clone(), stack.proxy);
+    for_each_concurrently(guids, concurrency, move |g| {
+        let client = client.clone();
+        async move {
+            let token = register(&client, proxy, &g).await?;
+            let tan: serde_json::Value = client
+                .post(format!("http://{proxy}/version/v1/tan"))
+                .json(&serde_json::json!({"registrationToken": token}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok(tan["tan"].as_str().context("no TAN")?.to_owned())
+        }
+    })
+    .await
 }
 
 struct Run {
@@ -346,7 +420,7 @@ impl Run {
 }
 
 /// "CPU per request: openwarn 0.71 ms + postgres 0.80 ms + … = 1.60 ms" (what was measured).
-fn cpu_per_request(parts: &[(&str, Option<Duration>)], requests: usize) -> String {
+pub(crate) fn cpu_per_request(parts: &[(&str, Option<Duration>)], requests: usize) -> String {
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / requests.max(1) as f64;
     let measured: Vec<(&str, Duration)> = parts
         .iter()

@@ -1,5 +1,6 @@
 //! `openwarn bench-distribution`: package build throughput, and publishing runs streaming keys
-//! from a submission service on PostgreSQL (its own process), with peak RSS.
+//! from a submission service on PostgreSQL (its own process), with peak RSS; then serving one
+//! published hour package, by distribution's embedded server and by nginx ([`crate::serving`]).
 
 use crate::Launcher;
 use anyhow::Context;
@@ -23,6 +24,11 @@ pub struct BenchDistributionArgs {
     /// published tree grows).
     #[arg(long, default_value_t = 3)]
     pub hourly_runs: i64,
+    /// Only what serving needs: no package build, and the full run without hourly runs.
+    #[arg(long)]
+    pub serve_only: bool,
+    #[command(flatten)]
+    pub serve: crate::serving::ServeArgs,
 }
 
 fn signer() -> anyhow::Result<(Signer, String)> {
@@ -120,7 +126,10 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
         std::thread::available_parallelism().map_or(0, usize::from),
         !cfg!(debug_assertions)
     );
-    tokio::task::spawn_blocking(move || package_build(args.package_keys)).await??;
+    if !args.serve_only {
+        let keys = args.package_keys;
+        tokio::task::spawn_blocking(move || package_build(keys)).await??;
+    }
 
     // Submission (its own process) on a fresh PostgreSQL database holding the keys.
     let database = crate::bench::fresh_database(&args.postgres.url, "openwarn_bench_distribution")?;
@@ -133,7 +142,13 @@ pub async fn run(args: BenchDistributionArgs, launcher: &Launcher) -> anyhow::Re
 
     let store = dir.path().join("cdn");
     let config = distribution_args(dir.path(), &store, &pki, submission.grpc)?;
-    publishing_runs(launcher, &config, &store, now, &args).await
+    let hourly_runs = if args.serve_only { 0 } else { args.hourly_runs };
+    publishing_runs(launcher, &config, &store, now, args.run_keys, hourly_runs).await?;
+    drop(submission);
+    if args.serve.serve_rounds > 0 {
+        crate::serving::compare(launcher, &config, &store, &args.serve).await?;
+    }
+    Ok(())
 }
 
 /// The submission process (stopped when dropped) and its gRPC port.
@@ -221,9 +236,10 @@ async fn publishing_runs(
     config: &[String],
     store: &std::path::Path,
     now: i64,
-    args: &BenchDistributionArgs,
+    run_keys: u64,
+    hourly_runs: i64,
 ) -> anyhow::Result<()> {
-    for i in 0..=args.hourly_runs {
+    for i in 0..=hourly_runs {
         let at = chrono::DateTime::from_timestamp(now + i * 3600, 0)
             .context("time")?
             .to_rfc3339();
@@ -234,8 +250,8 @@ async fn publishing_runs(
         if i == 0 {
             println!(
                 "full run: {} keys streamed from submission and published (14 day + 48 hour packages) in {seconds:.2} s = {:.0} keys/s; peak RSS {peak:.0} MiB; tree {objects} objects",
-                args.run_keys,
-                args.run_keys as f64 / seconds
+                run_keys,
+                run_keys as f64 / seconds
             );
         } else {
             println!(

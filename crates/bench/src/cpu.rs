@@ -55,11 +55,7 @@ fn timeval(t: nix::sys::time::TimeVal) -> Duration {
 
 /// Sum of user, system and reaped children's time of every process whose command is `name`.
 fn processes_named(name: &str) -> Option<Duration> {
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .filter(|t| *t > 0)?;
+    let ticks_per_second = ticks_per_second()?;
     let mut found = false;
     let mut ticks = 0u64;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -76,18 +72,77 @@ fn processes_named(name: &str) -> Option<Duration> {
 
 /// utime + stime + cutime + cstime from one `/proc/<pid>/stat` line, if its command is `name`.
 fn stat_ticks(stat: &str, name: &str) -> Option<u64> {
-    let (head, rest) = stat.rsplit_once(')')?;
-    let (_, comm) = head.split_once('(')?;
-    if comm != name {
-        return None;
+    let stat = Stat::parse(stat)?;
+    (stat.comm == name).then_some(stat.ticks)
+}
+
+/// What a benchmark reads from one `/proc/<pid>/stat` line.
+struct Stat<'a> {
+    comm: &'a str,
+    ppid: u32,
+    /// utime + stime + cutime + cstime.
+    ticks: u64,
+}
+
+impl<'a> Stat<'a> {
+    fn parse(stat: &'a str) -> Option<Self> {
+        let (head, rest) = stat.rsplit_once(')')?;
+        let (_, comm) = head.split_once('(')?;
+        // After the command: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = fields
+            .get(11..15)?
+            .iter()
+            .map(|f| f.parse::<i64>().ok().and_then(|v| u64::try_from(v).ok()))
+            .sum::<Option<u64>>()?;
+        Some(Self {
+            comm,
+            ppid: fields.get(1)?.parse().ok()?,
+            ticks,
+        })
     }
-    // After the command: state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields
-        .get(11..15)?
-        .iter()
-        .map(|f| f.parse::<i64>().ok().and_then(|v| u64::try_from(v).ok()))
-        .sum()
+}
+
+/// CPU time (user + system, with reaped children's) of the process `pid` and of its direct
+/// children: a server started by a benchmark, e.g. nginx's master and its workers. `None` when
+/// `pid` is gone or `/proc` cannot be read (not Linux).
+pub fn process_tree(pid: u32) -> Option<Duration> {
+    let ticks_per_second = ticks_per_second()?;
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut ticks = Stat::parse(&own)?.ticks;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(child) = Stat::parse(&stat).filter(|s| s.ppid == pid) {
+            ticks += child.ticks;
+        }
+    }
+    Some(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
+}
+
+/// CPU time (user + system) of the calling thread; `None` where the system cannot tell.
+pub fn this_thread() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+            .ok()
+            .map(|u| timeval(u.user_time()) + timeval(u.system_time()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+fn ticks_per_second() -> Option<u64> {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
 }
 
 #[cfg(test)]
@@ -105,6 +160,19 @@ mod tests {
     fn a_command_with_spaces_and_parentheses_is_read_whole() {
         let line = "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 10 20 30 40 20 0 1 0 1 0 0";
         assert_eq!(stat_ticks(line, "a) b (c)"), Some(100));
+    }
+
+    #[test]
+    fn a_stat_line_gives_its_parent() {
+        let line = "4242 (nginx) S 4200 4242 4242 0 -1 4194560 1 0 0 0 150 25 7 3 20 0 1 0 1 0 0";
+        let stat = Stat::parse(line).unwrap();
+        assert_eq!((stat.comm, stat.ppid, stat.ticks), ("nginx", 4200, 185));
+    }
+
+    #[test]
+    fn this_process_tree_and_thread_are_measured() {
+        assert!(process_tree(std::process::id()).is_some());
+        assert!(this_thread().is_some());
     }
 
     #[test]

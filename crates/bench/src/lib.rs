@@ -1,10 +1,14 @@
-//! The benchmarks behind `openwarn bench` and `openwarn bench-distribution` (numbers and how to
-//! read them: docs/PERFORMANCE.md). They start services in-process or as processes of the CLI
-//! ([`Launcher`]), so this crate, unlike the simulator, links the services.
+//! The benchmarks behind `openwarn bench`, `openwarn bench-distribution` and `openwarn
+//! bench-polling` (numbers and how to read them: docs/PERFORMANCE.md). They start services
+//! in-process or as processes of the CLI ([`Launcher`]), so this crate, unlike the simulator,
+//! links the services. [`load`] is their HTTP load client.
 
 pub mod bench;
 pub mod bench_distribution;
+pub mod bench_polling;
 pub mod cpu;
+pub mod load;
+pub mod serving;
 
 use std::path::PathBuf;
 

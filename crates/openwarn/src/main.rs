@@ -1,6 +1,6 @@
 //! `openwarn`: run the whole stack on one machine (`up`), run one service (`service`), issue a
 //! teleTAN (`teletan`), publish now (`publish`), play phones (`sim`, from `openwarn-sim`) and
-//! benchmark (`bench`, `bench-distribution`, from `openwarn-bench`). The CLI only wires these
+//! benchmark (`bench`, `bench-distribution`, `bench-polling`, from `openwarn-bench`). The CLI only wires these
 //! together; production runs each service's own binary (`services/<name>`, deploy/Dockerfile).
 
 mod up;
@@ -37,9 +37,13 @@ enum Command {
     Publish(PublishArgs),
     /// Benchmark submissions end to end on PostgreSQL, fakes at the proxy, and PostgreSQL's ceiling.
     Bench(openwarn_bench::bench::BenchArgs),
-    /// Benchmark distribution: one package of 1M keys, and full runs streaming keys from
-    /// submission on PostgreSQL (keys/s, peak RSS).
+    /// Benchmark distribution: one package of 1M keys, full runs streaming keys from
+    /// submission on PostgreSQL (keys/s, peak RSS), and serving a published package (ours and
+    /// nginx's requests/s).
     BenchDistribution(openwarn_bench::bench_distribution::BenchDistributionArgs),
+    /// Benchmark the app polling its test result through the proxy, on SQLite and on
+    /// PostgreSQL with Redis.
+    BenchPolling(openwarn_bench::bench_polling::BenchPollingArgs),
     /// Play phones against a stack started by `openwarn up`: a scenario end to end (`run`), or
     /// a population's mixed traffic with latency per endpoint (`load`).
     Sim(openwarn_sim::SimArgs),
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
                     )
                 }),
         ),
+        Command::BenchPolling(args) => report(openwarn_bench::bench_polling::run(args)),
         Command::Sim(args) => report(openwarn_sim::run(args)),
     }
 }
@@ -253,6 +258,8 @@ mod tests {
             "openwarn bench OPENWARN_BENCH_POSTGRES_URL",
             "openwarn bench OPENWARN_BENCH_REDIS_URL",
             "openwarn bench-distribution OPENWARN_BENCH_POSTGRES_URL",
+            "openwarn bench-polling OPENWARN_BENCH_POSTGRES_URL",
+            "openwarn bench-polling OPENWARN_BENCH_REDIS_URL",
         ] {
             assert!(checked.iter().any(|c| c == expected), "{checked:#?}");
         }
