@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod appconfig;
+mod files;
 pub mod keys;
 pub mod publish;
 mod serve;

@@ -1,27 +1,37 @@
 //! Embedded mode: the published tree over HTTP (what the CDN does in production), with the
 //! content type, ETag, Last-Modified, Cache-Control and byte ranges a static file server sends.
 //!
-//! A tree in a local directory is served from its files (open, stat, read on the worker thread,
-//! as nginx does): conditional requests (`If-None-Match`, `If-Modified-Since` → 304), `HEAD` and
-//! `Range` (206/416) come from actix-files. A tree in an object store is read through it.
+//! A tree in a local directory is served from its files, kept in memory while unchanged
+//! ([`LocalFiles`]: one `stat` per request, conditional requests, ranges, `HEAD`). A tree in an
+//! object store is read through it.
 
+use crate::files::LocalFiles;
 use crate::tree::{Kind, LOCAL_OBJECT, Tree};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use openwarn_bootstrap::http::ApiError;
 use openwarn_bootstrap::lifecycle::Routes;
-use std::path::PathBuf;
 
-/// Files below this size are read on the worker thread (a tree's objects are at most a few
-/// MiB; a thread-pool hop per chunk costs more than the read).
-const SYNC_READ_BELOW: u64 = 16 << 20;
+/// How much of a local tree is kept in memory. A tree holds 14 days of packages (a day's package
+/// is at most `OPENWARN_MAX_KEYS_PER_PACKAGE` × 28 bytes); beyond the budget files are read
+/// again from disk.
+const MEMORY_BUDGET: usize = 512 << 20;
+
+/// Where the objects come from.
+enum Source {
+    Local(LocalFiles),
+    Store(Tree),
+}
 
 pub fn routes(tree: Tree) -> Routes {
-    let tree = web::Data::new(tree);
+    let source = web::Data::new(match tree.local_dir() {
+        Some(dir) => Source::Local(LocalFiles::new(dir.to_owned(), MEMORY_BUDGET)),
+        None => Source::Store(tree),
+    });
     Routes::new(move |config| {
         config
-            .app_data(tree.clone())
+            .app_data(source.clone())
             .default_service(web::to(serve));
     })
 }
@@ -40,7 +50,7 @@ fn valid(path: &str) -> bool {
         })
 }
 
-async fn serve(tree: web::Data<Tree>, request: HttpRequest) -> HttpResponse {
+async fn serve(source: web::Data<Source>, request: HttpRequest) -> HttpResponse {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             .error_response();
@@ -49,9 +59,19 @@ async fn serve(tree: web::Data<Tree>, request: HttpRequest) -> HttpResponse {
     if !valid(path) {
         return ApiError::not_found().error_response();
     }
-    let mut response = match tree.local_dir() {
-        Some(dir) => from_file(dir.join(path).join(LOCAL_OBJECT), path, &request),
-        None => from_store(&tree, path, &request).await,
+    let mut response = match source.get_ref() {
+        Source::Local(files) => match files
+            .respond(path, Kind::content_type(path), &request)
+            .await
+        {
+            Ok(Some(response)) => response,
+            Ok(None) => ApiError::not_found().error_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "published tree unreadable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").error_response()
+            }
+        },
+        Source::Store(tree) => from_store(tree, path, &request).await,
     };
     if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED {
         response.headers_mut().insert(
@@ -60,29 +80,6 @@ async fn serve(tree: web::Data<Tree>, request: HttpRequest) -> HttpResponse {
         );
     }
     response
-}
-
-fn media_type(path: &str) -> actix_web::mime::Mime {
-    Kind::content_type(path)
-        .parse()
-        .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM)
-}
-
-fn from_file(file: PathBuf, path: &str, request: &HttpRequest) -> HttpResponse {
-    match actix_files::NamedFile::open(&file) {
-        Ok(named) => named
-            .set_content_type(media_type(path))
-            .disable_content_disposition()
-            .read_mode_threshold(SYNC_READ_BELOW)
-            .into_response(request),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ApiError::not_found().error_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "published tree unreadable");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable").error_response()
-        }
-    }
 }
 
 async fn from_store(tree: &Tree, path: &str, request: &HttpRequest) -> HttpResponse {

@@ -197,6 +197,14 @@ async fn the_tree_is_served_with_cdn_headers() {
         .await
         .unwrap();
     assert_eq!(beyond.status(), 416);
+    let nonsense = client
+        .get(&url)
+        .header("range", "pages=1-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nonsense.status(), 200, "an unparsable range is ignored");
+    assert_eq!(nonsense.bytes().await.unwrap(), bytes);
 
     let day = client
         .get(format!("{base}/diagnosis-keys/country/DE/date/2026-11-19"))
