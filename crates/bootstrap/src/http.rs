@@ -131,10 +131,26 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large);
     }
-    match body.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::bad_request("unreadable_body")),
-        Err(_) => Err(too_large),
+    read_within(body, limit, BODY_READ_TIMEOUT).await
+}
+
+/// Time a client has to send a request's body (its head has actix-web's client request
+/// timeout): a client that sends slowly does not hold a connection and a handler forever.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn read_within(
+    body: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    match tokio::time::timeout(timeout, body.to_bytes_limited(limit)).await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(_))) => Err(ApiError::bad_request("unreadable_body")),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        )),
+        Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout")),
     }
 }
 
@@ -329,6 +345,25 @@ mod tests {
                 .await
                 .unwrap();
         read_json::<Value>(&request, payload, limit).await
+    }
+
+    #[actix_web::test]
+    async fn a_body_sent_too_slowly_is_refused_with_408() {
+        // A body whose sender keeps it open without sending anything.
+        let request = actix_web::test::TestRequest::default().to_http_request();
+        type Chunk = Result<bytes::Bytes, actix_web::error::PayloadError>;
+        let stream: std::pin::Pin<Box<dyn futures::Stream<Item = Chunk>>> =
+            Box::pin(futures::stream::pending::<Chunk>());
+        let mut pending = actix_web::dev::Payload::Stream { payload: stream };
+        let payload =
+            <web::Payload as actix_web::FromRequest>::from_request(&request, &mut pending)
+                .await
+                .unwrap();
+        let refused = read_within(payload, 100, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(refused.reason, "body_timeout");
     }
 
     #[actix_web::test]

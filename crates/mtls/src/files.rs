@@ -114,6 +114,16 @@ impl TlsFiles {
         endpoint: &str,
         server_name: &str,
     ) -> Result<tonic::transport::Channel, TlsError> {
+        Ok(self.grpc_endpoint(endpoint, server_name)?.connect_lazy())
+    }
+
+    /// The endpoint [`grpc_channel`](Self::grpc_channel) connects to, for a caller that makes
+    /// several channels (each connects lazily, on the runtime that makes it).
+    pub fn grpc_endpoint(
+        &self,
+        endpoint: &str,
+        server_name: &str,
+    ) -> Result<tonic::transport::Endpoint, TlsError> {
         let endpoint = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
             .map_err(|e| TlsError::Config(format!("endpoint {endpoint:?}: {e}")))?
             .tls_config(self.grpc_client(server_name))
@@ -123,7 +133,7 @@ impl TlsFiles {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Ok(endpoint.connect_lazy())
+        Ok(endpoint)
     }
 }
 

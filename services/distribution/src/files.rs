@@ -298,7 +298,10 @@ mod tests {
         }
         let cache = files.cache.read().unwrap();
         assert!(cache.values().map(|c| c.bytes.len()).sum::<usize>() <= 10);
-        assert!(!cache.contains_key("big"), "larger than the budget: never kept");
+        assert!(
+            !cache.contains_key("big"),
+            "larger than the budget: never kept"
+        );
         assert_eq!(cache.len(), 1);
     }
 }

@@ -36,11 +36,19 @@ pub fn routes(tree: Tree) -> Routes {
     })
 }
 
-/// A CDN path: `version/…`, plain segments only.
+/// Longest CDN path served (the longest published is under 80 bytes): a longer one is a 404,
+/// never a file-system error.
+const MAX_PATH: usize = 200;
+/// Longest segment of a CDN path.
+const MAX_SEGMENT: usize = 32;
+
+/// A CDN path: `version/…`, plain segments only, bounded in length.
 fn valid(path: &str) -> bool {
-    path.starts_with("version/")
+    path.len() <= MAX_PATH
+        && path.starts_with("version/")
         && path.split('/').all(|seg| {
             !seg.is_empty()
+                && seg.len() <= MAX_SEGMENT
                 && seg != "."
                 && seg != ".."
                 && seg != LOCAL_OBJECT
@@ -129,6 +137,12 @@ mod tests {
             "version/v1/_object",
             "version/v1/a%2Fb",
             "version/v1/.hidden",
+            format!(
+                "version/v1/diagnosis-keys/country/DE/date/{}",
+                "2".repeat(300)
+            )
+            .as_str(),
+            format!("version/{}x", "v1/".repeat(70)).as_str(),
         ] {
             assert!(!valid(bad), "{bad}");
         }

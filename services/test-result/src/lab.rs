@@ -3,7 +3,7 @@
 use crate::store::{LabResult, Store};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use openwarn_bootstrap::http::{ApiError, read_json};
+use openwarn_bootstrap::http::{ApiError, read_body};
 use openwarn_bootstrap::lifecycle::{PeerCertificate, Routes};
 use openwarn_domain::{HashedGuid, TestResult};
 use serde_json::{Value, json};
@@ -139,6 +139,98 @@ fn invalid(field: impl Into<String>, reason: &'static str) -> Invalid {
     }
 }
 
+/// Characters that change how text around them is shown without being seen themselves:
+/// bidirectional overrides and isolates (a lab id could display as another lab's), zero-width
+/// characters and the byte order mark.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// The request body as JSON, refusing an object that names a field twice (with a JSON parser's
+/// usual "last wins", a batch could be read differently by the lab's system and by us).
+fn parse_strict(bytes: &[u8]) -> Result<Value, Invalid> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Builds a `Value` like serde_json does, but fails on a repeated key.
+    struct Strict;
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Strict)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value_seed(Strict)?;
+                if object.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!("duplicate:{key}")));
+                }
+                object.insert(key, value);
+            }
+            Ok(Value::Object(object))
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Strict
+        .deserialize(&mut deserializer)
+        .and_then(|v| deserializer.end().map(|()| v));
+    parsed.map_err(|e| {
+        let message = e.to_string();
+        match message
+            .strip_prefix("duplicate:")
+            .and_then(|m| m.split(" at line").next())
+        {
+            Some(field) => Invalid {
+                field: field.to_owned(),
+                reason: "appears more than once in its object",
+            },
+            None => invalid("$", "is not valid JSON"),
+        }
+    })
+}
+
 /// Checks a lab request completely before anything is stored.
 pub fn validate(
     body: &Value,
@@ -152,7 +244,7 @@ pub fn validate(
         Some(Value::String(s))
             if !s.trim().is_empty()
                 && s.len() <= MAX_LAB_ID_LEN
-                && !s.chars().any(char::is_control) =>
+                && !s.chars().any(|c| c.is_control() || is_invisible_format(c)) =>
         {
             s.clone()
         }
@@ -269,9 +361,16 @@ async fn post_results(
         return ApiError::new(StatusCode::FORBIDDEN, "client_certificate_required")
             .error_response();
     }
-    let value: Value = match read_json(&request, body, state.max_body_bytes).await {
-        Ok(v) => v,
+    let bytes = match read_body(&request, body, state.max_body_bytes, "application/json").await {
+        Ok(bytes) => bytes,
         Err(e) => return e.error_response(),
+    };
+    let value = match parse_strict(&bytes) {
+        Ok(value) => value,
+        Err(e) if e.field == "$" => {
+            return ApiError::bad_request("malformed_json").error_response();
+        }
+        Err(e) => return e.response(),
     };
     let now = openwarn_bootstrap::lifecycle::unix_now();
     let (lab_id, results) = match validate(&value, now, state.max_batch) {
@@ -338,6 +437,40 @@ mod tests {
             }
         );
         assert_eq!(results[1].sample_collected_at, None);
+    }
+
+    #[test]
+    fn a_field_named_twice_is_refused_wherever_it_is() {
+        let twice = |body: &str| parse_strict(body.as_bytes()).unwrap_err();
+        let top = twice(r#"{"labId": "a", "labId": "b", "testResults": []}"#);
+        assert_eq!(top.field, "labId");
+        assert_eq!(top.reason, "appears more than once in its object");
+        let nested =
+            twice(r#"{"labId": "a", "testResults": [{"id": "x", "result": 1, "result": 2}]}"#);
+        assert_eq!(nested.field, "result");
+        assert_eq!(twice("{not json").field, "$");
+        assert_eq!(twice(r#"{"a": 1} trailing"#).field, "$");
+        let parsed = parse_strict(
+            br#"{"labId": "a", "testResults": [{"id": "x", "result": 1.5, "sc": null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            json!({"labId": "a", "testResults": [{"id": "x", "result": 1.5, "sc": null}]})
+        );
+    }
+
+    #[test]
+    fn a_lab_id_with_invisible_formatting_is_refused() {
+        let results = json!([{"id": id('a'), "result": 2}]);
+        for hidden in ["lab\u{202E}1", "\u{2066}lab", "la\u{200B}b", "\u{FEFF}lab"] {
+            assert_eq!(
+                field_of(json!({"labId": hidden, "testResults": results})),
+                "labId",
+                "{hidden:?}"
+            );
+        }
+        assert!(check(json!({"labId": "Labor Müller – Köln", "testResults": results})).is_ok());
     }
 
     #[test]

@@ -67,22 +67,28 @@ impl Endpoint {
 
 pub struct AppState {
     store: Store,
-    test_results: TestResults,
     limits: Limits,
     reservoirs: [LatencyReservoir; 3],
 }
 
-pub fn routes(store: Store, test_results: TestResults, limits: Limits) -> Routes {
+/// The app API's routes. `test_results` makes each worker its own client of test-result: a
+/// client lives on the runtime that created it, so a worker calling through its own keeps each
+/// request on its thread (a shared client would wake the main runtime and back on every call).
+pub fn routes(
+    store: Store,
+    test_results: impl Fn() -> TestResults + Send + Sync + 'static,
+    limits: Limits,
+) -> Routes {
     let reservoir = || LatencyReservoir::new(1024, Duration::from_millis(20));
     let state = web::Data::new(AppState {
         store,
-        test_results,
         limits,
         reservoirs: [reservoir(), reservoir(), reservoir()],
     });
     Routes::new(move |config| {
         config
             .app_data(state.clone())
+            .app_data(web::Data::new(test_results()))
             .service(
                 web::resource("/version/v1/registrationToken")
                     .route(web::post().to(registration_token)),
@@ -370,6 +376,7 @@ async fn session_of(
 )]
 async fn test_result(
     state: web::Data<AppState>,
+    results: web::Data<TestResults>,
     request: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
@@ -378,12 +385,12 @@ async fn test_result(
         Endpoint::TestResult,
         &request,
         body,
-        |r: TokenRequest| fetch_result(&state, r),
+        |r: TokenRequest| fetch_result(&state, &results, r),
     )
     .await
 }
 
-async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
+async fn fetch_result(state: &AppState, results: &TestResults, r: TokenRequest) -> Outcome {
     let (_, session) = session_of(state, r.registration_token).await?;
     let mut body = Map::new();
     match (session.source, session.hashed_guid) {
@@ -393,7 +400,7 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
             body.insert("testResult".into(), i32::from(TestResult::Redeemed).into());
         }
         (Source::Guid, Some(hashed_guid)) => {
-            let result = state.test_results.get(&hashed_guid).await?;
+            let result = results.get(&hashed_guid).await?;
             body.insert("testResult".into(), i32::from(result.result).into());
             if let Some(sc) = result.sample_collected_at {
                 body.insert("sc".into(), sc.into());
@@ -423,14 +430,19 @@ async fn fetch_result(state: &AppState, r: TokenRequest) -> Outcome {
         Refused,
     ),
 )]
-async fn tan(state: web::Data<AppState>, request: HttpRequest, body: web::Payload) -> HttpResponse {
+async fn tan(
+    state: web::Data<AppState>,
+    results: web::Data<TestResults>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
     respond(&state, Endpoint::Tan, &request, body, |r: TokenRequest| {
-        issue_tan(&state, r)
+        issue_tan(&state, &results, r)
     })
     .await
 }
 
-async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
+async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> Outcome {
     let (token_hash, session) = session_of(state, r.registration_token).await?;
     if session.tan_redeemed {
         return Err(ApiError::bad_request("tan_already_redeemed"));
@@ -440,7 +452,7 @@ async fn issue_tan(state: &AppState, r: TokenRequest) -> Outcome {
     }
     if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
         // Re-checked now: a result can change (or be redeemed) after the app last polled.
-        let result = state.test_results.get(hashed_guid).await?;
+        let result = results.get(hashed_guid).await?;
         if result.result != TestResult::Positive {
             return Err(ApiError::bad_request("result_not_positive"));
         }

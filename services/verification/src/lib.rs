@@ -177,10 +177,10 @@ pub async fn open_store(config: &Config) -> Result<Store, Error> {
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     check(&config)?;
     let tls = config.tls.load()?;
-    let channel = tls
-        .grpc_channel(&config.test_result_url, &config.test_result_server_name)
+    let test_result_endpoint = tls
+        .grpc_endpoint(&config.test_result_url, &config.test_result_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_TEST_RESULT_URL", e.to_string()))?;
-    let test_results = testresults::TestResults::new(channel);
+    let test_results = testresults::TestResults::new(test_result_endpoint.connect_lazy());
     let kv_url = openwarn_bootstrap::config::secret(
         config.kv_url.as_deref(),
         config.kv_url_file.as_deref(),
@@ -193,7 +193,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
 
     let app = app::routes(
         store.clone(),
-        test_results.clone(),
+        move || testresults::TestResults::new(test_result_endpoint.connect_lazy()),
         app::Limits {
             max_body_bytes: config.max_body_bytes,
             response_length: config.response_length,
