@@ -16,16 +16,18 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub store: Store,
-    pub tans: Tans,
     pub rules: Rules,
     pub max_body_bytes: usize,
 }
 
-pub fn routes(state: Arc<AppState>) -> Routes {
+/// The upload route. `tans` makes each worker its own client of verification: a gRPC client
+/// lives on the runtime that made it, so a worker's own keeps each upload on its thread.
+pub fn routes(state: Arc<AppState>, tans: impl Fn() -> Tans + Send + Sync + 'static) -> Routes {
     let state = web::Data::from(state);
     Routes::new(move |config| {
         config
             .app_data(state.clone())
+            .app_data(web::Data::new(tans()))
             .service(web::resource("/version/v1/diagnosis-keys").route(web::post().to(submit)));
     })
 }
@@ -95,6 +97,7 @@ fn clock() -> (i32, i64) {
 )]
 async fn submit(
     state: web::Data<AppState>,
+    tans: web::Data<Tans>,
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -103,12 +106,13 @@ async fn submit(
         drop(body);
         return Ok(HttpResponse::Ok().finish());
     }
-    handle(&state, &request, body).await?;
+    handle(&state, &tans, &request, body).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
 async fn handle(
     state: &AppState,
+    tans: &Tans,
     request: &HttpRequest,
     body: web::Payload,
 ) -> Result<(), ApiError> {
@@ -135,7 +139,7 @@ async fn handle(
         ApiError::bad_request(r.reason())
     })?;
 
-    let reservation = state.tans.reserve(&tan).await.map_err(|e| match e {
+    let reservation = tans.reserve(&tan).await.map_err(|e| match e {
         TanError::Refused => {
             outcome("tan_refused");
             ApiError::new(StatusCode::FORBIDDEN, "tan_not_valid")
@@ -148,12 +152,12 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(error = %e, "storing keys failed; giving the TAN back");
-            state.tans.release(&tan, &reservation).await;
+            tans.release(&tan, &reservation).await;
             outcome("storage_failed");
             return Err(ApiError::unavailable());
         }
     }
-    if let Err(e) = state.tans.commit(&tan, &reservation).await {
+    if let Err(e) = tans.commit(&tan, &reservation).await {
         // The keys are stored; the reservation lapses by itself, so the user is never stranded.
         tracing::warn!(?e, "keys stored but the TAN could not be committed");
         metrics::counter!("openwarn_tan_commit_failures_total").increment(1);

@@ -130,20 +130,22 @@ fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
 pub async fn start(config: Config) -> Result<RunningService, Error> {
     let rules = rules(&config)?;
     let tls = config.tls.load()?;
-    let channel = tls
-        .grpc_channel(&config.verification_url, &config.verification_server_name)
+    let verification = tls
+        .grpc_endpoint(&config.verification_url, &config.verification_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_VERIFICATION_URL", e.to_string()))?;
     let db = Database::open(&config.database.url()?, config.database.pool_size).await?;
     db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?;
     let store = Store::new(db);
     let mut service = RunningService::new(NAME);
 
-    let app = http::routes(Arc::new(http::AppState {
-        store: store.clone(),
-        tans: tans::Tans::new(channel),
-        rules,
-        max_body_bytes: config.max_body_bytes,
-    }));
+    let app = http::routes(
+        Arc::new(http::AppState {
+            store: store.clone(),
+            rules,
+            max_body_bytes: config.max_body_bytes,
+        }),
+        move || tans::Tans::new(verification.connect_lazy()),
+    );
     // Only the proxy calls this port: mutual TLS with the internal CA.
     service
         .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
