@@ -31,7 +31,8 @@ pub struct BenchDistributionArgs {
     pub serve: crate::serving::ServeArgs,
 }
 
-fn signer() -> anyhow::Result<(Signer, String)> {
+/// A fresh signing key: the signer and its PKCS#8 PEM (for distribution's `--signing-keys`).
+pub fn signer() -> anyhow::Result<(Signer, String)> {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let pem = pair.serialize_pem();
     let signer = Signer::from_pkcs8_pem(

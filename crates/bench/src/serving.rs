@@ -155,7 +155,7 @@ http {{
 
 /// nginx, running in the foreground; stopped (SIGTERM to the master, which stops its workers)
 /// when dropped.
-struct Nginx {
+pub struct Nginx {
     child: tokio::process::Child,
     pid: u32,
     addr: SocketAddr,
@@ -169,6 +169,11 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
+    /// Where it serves (plain HTTP).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// SIGTERM to the master, unless it has already been waited for (its pid may be reused).
     fn terminate(&mut self) {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -180,14 +185,14 @@ impl Nginx {
     }
 
     /// Stops nginx and waits (a few seconds at most) until it has exited.
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         self.terminate();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
 }
 
 /// `nginx -V`'s first line, or `None` when `nginx` cannot be run.
-fn nginx_version(nginx: &str) -> Option<String> {
+pub fn nginx_version(nginx: &str) -> Option<String> {
     let output = std::process::Command::new(nginx).arg("-V").output().ok()?;
     if !output.status.success() {
         return None;
@@ -198,7 +203,7 @@ fn nginx_version(nginx: &str) -> Option<String> {
 }
 
 /// Starts nginx on `store` and waits until it serves `probe`.
-async fn start_nginx(nginx: &str, store: &Path, probe: &str) -> anyhow::Result<Nginx> {
+pub async fn start_nginx(nginx: &str, store: &Path, probe: &str) -> anyhow::Result<Nginx> {
     let dir = tempfile::tempdir()?;
     let port = free_port();
     let config = dir.path().join("nginx.conf");

@@ -150,7 +150,7 @@ async fn write_and_answer<T: Send + 'static, R: Send + 'static>(
 ) {
     let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
     let results = db
-        .with_connection(move |conn| Ok(write_batch(conn, &items, &*write)))
+        .with_connection(move |conn| write_batch(conn, &items, &*write))
         .await
         .unwrap_or_else(|e| {
             let message = e.to_string();
@@ -168,21 +168,17 @@ async fn write_and_answer<T: Send + 'static, R: Send + 'static>(
 
 /// Writes the batch; when it fails for a reason other than the database being unreachable, each
 /// item is written on its own, so that one item that cannot be written does not fail the others.
+/// An unreachable database fails the whole batch (every item gets the outage, and the
+/// connection is dropped from the pool).
 fn write_batch<T, R>(
     conn: &mut AnyConnection,
     items: &[T],
     write: &WriteFn<T, R>,
-) -> Vec<Result<R, DbError>> {
-    match write_atomically(conn, items, write) {
+) -> Result<Vec<Result<R, DbError>>, DbError> {
+    Ok(match write_atomically(conn, items, write) {
         Ok(results) => answered(items.len(), results),
+        Err(e) if e.is_unavailable() => return Err(e),
         Err(e) if items.len() == 1 => vec![Err(e)],
-        Err(e) if e.is_unavailable() => {
-            let message = e.to_string();
-            items
-                .iter()
-                .map(|_| Err(DbError::Unavailable(message.clone())))
-                .collect()
-        }
         Err(e) => {
             tracing::warn!(error = %e, items = items.len(), "a batch failed; writing its items one by one");
             items
@@ -193,7 +189,7 @@ fn write_batch<T, R>(
                 })
                 .collect()
         }
-    }
+    })
 }
 
 /// The write's results, one per item; when it gave another number of results (a bug in the
@@ -452,7 +448,7 @@ mod tests {
                 .unwrap();
             let items = vec![1, 2, 7, 3];
             let results = database
-                .with_connection(move |conn| Ok(write_batch(conn, &items, &insert)))
+                .with_connection(move |conn| write_batch(conn, &items, &insert))
                 .await
                 .unwrap();
             assert_eq!(results[0].as_ref().unwrap(), &2);
@@ -481,7 +477,7 @@ mod tests {
             Ok(vec![1])
         };
         let results = database
-            .with_connection(move |conn| Ok(write_batch(conn, &[1, 2], &short)))
+            .with_connection(move |conn| write_batch(conn, &[1, 2], &short))
             .await
             .unwrap();
         assert_eq!(results.len(), 2);
@@ -503,15 +499,10 @@ mod tests {
                 Box::new("server closed the connection".to_owned()),
             ))
         };
-        let results = database
-            .with_connection(move |conn| Ok(write_batch(conn, &[1, 2, 3], &write)))
+        let failed = database
+            .with_connection(move |conn| write_batch(conn, &[1, 2, 3], &write))
             .await
-            .unwrap();
-        assert_eq!(results.len(), 3);
-        assert!(
-            results
-                .iter()
-                .all(|r| r.as_ref().unwrap_err().is_unavailable())
-        );
+            .unwrap_err();
+        assert!(failed.is_unavailable(), "{failed}");
     }
 }

@@ -64,10 +64,13 @@ impl DbError {
             self,
             Self::Connect { .. }
                 | Self::Unavailable(_)
-                | Self::Query(DieselError::DatabaseError(
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                    _,
-                ))
+                | Self::Query(
+                    DieselError::DatabaseError(
+                        DatabaseErrorKind::ClosedConnection
+                            | DatabaseErrorKind::UnableToSendCommand,
+                        _,
+                    ) | DieselError::BrokenTransactionManager
+                )
         )
     }
 
@@ -169,20 +172,41 @@ fn redact(message: &str) -> String {
 #[derive(Debug)]
 struct Manager(Target);
 
+/// A pooled connection and whether it is known to be dead.
+struct Pooled {
+    conn: AnyConnection,
+    /// A query on it failed because the server is gone (a restart, a crash, a network cut):
+    /// every later query on it would fail the same way, so the pool drops it and connects anew.
+    broken: bool,
+}
+
 impl ManageConnection for Manager {
-    type Connection = AnyConnection;
+    type Connection = Pooled;
     type Error = DbError;
 
-    fn connect(&self) -> Result<AnyConnection, DbError> {
-        self.0.establish()
+    fn connect(&self) -> Result<Pooled, DbError> {
+        Ok(Pooled {
+            conn: self.0.establish()?,
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), DbError> {
-        conn.batch_execute("SELECT 1").map_err(DbError::Query)
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), DbError> {
+        pooled
+            .conn
+            .batch_execute("SELECT 1")
+            .map_err(DbError::Query)
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// Checked whenever a connection goes back to the pool; no query (that would cost a round
+    /// trip per use): a connection whose last use found the server gone, or whose transaction
+    /// state is broken, is dropped.
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        use diesel::connection::TransactionManager;
+        pooled.broken
+            || <AnyConnection as Connection>::TransactionManager::is_broken_transaction_manager(
+                &mut pooled.conn,
+            )
     }
 }
 
@@ -305,10 +329,14 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool
+            let mut pooled = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            f(&mut conn)
+            let result = f(&mut pooled.conn);
+            if result.as_ref().is_err_and(DbError::is_unavailable) {
+                pooled.broken = true;
+            }
+            result
         })
         .await
         .map_err(|e| DbError::Unavailable(format!("database task failed: {e}")))?
@@ -345,6 +373,48 @@ mod tests {
             Target::parse("/tmp/x.db"),
             Err(DbError::UnsupportedUrl)
         ));
+    }
+
+    /// After PostgreSQL closed a pooled connection (a restart, a crash), the failing query is an
+    /// outage (503) and the pool connects anew: the next query succeeds. Before, the dead
+    /// connection went back to the pool and every later query failed.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        use diesel::RunQueryDsl;
+        let Some(db) = openwarn_testkit::databases()
+            .into_iter()
+            .find(|d| d.url().starts_with("postgres"))
+        else {
+            return;
+        };
+        let pool = Database::open(db.url(), 1).await.unwrap();
+        let pid: i32 = pool
+            .run(|conn| {
+                #[derive(diesel::QueryableByName)]
+                struct Pid {
+                    #[diesel(sql_type = diesel::sql_types::Integer)]
+                    pid: i32,
+                }
+                diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                    .get_result::<Pid>(conn)
+                    .map(|p| p.pid)
+            })
+            .await
+            .unwrap();
+        // What a server restart does to the pooled connection.
+        let mut admin = PgConnection::establish(db.url()).unwrap();
+        diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
+            .execute(&mut admin)
+            .unwrap();
+        let lost = pool.ping().await.unwrap_err();
+        assert!(lost.is_unavailable(), "{lost}");
+        pool.ping().await.unwrap();
+        pool.ping().await.unwrap();
+    }
+
+    #[test]
+    fn a_broken_transaction_manager_is_an_outage() {
+        assert!(DbError::Query(DieselError::BrokenTransactionManager).is_unavailable());
     }
 
     #[tokio::test]

@@ -161,8 +161,7 @@ impl LocalFiles {
         };
         response
             .insert_header((header::ETAG, object.e_tag.to_string()))
-            .insert_header((header::LAST_MODIFIED, object.last_modified.to_string()))
-            .insert_header((header::ACCEPT_RANGES, "bytes"));
+            .insert_header((header::LAST_MODIFIED, object.last_modified.to_string()));
         if unchanged {
             return Ok(Some(response.finish()));
         }
@@ -173,8 +172,14 @@ impl LocalFiles {
             .get(header::RANGE)
             .and_then(|r| r.to_str().ok())
             .filter(|_| if_range_holds(&object, request));
+        // As nginx: a whole object says that ranges may be asked for; a part or a 304 does not.
+        let whole = |mut response: actix_web::HttpResponseBuilder| {
+            response
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .body(object.bytes.clone())
+        };
         let Some(range) = range else {
-            return Ok(Some(response.body(object.bytes.clone())));
+            return Ok(Some(whole(response)));
         };
         // The first range of the header, as actix-files answers (nginx would send several as
         // multipart; phones and caches ask for one). A header that does not parse is ignored,
@@ -191,7 +196,7 @@ impl LocalFiles {
             Some((r, object.bytes.slice(start..end)))
         });
         let Some((r, part)) = part else {
-            return Ok(Some(response.body(object.bytes.clone())));
+            return Ok(Some(whole(response)));
         };
         response.status(StatusCode::PARTIAL_CONTENT).insert_header((
             header::CONTENT_RANGE,
