@@ -127,6 +127,12 @@ async fn no_secret_or_address_reaches_the_logs() {
         logs.contains("lab results saved"),
         "the capture works:\n{logs}"
     );
+    // Refusals are answers, not failures: a refused TAN is no ERROR in an operator's log.
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
     for (what, secret) in [
         ("GUID", guid.clone()),
         ("hashed GUID", hashed.clone()),

@@ -170,10 +170,28 @@ pub type GrpcTraceLayer = tower_http::trace::TraceLayer<
     fn(&http::Request<tonic::body::Body>) -> tracing::Span,
 >;
 
-/// A gRPC tracing layer that continues the caller's trace.
+/// A gRPC tracing layer that continues the caller's trace. A call refused for the caller's reason
+/// (a TAN that is spent, a request that is invalid, a caller that may not) is an answer, not a
+/// failure of the service: only the other codes are logged as failures (at WARN).
 pub fn grpc_trace_layer() -> GrpcTraceLayer {
-    tower_http::trace::TraceLayer::new_for_grpc()
+    use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
+    let classifier = [
+        GrpcCode::InvalidArgument,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    );
+    tower_http::trace::TraceLayer::new(SharedClassifier::new(classifier))
         .make_span_with(grpc_server_span::<tonic::body::Body> as fn(&_) -> _)
+        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN))
 }
 
 #[cfg(test)]
