@@ -437,14 +437,15 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             (
                 "registrationToken",
                 "application/json",
-                json!({"key": "2222222223", "keyType": "TELETAN"}).to_string(),
+                json!({"key": "2222222222", "keyType": "TELETAN"}).to_string(),
                 400,
                 "invalid_teletan",
             ),
             (
                 "registrationToken",
                 "application/json",
-                json!({"key": "2222222222", "keyType": "TELETAN"}).to_string(),
+                // CWA's check character of 222222222 is 3: well-formed, never issued.
+                json!({"key": "2222222223", "keyType": "TELETAN"}).to_string(),
                 400,
                 "teletan_invalid_expired_or_used",
             ),
