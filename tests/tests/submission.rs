@@ -106,6 +106,35 @@ async fn keys_uploaded_with_a_tan_come_back_through_the_stream() {
     }
 }
 
+/// As CWA accepts them (its own tests upload such payloads): a key repeated at the same rolling
+/// start is stored once, the same key data at another rolling start is another key.
+#[tokio::test]
+async fn repeated_key_data_is_accepted_and_stored_once_per_rolling_start() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let tan = chain.fresh_tan().await;
+        let mut p = payload(2, 9);
+        let mut again = p.keys[0].clone();
+        p.keys.push(again.clone());
+        again.rolling_start_interval_number =
+            again.rolling_start_interval_number.map(|s| s - 144 * 3);
+        p.keys.push(again);
+        let reply = upload(&chain, &tan, &p).await;
+        assert_eq!(reply.status, 200, "{}: {:?}", db.label(), reply.reason);
+        let mut keys: Vec<(Vec<u8>, i32)> = chain
+            .streamed_keys()
+            .await
+            .into_iter()
+            .map(|k| (k.key_data, k.rolling_start_interval_number))
+            .collect();
+        keys.sort();
+        assert_eq!(keys.len(), 3, "{}: {keys:?}", db.label());
+        assert_eq!(keys[0].0, keys[1].0, "one key data at two rolling starts");
+        assert_ne!(keys[0].1, keys[1].1);
+        chain.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn every_error_has_its_code_and_changes_nothing() {
     for (db, kv) in openwarn_testkit::backends() {

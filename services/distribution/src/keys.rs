@@ -103,10 +103,11 @@ pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
     }
 }
 
-/// Orders keys by their bytes and drops repeats (the same key stored under two submission types).
+/// Orders keys by their bytes (then rolling start) and drops repeats (the same key stored under
+/// two submission types). The same bytes at two rolling starts are two keys, as in CWA.
 pub fn sort_and_dedup(keys: &mut Vec<Key>) {
-    keys.sort_unstable_by_key(|k| k.data);
-    keys.dedup_by(|a, b| a.data == b.data);
+    keys.sort_unstable_by_key(|k| (k.data, k.rolling_start));
+    keys.dedup_by(|a, b| (a.data, a.rolling_start) == (b.data, b.rolling_start));
 }
 
 #[cfg(test)]
@@ -235,9 +236,19 @@ mod tests {
 
     #[test]
     fn sorting_orders_by_bytes_and_drops_repeats() {
-        let mut keys = vec![key(3, 0, 1), key(1, 0, 1), key(3, 0, 2), key(2, 0, 1)];
+        let mut keys = vec![
+            key(3, 144, 1),
+            key(1, 0, 1),
+            key(3, 0, 2),
+            key(2, 0, 1),
+            key(3, 0, 1),
+        ];
         sort_and_dedup(&mut keys);
-        let firsts: Vec<u8> = keys.iter().map(|k| k.data[0]).collect();
-        assert_eq!(firsts, [1, 2, 3]);
+        let order: Vec<(u8, i32)> = keys.iter().map(|k| (k.data[0], k.rolling_start)).collect();
+        assert_eq!(
+            order,
+            [(1, 0), (2, 0), (3, 0), (3, 144)],
+            "the same bytes at another rolling start is another key"
+        );
     }
 }

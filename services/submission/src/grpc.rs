@@ -80,6 +80,7 @@ impl SubmissionService for Grpc {
                 after = Some(Cursor {
                     submission_hour: last.submission_hour,
                     key_data: last.key_data.clone(),
+                    rolling_start_interval_number: last.rolling_start_interval_number,
                     submission_type: last.submission_type,
                 });
                 let full = page.len() as i64 == PAGE_SIZE;

@@ -35,7 +35,6 @@ pub enum Refusal {
     NoKeys,
     TooManyKeys,
     InvalidKeyData,
-    DuplicateKey,
     MisalignedRollingStart,
     InvalidRollingPeriod,
     InvalidTransmissionRisk,
@@ -53,7 +52,6 @@ impl Refusal {
             Self::NoKeys => "no_keys",
             Self::TooManyKeys => "too_many_keys",
             Self::InvalidKeyData => "invalid_key_data",
-            Self::DuplicateKey => "duplicate_key",
             Self::MisalignedRollingStart => "misaligned_rolling_start",
             Self::InvalidRollingPeriod => "invalid_rolling_period",
             Self::InvalidTransmissionRisk => "invalid_transmission_risk",
@@ -110,9 +108,6 @@ pub fn validate(
         if key_data.len() != 16 {
             return Err(Refusal::InvalidKeyData);
         }
-        if !seen.insert(key_data.clone()) {
-            return Err(Refusal::DuplicateKey);
-        }
         let start = key
             .rolling_start_interval_number
             .ok_or(Refusal::MisalignedRollingStart)?;
@@ -142,6 +137,11 @@ pub fn validate(
         let report_type = key.report_type.unwrap_or(1);
         if ReportType::try_from(report_type).is_err() {
             return Err(Refusal::InvalidReportType);
+        }
+        // The same key data at the same rolling start is one key, kept once; at another rolling
+        // start it is another key (CWA accepts both, its tests upload such payloads).
+        if !seen.insert((key_data.clone(), start)) {
+            continue;
         }
         checked.push(ValidKey {
             key_data,
@@ -319,11 +319,22 @@ mod tests {
     }
 
     #[test]
-    fn no_key_twice() {
-        assert_eq!(
-            refused(payload(vec![key(1, 1), key(1, 2)])),
-            Refusal::DuplicateKey
-        );
+    fn a_key_repeated_is_kept_once_per_rolling_start() {
+        // Key 1 twice at one rolling start, and once more a day earlier.
+        let submission = validate(
+            &payload(vec![key(1, 1), key(1, 1), key(1, 2)]),
+            &rules(),
+            NOW,
+        )
+        .unwrap();
+        let kept: Vec<(Vec<u8>, i32)> = submission
+            .keys
+            .iter()
+            .map(|k| (k.key_data.clone(), k.rolling_start_interval_number))
+            .collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[0].0, kept[1].0);
+        assert_ne!(kept[0].1, kept[1].1);
     }
 
     #[test]

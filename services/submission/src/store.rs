@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 
 diesel::table! {
-    diagnosis_keys (key_data, submission_type) {
+    diagnosis_keys (key_data, rolling_start_interval_number, submission_type) {
         key_data -> Binary,
         submission_type -> Integer,
         rolling_start_interval_number -> Integer,
@@ -45,6 +45,7 @@ pub struct StoredKey {
 pub struct Cursor {
     pub submission_hour: i64,
     pub key_data: Vec<u8>,
+    pub rolling_start_interval_number: i32,
     pub submission_type: i32,
 }
 
@@ -64,14 +65,27 @@ INSERT INTO diagnosis_keys (key_data, submission_type, rolling_start_interval_nu
 SELECT * FROM UNNEST($1::bytea[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], \
     $7::int4[], $8::text[], $9::text[], $10::bool[], $11::int8[])
 ON CONFLICT DO NOTHING
-RETURNING key_data, submission_type";
+RETURNING key_data, rolling_start_interval_number, submission_type";
 
 #[derive(diesel::QueryableByName)]
 struct NewKey {
     #[diesel(sql_type = diesel::sql_types::Binary)]
     key_data: Vec<u8>,
     #[diesel(sql_type = diesel::sql_types::Integer)]
+    rolling_start_interval_number: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
     submission_type: i32,
+}
+
+/// What identifies a stored key: its bytes, rolling start and submission type.
+type Identity = (Vec<u8>, i32, i32);
+
+fn identity(key: &StoredKey) -> Identity {
+    (
+        key.key_data.clone(),
+        key.rolling_start_interval_number,
+        key.submission_type,
+    )
 }
 
 /// Writes the keys of several submissions; how many of each submission's keys were new. A key in
@@ -85,7 +99,7 @@ fn insert_keys(
             use diesel::sql_types::{Array, BigInt, Binary, Bool, Integer, Text};
             let rows = || submissions.iter().flatten();
             let ints = |f: fn(&StoredKey) -> i32| rows().map(f).collect::<Vec<i32>>();
-            let mut new: std::collections::HashSet<(Vec<u8>, i32)> =
+            let mut new: std::collections::HashSet<Identity> =
                 openwarn_db::prepared(INSERT_KEYS_PG)
                     .bind::<Array<Binary>, _>(
                         rows().map(|k| k.key_data.clone()).collect::<Vec<_>>(),
@@ -108,15 +122,17 @@ fn insert_keys(
                     .bind::<Array<BigInt>, _>(rows().map(|k| k.submission_hour).collect::<Vec<_>>())
                     .load::<NewKey>(pg)?
                     .into_iter()
-                    .map(|k| (k.key_data, k.submission_type))
+                    .map(|k| {
+                        (
+                            k.key_data,
+                            k.rolling_start_interval_number,
+                            k.submission_type,
+                        )
+                    })
                     .collect();
             Ok(submissions
                 .iter()
-                .map(|keys| {
-                    keys.iter()
-                        .filter(|k| new.remove(&(k.key_data.clone(), k.submission_type)))
-                        .count()
-                })
+                .map(|keys| keys.iter().filter(|k| new.remove(&identity(k))).count())
                 .collect())
         }
         // Row by row, inside the batch's write transaction.
@@ -170,8 +186,8 @@ impl Store {
     }
 
     /// Stores every key of a submission, atomically, together with the keys of submissions
-    /// arriving at the same time; a key already stored (same bytes and submission type) is kept
-    /// as it was. Returns how many were new.
+    /// arriving at the same time; a key already stored (same bytes, rolling start and submission
+    /// type) is kept as it was. Returns how many were new.
     pub async fn store(
         &self,
         submission: &ValidSubmission,
@@ -205,18 +221,26 @@ impl Store {
                     use diesel::sql_types::{BigInt, Binary, Bool, Integer};
                     query = query.filter(
                         diesel::dsl::sql::<Bool>(
-                            "(submission_hour, key_data, submission_type) > (",
+                            "(submission_hour, key_data, rolling_start_interval_number, \
+                             submission_type) > (",
                         )
                         .bind::<BigInt, _>(c.submission_hour)
                         .sql(", ")
                         .bind::<Binary, _>(c.key_data)
+                        .sql(", ")
+                        .bind::<Integer, _>(c.rolling_start_interval_number)
                         .sql(", ")
                         .bind::<Integer, _>(c.submission_type)
                         .sql(")"),
                     );
                 }
                 query
-                    .order((dk::submission_hour, dk::key_data, dk::submission_type))
+                    .order((
+                        dk::submission_hour,
+                        dk::key_data,
+                        dk::rolling_start_interval_number,
+                        dk::submission_type,
+                    ))
                     .limit(limit)
                     .load::<StoredKey>(conn)
             })
@@ -355,6 +379,10 @@ mod tests {
             let s = store(db.url()).await;
             s.store(&submission(&[9, 1, 5], 0), 10).await.unwrap();
             s.store(&submission(&[5, 2], 1), 10).await.unwrap();
+            // Key 5 again, a day earlier: another key (a page boundary falls between the two).
+            let mut earlier = submission(&[5], 0);
+            earlier.keys[0].rolling_start_interval_number -= 144;
+            s.store(&earlier, 10).await.unwrap();
             s.store(&submission(&[7, 3], 0), 11).await.unwrap();
             s.store(&submission(&[8], 0), 12).await.unwrap();
             let mut seen = Vec::new();
@@ -365,23 +393,29 @@ mod tests {
                 after = Some(Cursor {
                     submission_hour: last.submission_hour,
                     key_data: last.key_data.clone(),
+                    rolling_start_interval_number: last.rolling_start_interval_number,
                     submission_type: last.submission_type,
                 });
-                seen.extend(
-                    page.iter()
-                        .map(|k| (k.submission_hour, k.key_data[0], k.submission_type)),
-                );
+                seen.extend(page.iter().map(|k| {
+                    (
+                        k.submission_hour,
+                        k.key_data[0],
+                        k.rolling_start_interval_number / 144 - 20_000,
+                        k.submission_type,
+                    )
+                }));
             }
             assert_eq!(
                 seen,
                 vec![
-                    (10, 1, 0),
-                    (10, 2, 1),
-                    (10, 5, 0),
-                    (10, 5, 1),
-                    (10, 9, 0),
-                    (11, 3, 0),
-                    (11, 7, 0)
+                    (10, 1, 0, 0),
+                    (10, 2, 0, 1),
+                    (10, 5, -1, 0),
+                    (10, 5, 0, 0),
+                    (10, 5, 0, 1),
+                    (10, 9, 0, 0),
+                    (11, 3, 0, 0),
+                    (11, 7, 0, 0)
                 ],
                 "{}",
                 db.label()
