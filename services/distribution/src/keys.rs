@@ -94,7 +94,7 @@ pub fn pad(real: &mut Vec<Key>, hour: i64, minimum: usize, secret: &[u8]) {
                 rolling_period: INTERVALS_PER_DAY,
                 transmission_risk,
                 report_type: 1,
-                // The table's values lie in -3..=15.
+                // CWA's table: values in 3986..=4000.
                 days_since_onset: i16::try_from(dsos_from_trl(i32::from(transmission_risk)))
                     .unwrap_or(0),
             }

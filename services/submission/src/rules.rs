@@ -438,15 +438,15 @@ mod tests {
         );
     }
 
+    /// CWA's maps, as CWA applies them: every derived value is one this service accepts. (They do
+    /// not round-trip: CWA derives days since onset 3997 for risk 8, and risk 7 for 3997.)
     #[test]
-    fn derivations_stay_in_range_and_round_trip_to_the_same_risk() {
+    fn derivations_stay_in_range() {
         for dsos in -14..=4000 {
             assert!((1..=8).contains(&trl_from_dsos(dsos)));
         }
         for trl in 1..=8 {
-            let dsos = dsos_from_trl(trl);
-            assert!((-14..=4000).contains(&dsos));
-            assert_eq!(trl_from_dsos(dsos), trl, "trl {trl}");
+            assert!((-14..=4000).contains(&dsos_from_trl(trl)), "trl {trl}");
         }
     }
 
