@@ -44,6 +44,9 @@ pub struct Template {
     pub length: usize,
 }
 
+/// The fields of a route's real success, with values of no meaning, for its fakes.
+pub type FakeFields = fn() -> serde_json::Map<String, serde_json::Value>;
+
 #[derive(Debug)]
 pub struct Route {
     pub path: &'static str,
@@ -51,6 +54,8 @@ pub struct Route {
     pub max_body: usize,
     pub reservoir: LatencyReservoir,
     pub template: Mutex<Template>,
+    /// A fake's JSON fields (padded to the template's length).
+    pub fake_fields: FakeFields,
 }
 
 impl Route {
@@ -59,6 +64,7 @@ impl Route {
         upstream: Upstream,
         max_body: usize,
         template: Template,
+        fake_fields: FakeFields,
         limits: &Limits,
     ) -> Self {
         let fallback = Duration::from_millis(20);
@@ -74,8 +80,44 @@ impl Route {
             max_body,
             reservoir,
             template: Mutex::new(template),
+            fake_fields,
         }
     }
+}
+
+fn one_field(name: &str, value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    std::iter::once((name.to_owned(), value)).collect()
+}
+
+/// A registration's answer: a token like any other.
+fn fake_registration() -> serde_json::Map<String, serde_json::Value> {
+    one_field(
+        "registrationToken",
+        openwarn_domain::RegistrationToken::generate()
+            .into_exposed()
+            .into(),
+    )
+}
+
+/// A poll's answer: pending, what most real polls answer (a pending result has no `sc`).
+fn fake_test_result() -> serde_json::Map<String, serde_json::Value> {
+    one_field(
+        "testResult",
+        i32::from(openwarn_domain::TestResult::Pending).into(),
+    )
+}
+
+/// A TAN's answer: a TAN like any other.
+fn fake_tan() -> serde_json::Map<String, serde_json::Value> {
+    one_field(
+        "tan",
+        openwarn_domain::Tan::generate().into_exposed().into(),
+    )
+}
+
+/// An upload's answer has no body.
+fn no_fields() -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::new()
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +162,7 @@ pub fn routes(limits: &Limits) -> Vec<Route> {
             Upstream::Verification,
             limits.max_verification_bytes,
             json_template(StatusCode::CREATED, v),
+            fake_registration,
             n,
         ),
         Route::new(
@@ -127,6 +170,7 @@ pub fn routes(limits: &Limits) -> Vec<Route> {
             Upstream::Verification,
             limits.max_verification_bytes,
             json_template(StatusCode::OK, v),
+            fake_test_result,
             n,
         ),
         Route::new(
@@ -134,6 +178,7 @@ pub fn routes(limits: &Limits) -> Vec<Route> {
             Upstream::Verification,
             limits.max_verification_bytes,
             json_template(StatusCode::CREATED, v),
+            fake_tan,
             n,
         ),
         Route::new(
@@ -145,6 +190,7 @@ pub fn routes(limits: &Limits) -> Vec<Route> {
                 content_type: None,
                 length: 0,
             },
+            no_fields,
             n,
         ),
     ]
@@ -171,8 +217,9 @@ fn retry_after(secs: u64) -> Response<Full<Bytes>> {
     response
 }
 
-/// A body shaped like the route's real successes, of exactly the recorded length.
-fn fake_body(template: &Template) -> Bytes {
+/// A body shaped like the route's real successes (`fields`, padded), of exactly the recorded
+/// length.
+fn fake_body(template: &Template, fields: &serde_json::Map<String, serde_json::Value>) -> Bytes {
     if template.length == 0 {
         return Bytes::new();
     }
@@ -181,7 +228,7 @@ fn fake_body(template: &Template) -> Bytes {
         .as_ref()
         .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
     let mut body = if is_json {
-        padded_json(&serde_json::Map::new(), template.length)
+        padded_json(fields, template.length)
     } else {
         Vec::new()
     };
@@ -277,7 +324,7 @@ impl Gateway {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut response = Response::new(Full::new(fake_body(&template)));
+        let mut response = Response::new(Full::new(fake_body(&template, &(route.fake_fields)())));
         *response.status_mut() = template.status;
         if let Some(content_type) = template.content_type {
             response
@@ -428,32 +475,87 @@ mod tests {
     #[test]
     fn fake_bodies_have_the_recorded_length() {
         let json = json_template(StatusCode::CREATED, 320);
-        let body = fake_body(&json);
+        let body = fake_body(&json, &fake_tan());
         assert_eq!(body.len(), 320);
-        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            parsed["tan"]
+                .as_str()
+                .unwrap()
+                .parse::<openwarn_domain::Tan>()
+                .is_ok()
+        );
         assert_eq!(
-            fake_body(&Template {
-                status: StatusCode::OK,
-                content_type: None,
-                length: 0
-            })
+            fake_body(
+                &Template {
+                    status: StatusCode::OK,
+                    content_type: None,
+                    length: 0
+                },
+                &no_fields()
+            )
             .len(),
             0
         );
         assert_eq!(
-            fake_body(&Template {
-                status: StatusCode::OK,
-                content_type: None,
-                length: 7
-            })
+            fake_body(
+                &Template {
+                    status: StatusCode::OK,
+                    content_type: None,
+                    length: 7
+                },
+                &no_fields()
+            )
             .len(),
             7
         );
         assert_eq!(
-            fake_body(&json_template(StatusCode::OK, 5)).len(),
+            fake_body(&json_template(StatusCode::OK, 5), &no_fields()).len(),
             5,
             "even below a JSON object's size"
         );
+    }
+
+    /// A fake carries the fields a real success of its route has, with values of their form.
+    #[test]
+    fn fakes_have_the_fields_of_a_real_success() {
+        let limits = Limits {
+            max_submission_bytes: 100,
+            max_verification_bytes: 100,
+            read_timeout: Duration::from_secs(1),
+            upstream_timeout: Duration::from_secs(1),
+            reservoir_size: 1,
+            fake_seed: Some(1),
+            verification_response_length: 320,
+        };
+        for route in routes(&limits) {
+            let template = route.template.lock().unwrap().clone();
+            let body = fake_body(&template, &(route.fake_fields)());
+            assert_eq!(body.len(), template.length, "{}", route.path);
+            if template.length == 0 {
+                continue;
+            }
+            let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let field = |name: &str| parsed[name].clone();
+            match route.path {
+                "/version/v1/registrationToken" => assert!(
+                    field("registrationToken")
+                        .as_str()
+                        .unwrap()
+                        .parse::<openwarn_domain::RegistrationToken>()
+                        .is_ok()
+                ),
+                "/version/v1/testresult" => assert_eq!(field("testResult"), 0),
+                "/version/v1/tan" => assert!(
+                    field("tan")
+                        .as_str()
+                        .unwrap()
+                        .parse::<openwarn_domain::Tan>()
+                        .is_ok()
+                ),
+                other => panic!("a route without a case: {other}"),
+            }
+        }
     }
 
     #[test]
