@@ -52,6 +52,46 @@ async fn lab_post(chain: &Chain, hashed_guid: &str, result: u8) {
     assert_eq!(response.status().as_u16(), 204);
 }
 
+/// As CWA: a lab result posted without a sample time gets the time it arrived, and the app's
+/// poll answers it.
+#[tokio::test]
+async fn a_result_without_a_sample_time_gets_its_arrival() {
+    let db = openwarn_testkit::TestDatabase::sqlite();
+    let chain = Chain::start(&db, "memory://", &[]).await;
+    let hashed = sha256_hex(uuid::Uuid::new_v4().to_string());
+    let before = openwarn_bootstrap::lifecycle::unix_now();
+    let response = chain
+        .lab_client(Some("lab"))
+        .post(chain.lab_url())
+        .json(&json!({"labId": "lab-e2e", "testResults": [{"id": hashed, "result": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let after = openwarn_bootstrap::lifecycle::unix_now();
+    let reg = post(
+        &chain,
+        &chain.app_url("registrationToken"),
+        &json!({"key": hashed, "keyType": "GUID"}),
+        false,
+    )
+    .await;
+    let poll = post(
+        &chain,
+        &chain.app_url("testresult"),
+        &json!({"registrationToken": reg.body["registrationToken"]}),
+        false,
+    )
+    .await;
+    assert_eq!(poll.body["testResult"], 1);
+    let sc = poll.body["sc"].as_i64().expect("sc in the answer");
+    assert!(
+        (before..=after).contains(&sc),
+        "{sc} not in {before}..={after}"
+    );
+    chain.shutdown().await;
+}
+
 #[tokio::test]
 async fn guid_and_tele_tan_paths_end_to_end() {
     for (db, kv) in openwarn_testkit::backends() {

@@ -61,7 +61,8 @@ struct LabTestResult {
     /// 1 negative, 2 positive, 3 invalid.
     #[schema(minimum = 1, maximum = 3)]
     result: i32,
-    /// When the sample was collected, Unix seconds (not in the future).
+    /// When the sample was collected, Unix seconds (not in the future). Without it, the time the
+    /// result arrives is stored (as CWA does).
     sc: Option<i64>,
 }
 
@@ -373,10 +374,15 @@ async fn post_results(
         Err(e) => return e.response(),
     };
     let now = openwarn_bootstrap::lifecycle::unix_now();
-    let (lab_id, results) = match validate(&value, now, state.max_batch) {
+    let (lab_id, mut results) = match validate(&value, now, state.max_batch) {
         Ok(v) => v,
         Err(e) => return e.response(),
     };
+    // As CWA: a result without a sample time gets the time it arrived, so that the app always
+    // learns one with a result.
+    for result in &mut results {
+        result.sample_collected_at.get_or_insert(now);
+    }
     let count = results.len();
     match state.store.save_lab_results(lab_id, results, now).await {
         Ok(stored) => {
