@@ -8,6 +8,7 @@
 //! with the status, headers and body length of a real success, after a delay drawn from that
 //! route's recent real latencies.
 
+mod api;
 mod gateway;
 pub mod ratelimit;
 
@@ -154,6 +155,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         config.rate_limit_rotation,
     );
     let limits = limits(&config);
+    let description = api::api(&limits);
     let gateway = Arc::new(gateway::Gateway {
         routes: gateway::routes(&limits),
         client,
@@ -179,7 +181,8 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             openwarn_bootstrap::admin::Admin::new(Arc::new(move || {
                 let kv = kv.clone();
                 Box::pin(async move { kv.ping().await.map_err(|e| e.to_string()) })
-            })),
+            }))
+            .openapi(&description),
         )
         .await?;
     Ok(service)
