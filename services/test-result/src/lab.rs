@@ -41,8 +41,9 @@ pub fn routes(state: LabState) -> Routes {
 )]
 struct LabResultList {
     /// Names the lab (1 to 64 printable characters), returned to the app with each result.
+    /// Optional, as in CWA.
     #[schema(min_length = 1, max_length = 64)]
-    lab_id: String,
+    lab_id: Option<String>,
     /// 1 to the batch limit (default 1,000) results, each test id at most once.
     #[schema(min_items = 1)]
     test_results: Vec<LabTestResult>,
@@ -237,7 +238,7 @@ pub fn validate(
     body: &Value,
     now: i64,
     max_batch: usize,
-) -> Result<(String, Vec<LabResult>), Invalid> {
+) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("$", "must be a JSON object"))?;
@@ -247,13 +248,14 @@ pub fn validate(
                 && s.len() <= MAX_LAB_ID_LEN
                 && !s.chars().any(|c| c.is_control() || is_invisible_format(c)) =>
         {
-            s.clone()
+            Some(s.clone())
         }
         Some(Value::String(_)) => {
             return Err(invalid("labId", "must be 1 to 64 printable characters"));
         }
+        // Optional, as in CWA (a result without one reaches the app without `labId`).
+        None | Some(Value::Null) => None,
         Some(_) => return Err(invalid("labId", "must be a string")),
-        None => return Err(invalid("labId", "is required")),
     };
     let results = match obj.get("testResults") {
         Some(Value::Array(a)) => a,
@@ -337,7 +339,7 @@ pub fn validate(
             {"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 7}
         ]}))),
         ("400 invalid_request (id)" = (summary = "An id that is not a SHA-256 in lowercase hex", value = json!({"labId": "lab-berlin-1", "testResults": [{"id": "ABC", "result": 1}]}))),
-        ("400 invalid_request (labId)" = (summary = "No labId", value = json!({"testResults": [{"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 1}]}))),
+        ("400 invalid_request (labId)" = (summary = "An empty labId (it is optional, but not empty)", value = json!({"labId": "", "testResults": [{"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 1}]}))),
     )),
     responses(
         (status = 204, description = "Every result of the batch is stored"),
@@ -418,7 +420,7 @@ mod tests {
         c.to_string().repeat(64)
     }
 
-    fn check(body: Value) -> Result<(String, Vec<LabResult>), Invalid> {
+    fn check(body: Value) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
         validate(&body, NOW, 3)
     }
 
@@ -433,7 +435,7 @@ mod tests {
             {"id": id('b'), "result": 1},
         ]}))
         .unwrap();
-        assert_eq!(lab, "lab-1");
+        assert_eq!(lab.as_deref(), Some("lab-1"));
         assert_eq!(
             results[0],
             LabResult {
@@ -485,9 +487,15 @@ mod tests {
     }
 
     #[test]
-    fn lab_id_is_required_and_bounded() {
+    fn lab_id_is_optional_and_bounded() {
         let results = json!([{"id": id('a'), "result": 2}]);
-        assert_eq!(field_of(json!({"testResults": results})), "labId");
+        assert_eq!(check(json!({"testResults": results})).unwrap().0, None);
+        assert_eq!(
+            check(json!({"labId": null, "testResults": results}))
+                .unwrap()
+                .0,
+            None
+        );
         assert_eq!(
             field_of(json!({"labId": "", "testResults": results})),
             "labId"

@@ -116,15 +116,15 @@ impl Store {
     /// Returns how many results were stored (created or changed).
     pub async fn save_lab_results(
         &self,
-        lab_id: String,
+        lab_id: Option<String>,
         results: Vec<LabResult>,
         now: i64,
     ) -> Result<usize, DbError> {
-        let attempt = |lab_id: String, results: Vec<LabResult>| {
+        let attempt = |lab_id: Option<String>, results: Vec<LabResult>| {
             self.db.transaction(move |conn| {
                 let mut stored = 0;
                 for r in &results {
-                    stored += upsert(conn, &lab_id, r, now)?;
+                    stored += upsert(conn, lab_id.as_deref(), r, now)?;
                 }
                 Ok(stored)
             })
@@ -260,7 +260,12 @@ fn find(conn: &mut AnyConnection, hashed_guid: &str) -> QueryResult<Option<Store
 }
 
 /// Updates an unredeemed row or creates it; a redeemed row is never touched.
-fn upsert(conn: &mut AnyConnection, lab_id: &str, r: &LabResult, now: i64) -> QueryResult<usize> {
+fn upsert(
+    conn: &mut AnyConnection,
+    lab_id: Option<&str>,
+    r: &LabResult,
+    now: i64,
+) -> QueryResult<usize> {
     let update = |conn: &mut AnyConnection| {
         diesel::update(
             t::test_results
@@ -334,9 +339,13 @@ mod tests {
             let r = s.get_or_create_pending(guid(1), 100).await.unwrap();
             assert_eq!(r.result, TestResult::Pending, "{}", db.label());
             assert_eq!(
-                s.save_lab_results("lab-a".into(), vec![lab(1, TestResult::Positive)], 200)
-                    .await
-                    .unwrap(),
+                s.save_lab_results(
+                    Some("lab-a".into()),
+                    vec![lab(1, TestResult::Positive)],
+                    200
+                )
+                .await
+                .unwrap(),
                 1
             );
             let r = s.get_or_create_pending(guid(1), 300).await.unwrap();
@@ -355,7 +364,7 @@ mod tests {
     async fn a_redeemed_result_is_never_changed() {
         for db in databases() {
             let s = store(db.url()).await;
-            s.save_lab_results("lab".into(), vec![lab(2, TestResult::Positive)], 100)
+            s.save_lab_results(Some("lab".into()), vec![lab(2, TestResult::Positive)], 100)
                 .await
                 .unwrap();
             assert!(s.mark_redeemed(guid(2), 150).await.unwrap());
@@ -365,7 +374,7 @@ mod tests {
             );
             let stored = s
                 .save_lab_results(
-                    "lab".into(),
+                    Some("lab".into()),
                     vec![lab(2, TestResult::Negative), lab(3, TestResult::Negative)],
                     200,
                 )
@@ -396,7 +405,7 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             s.save_lab_results(
-                "lab".into(),
+                Some("lab".into()),
                 vec![
                     lab(2, TestResult::Positive),
                     lab(3, TestResult::Positive),
@@ -438,12 +447,16 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             let day = 86_400;
-            s.save_lab_results("lab".into(), vec![lab(4, TestResult::Positive)], 0)
+            s.save_lab_results(Some("lab".into()), vec![lab(4, TestResult::Positive)], 0)
                 .await
                 .unwrap();
-            s.save_lab_results("lab".into(), vec![lab(5, TestResult::Negative)], 30 * day)
-                .await
-                .unwrap();
+            s.save_lab_results(
+                Some("lab".into()),
+                vec![lab(5, TestResult::Negative)],
+                30 * day,
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 s.apply_retention(22 * day, 21 * day, 60 * day)
                     .await
@@ -497,8 +510,12 @@ mod tests {
             for i in 0..8 {
                 let s = s.clone();
                 tasks.push(tokio::spawn(async move {
-                    s.save_lab_results(format!("lab-{i}"), vec![lab(9, TestResult::Positive)], 10)
-                        .await
+                    s.save_lab_results(
+                        Some(format!("lab-{i}")),
+                        vec![lab(9, TestResult::Positive)],
+                        10,
+                    )
+                    .await
                 }));
             }
             for t in tasks {
