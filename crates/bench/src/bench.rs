@@ -31,18 +31,25 @@ pub struct PostgresArgs {
     pub url: String,
 }
 
+/// The Redis the benchmarks' services share their counters and leases on.
 #[derive(clap::Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
+pub struct RedisArgs {
     /// Redis for the shared counters (`memory://` for none).
     #[arg(
-        long,
+        long = "redis-url",
         env = "OPENWARN_BENCH_REDIS_URL",
         hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// Real submissions at each concurrency (each with its own TAN, prepared beforehand).
     #[arg(long, default_value_t = 4000)]
     pub submissions: usize,
@@ -105,7 +112,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let verification = start_verification(
         &pki,
         &verification_db,
-        &args.redis_url,
+        &args.redis.redis_url,
         &namespace,
         &test_result,
     )
@@ -114,7 +121,7 @@ async fn start_stack(args: &BenchArgs) -> anyhow::Result<Stack> {
     let submission = start_submission(&pki, &submission_db, &verification).await?;
     let proxy = start_proxy(
         &pki,
-        &args.redis_url,
+        &args.redis.redis_url,
         namespace,
         &verification,
         Some(&submission),
@@ -610,7 +617,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "starting the stack on PostgreSQL ({}) and {} ...",
         args.postgres.url.split('@').next_back().unwrap_or(""),
-        args.redis_url
+        args.redis.redis_url
     );
     let stack = start_stack(&args).await?;
     let most = args.concurrency.iter().copied().max().unwrap_or(1);

@@ -35,13 +35,8 @@ pub struct BenchPollingArgs {
     #[command(flatten)]
     pub postgres: PostgresArgs,
     /// Redis for the `postgres` backend's key-value store.
-    #[arg(
-        long,
-        env = "OPENWARN_BENCH_REDIS_URL",
-        hide_env_values = true,
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub redis: crate::bench::RedisArgs,
     /// Registrations prepared (a third each pending, negative, positive); the polls rotate
     /// through their tokens.
     #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
@@ -96,7 +91,7 @@ async fn start_stack(backend: Backend, args: &BenchPollingArgs) -> anyhow::Resul
         Backend::Postgres => (
             fresh_database(&args.postgres.url, "openwarn_bench_polling_test_result")?,
             fresh_database(&args.postgres.url, "openwarn_bench_polling_verification")?,
-            args.redis_url.clone(),
+            args.redis.redis_url.clone(),
         ),
     };
     let namespace = format!("openwarn-bench-polling-{}", std::process::id());
@@ -255,7 +250,7 @@ pub async fn run(args: BenchPollingArgs) -> anyhow::Result<()> {
             Backend::Postgres => println!(
                 "postgres: test result and verification on PostgreSQL ({}), key-value store {}",
                 args.postgres.url.split('@').next_back().unwrap_or(""),
-                args.redis_url
+                args.redis.redis_url
             ),
         }
         let stack = start_stack(backend, &args).await?;

@@ -154,6 +154,42 @@ async fn read_within(
     }
 }
 
+/// The app's verification endpoints, by what a real success answers: what the backend answers and
+/// what a fake (answered by the proxy, or by verification should one reach it) looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppAnswer {
+    RegistrationToken,
+    TestResult,
+    Tan,
+}
+
+impl AppAnswer {
+    pub const ALL: [Self; 3] = [Self::RegistrationToken, Self::TestResult, Self::Tan];
+
+    /// The status of a real success.
+    pub fn success(self) -> StatusCode {
+        match self {
+            Self::RegistrationToken | Self::Tan => StatusCode::CREATED,
+            Self::TestResult => StatusCode::OK,
+        }
+    }
+
+    /// A fake's fields: those of a real success, with values of their form and no meaning (a
+    /// fresh token or TAN; a poll answers pending, as most real polls do — without `sc`).
+    pub fn fake_fields(self) -> Map<String, Value> {
+        use openwarn_domain::{RegistrationToken, Tan, TestResult};
+        let (name, value) = match self {
+            Self::RegistrationToken => (
+                "registrationToken",
+                RegistrationToken::generate().into_exposed().into(),
+            ),
+            Self::TestResult => ("testResult", i32::from(TestResult::Pending).into()),
+            Self::Tan => ("tan", Tan::generate().into_exposed().into()),
+        };
+        std::iter::once((name.to_owned(), value)).collect()
+    }
+}
+
 /// The header that marks a phone's fake (cover) request.
 pub const FAKE_HEADER: &str = "cwa-fake";
 
@@ -300,6 +336,26 @@ mod tests {
     }
 
     #[test]
+    fn fakes_have_the_fields_of_a_real_success() {
+        use openwarn_domain::{RegistrationToken, Tan};
+        let token = AppAnswer::RegistrationToken.fake_fields();
+        assert!(
+            token["registrationToken"]
+                .as_str()
+                .unwrap()
+                .parse::<RegistrationToken>()
+                .is_ok()
+        );
+        assert_eq!(
+            Value::Object(AppAnswer::TestResult.fake_fields()),
+            serde_json::json!({"testResult": 0})
+        );
+        let tan = AppAnswer::Tan.fake_fields();
+        assert!(tan["tan"].as_str().unwrap().parse::<Tan>().is_ok());
+        assert_ne!(AppAnswer::Tan.fake_fields(), tan, "fresh every time");
+    }
+
+    #[test]
     fn padding_never_truncates() {
         let body = map(&[("x", "y".repeat(50).into())]);
         assert!(padded_json(&body, 10).len() > 10);
@@ -364,6 +420,25 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.status, StatusCode::REQUEST_TIMEOUT);
         assert_eq!(refused.reason, "body_timeout");
+    }
+
+    #[actix_web::test]
+    async fn a_body_broken_off_is_unreadable() {
+        type Chunk = Result<bytes::Bytes, actix_web::error::PayloadError>;
+        let request = actix_web::test::TestRequest::default().to_http_request();
+        let stream: std::pin::Pin<Box<dyn futures::Stream<Item = Chunk>>> =
+            Box::pin(futures::stream::iter([
+                Ok(bytes::Bytes::from_static(b"{")),
+                Err(actix_web::error::PayloadError::Incomplete(None)),
+            ]));
+        let mut broken = actix_web::dev::Payload::Stream { payload: stream };
+        let payload = <web::Payload as actix_web::FromRequest>::from_request(&request, &mut broken)
+            .await
+            .unwrap();
+        let refused = read_within(payload, 100, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(refused, ApiError::bad_request("unreadable_body"));
     }
 
     #[actix_web::test]

@@ -47,7 +47,7 @@ fn help_does_not_show_secrets_from_the_environment() {
     let secret = "hunter2-s3cr3t";
     let url = format!("postgres://bench:{secret}@127.0.0.1:5432/postgres");
     let redis = format!("redis://:{secret}@127.0.0.1:6379");
-    for command in ["bench", "bench-distribution"] {
+    for command in ["bench", "bench-distribution", "bench-polling"] {
         let out = Command::new(env!("CARGO_BIN_EXE_openwarn"))
             .args([command, "--help"])
             .env("OPENWARN_BENCH_POSTGRES_URL", &url)

@@ -64,12 +64,8 @@ fn config(args: &[String]) -> openwarn_distribution::Config {
     Args::parse_from(args).config
 }
 
-#[tokio::test]
-async fn the_tree_is_served_with_cdn_headers() {
-    let setup = setup();
-    // Publish into the same directory the service serves.
-    let tree = Tree::local(&setup.dir.path().join("cdn")).unwrap();
-    let signer = Signer::from_pkcs8_pem(
+fn signer() -> Signer {
+    Signer::from_pkcs8_pem(
         PEM,
         &KeyInfo {
             verification_key_id: "262".into(),
@@ -77,7 +73,12 @@ async fn the_tree_is_served_with_cdn_headers() {
             ..KeyInfo::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Publishes ten hours of 2026-11-20 (no keys: padding) into `tree`; the signer it used.
+async fn publish(tree: Tree) -> Signer {
+    let signer = signer();
     Publisher::new(
         tree,
         Arc::new(InMemory::default()),
@@ -98,7 +99,68 @@ async fn the_tree_is_served_with_cdn_headers() {
     .run(openwarn_distribution::parse_now("2026-11-20T10:00:30Z").unwrap())
     .await
     .unwrap();
+    signer
+}
 
+/// A tree in an S3 bucket (production's store, behind a CDN) is served through the object store:
+/// content type, Cache-Control, the store's ETag and 304, 404 for what is not there.
+#[tokio::test]
+async fn a_tree_in_s3_is_served_from_the_store() {
+    let Some(s3) = openwarn_testkit::S3Server::start() else {
+        return;
+    };
+    let mut setup = setup();
+    setup.args.retain(|a| !a.starts_with("--store-url"));
+    setup.args.extend([
+        format!("--store-url=s3://{}/cdn", s3.bucket),
+        format!("--s3-endpoint={}", s3.endpoint),
+        "--s3-region=us-east-1".to_owned(),
+        "--s3-access-key-id=test".to_owned(),
+        "--s3-secret-access-key=test".to_owned(),
+    ]);
+    let config = config(&setup.args);
+    publish(openwarn_distribution::tree(&config).unwrap()).await;
+    let service = openwarn_distribution::start(config).await.unwrap();
+    let base = format!("http://{}/version/v1", service.addr("http"));
+    let client = openwarn_testkit::http_client();
+
+    let index = client
+        .get(format!(
+            "{base}/diagnosis-keys/country/DE/date/2026-11-20/hour"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), 200);
+    assert_eq!(index.headers()["content-type"], "application/json");
+    assert_eq!(index.headers()["cache-control"], "public, max-age=300");
+    let url = format!("{base}/diagnosis-keys/country/DE/date/2026-11-20/hour/9");
+    let package = client.get(&url).send().await.unwrap();
+    assert_eq!(package.status(), 200);
+    assert_eq!(package.headers()["content-type"], "application/zip");
+    let e_tag = package.headers()["etag"].clone();
+    let unchanged = client
+        .get(&url)
+        .header("if-none-match", e_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"], e_tag);
+    let missing = client
+        .get(format!("{base}/diagnosis-keys/country/DE/date/2026-11-21"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    service.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_tree_is_served_with_cdn_headers() {
+    let setup = setup();
+    // Publish into the same directory the service serves.
+    let signer = publish(Tree::local(&setup.dir.path().join("cdn")).unwrap()).await;
     let service = openwarn_distribution::start(config(&setup.args))
         .await
         .unwrap();
@@ -197,6 +259,24 @@ async fn the_tree_is_served_with_cdn_headers() {
         .await
         .unwrap();
     assert_eq!(beyond.status(), 416);
+    // If-Range: the range only while the object is the one the client has part of.
+    let still = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .header("if-range", e_tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 206);
+    let changed = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .header("if-range", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "another version: the whole object");
+    assert_eq!(changed.bytes().await.unwrap(), bytes);
     let nonsense = client
         .get(&url)
         .header("range", "pages=1-2")

@@ -428,6 +428,48 @@ mod tests {
         check(body).unwrap_err().field
     }
 
+    /// Served over TLS, the handler refuses a request whose connection has no client certificate
+    /// (the handshake already refuses such connections: this is the listener misconfigured),
+    /// and stores nothing; in the clear (development) no certificate is asked for.
+    #[actix_web::test]
+    async fn without_a_client_certificate_tls_routes_refuse_and_store_nothing() {
+        let db = openwarn_testkit::TestDatabase::sqlite();
+        let database = openwarn_db::Database::open(db.url(), 1).await.unwrap();
+        database
+            .migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
+            .await
+            .unwrap();
+        let post = |client_certificates| {
+            let store = Store::new(database.clone());
+            async move {
+                let routes = routes(LabState {
+                    store,
+                    max_batch: 10,
+                    max_body_bytes: 10_000,
+                    client_certificates,
+                });
+                let app = actix_web::test::init_service(
+                    actix_web::App::new().configure(|c| routes.configure(c)),
+                )
+                .await;
+                let request = actix_web::test::TestRequest::post()
+                    .uri("/api/v1/lab/results")
+                    .set_json(json!({"testResults": [{"id": id('a'), "result": 2}]}))
+                    .to_request();
+                let response = actix_web::test::call_service(&app, request).await;
+                let status = response.status().as_u16();
+                (status, actix_web::test::read_body(response).await)
+            }
+        };
+        let (status, body) = post(true).await;
+        assert_eq!(status, 403);
+        assert_eq!(&body[..], br#"{"error":"client_certificate_required"}"#);
+        let store = Store::new(database.clone());
+        assert!(store.dump().await.unwrap().is_empty(), "nothing stored");
+        assert_eq!(post(false).await.0, 204);
+        assert_eq!(store.dump().await.unwrap().len(), 1);
+    }
+
     #[test]
     fn a_valid_batch_passes() {
         let (lab, results) = check(json!({"labId": "lab-1", "testResults": [

@@ -10,7 +10,9 @@ use crate::store::{Registered, Source, Store, TanIssue};
 use crate::testresults::TestResults;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use openwarn_bootstrap::http::{ApiError, LatencyReservoir, is_fake, json_response, read_json};
+use openwarn_bootstrap::http::{
+    ApiError, AppAnswer, LatencyReservoir, is_fake, json_response, read_json,
+};
 use openwarn_bootstrap::lifecycle::Routes;
 use openwarn_bootstrap::lifecycle::unix_now;
 use openwarn_domain::{HashedGuid, RegistrationToken, Tan, TeleTan, TestResult};
@@ -27,43 +29,8 @@ pub struct Limits {
     pub max_tans_per_session: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Endpoint {
-    RegistrationToken,
-    TestResult,
-    Tan,
-}
-
-impl Endpoint {
-    fn index(self) -> usize {
-        self as usize
-    }
-    fn success(self) -> StatusCode {
-        match self {
-            Self::RegistrationToken | Self::Tan => StatusCode::CREATED,
-            Self::TestResult => StatusCode::OK,
-        }
-    }
-    /// What a fake request gets: the shape of a real success, with values of no meaning.
-    fn fake_body(self) -> Map<String, Value> {
-        let mut body = Map::new();
-        match self {
-            Self::RegistrationToken => {
-                body.insert(
-                    "registrationToken".into(),
-                    RegistrationToken::generate().into_exposed().into(),
-                );
-            }
-            Self::Tan => {
-                body.insert("tan".into(), Tan::generate().into_exposed().into());
-            }
-            Self::TestResult => {
-                body.insert("testResult".into(), i32::from(TestResult::Pending).into());
-            }
-        }
-        body
-    }
-}
+/// The endpoints, by what their success answers (shared with the proxy, which answers fakes).
+type Endpoint = AppAnswer;
 
 pub struct AppState {
     store: Store,
@@ -120,11 +87,11 @@ where
         Ok(r) => r,
         Err(e) => return json_response(e.status, &e.body(), length),
     };
-    let reservoir = &state.reservoirs[endpoint.index()];
+    let reservoir = &state.reservoirs[endpoint as usize];
     if fake {
         let delay = reservoir.sample().saturating_sub(started.elapsed());
         tokio::time::sleep(delay).await;
-        return json_response(endpoint.success(), &endpoint.fake_body(), length);
+        return json_response(endpoint.success(), &endpoint.fake_fields(), length);
     }
     match real(request).await {
         Ok(body) => {
