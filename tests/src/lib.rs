@@ -25,6 +25,8 @@ use openwarn_testkit::{TestDatabase, config, https_client};
 use std::net::SocketAddr;
 use tonic::transport::Channel;
 
+pub mod portal;
+
 /// Certificates the tests issue: one per service, one for a gRPC caller standing in for
 /// submission/portal, one allow-listed lab and one lab that is not.
 pub const PKI_NAMES: &[&str] = &[
@@ -33,6 +35,7 @@ pub const PKI_NAMES: &[&str] = &[
     "submission",
     "distribution",
     "proxy",
+    "portal",
     "lab",
     "rogue-lab",
 ];

@@ -30,7 +30,8 @@ enum Command {
     /// Run one service in this process (what `up` starts for each service).
     #[command(subcommand)]
     Service(Service),
-    /// Issue a teleTAN (as the portal will), using the dev PKI of `up`.
+    /// Development shortcut: issue a teleTAN with the dev PKI of `up`, bypassing the portal (no
+    /// sign-in, no audit log). Officers use the portal.
     Teletan(TeletanArgs),
     /// Publish now (or as of --now) on a stack started by `openwarn up`, without waiting for the
     /// hour; prints the run's report.
@@ -59,6 +60,9 @@ enum Service {
     Submission(Box<ServiceCli<openwarn_submission::Config>>),
     /// The app gateway.
     Proxy(Box<ServiceCli<openwarn_proxy::Config>>),
+    /// Officers: sign-in with a second factor, teleTANs, accounts, audit log
+    /// (`create-admin`, `verify-audit`).
+    Portal(Box<ServiceCli<openwarn_portal::Config, openwarn_portal::Command>>),
     /// Signed key packages, indexes and app configuration (`run-once` publishes and exits).
     Distribution(Box<ServiceCli<openwarn_distribution::Config, openwarn_distribution::Command>>),
 }
@@ -144,6 +148,9 @@ fn main() -> ExitCode {
         }
         Command::Service(Service::Proxy(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_proxy::ProxyService>(*cli)
+        }
+        Command::Service(Service::Portal(cli)) => {
+            openwarn_bootstrap::cli::main::<openwarn_portal::PortalService>(*cli)
         }
         Command::Service(Service::Distribution(cli)) => {
             openwarn_bootstrap::cli::main::<openwarn_distribution::DistributionService>(*cli)

@@ -160,6 +160,18 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
                 "x-forwarded-for".into(),
             ],
         },
+        Spec {
+            name: "portal",
+            http: port(8040)?,
+            grpc: None,
+            database: true,
+            extra: vec![
+                "--public-url".into(),
+                format!("http://127.0.0.1:{}", port(8040)?),
+                "--verification-url".into(),
+                format!("https://127.0.0.1:{}", port(9010)?),
+            ],
+        },
         {
             let keys = DistributionKeys::paths(data_dir);
             Spec {
@@ -243,7 +255,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // One at a time, each ready before the next starts, so that a service's first calls find
     // what it depends on listening (distribution's start-up run streams from submission at once).
     let mut running = Vec::new();
-    let mut started = Ok(());
+    let mut started: anyhow::Result<()> = Ok(());
     for spec in &specs {
         let child = command(&exe, spec, &data_dir, &pki, &args.log_format)
             .spawn()
@@ -261,9 +273,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    let started = match started {
+        Ok(()) => first_admin(&exe, &specs, &data_dir).await,
+        Err(e) => Err(e),
+    };
     let outcome = match started {
-        Ok(()) => {
-            print_endpoints(&specs, &data_dir, args.port_offset);
+        Ok(enrolment) => {
+            print_endpoints(&specs, &data_dir, args.port_offset, enrolment.as_deref());
             supervise(&mut running).await
         }
         Err(e) => Err(e),
@@ -299,7 +315,46 @@ async fn wait_ready(spec: &Spec) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16) {
+/// The portal's first administrator: created on the first `up` of a data directory (there is no
+/// default password); its one-time enrolment link, or `None` when an administrator exists.
+async fn first_admin(
+    exe: &Path,
+    specs: &[Spec],
+    data_dir: &Path,
+) -> anyhow::Result<Option<String>> {
+    let portal = specs
+        .iter()
+        .find(|s| s.name == "portal")
+        .context("the stack has no portal")?;
+    let output = Command::new(exe)
+        .args([
+            "service",
+            "portal",
+            "create-admin",
+            "--if-none",
+            "--username",
+            "admin",
+        ])
+        .args(["--display-name", "Administrator"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", data_dir.join("portal.db").display()))
+        .args(&portal.extra)
+        .args(["--log-format", "json", "--log", "error"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run the portal's create-admin")?;
+    if !output.status.success() {
+        bail!(
+            "the portal's first administrator could not be created: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let link = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok((!link.is_empty()).then_some(link))
+}
+
+fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16, enrolment: Option<&str>) {
     println!();
     println!("OpenWarn is up. Data and dev PKI: {}", data_dir.display());
     println!(
@@ -329,9 +384,15 @@ fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16) {
         DistributionKeys::paths(data_dir).public_key.display()
     );
     println!(
-        "  teleTAN:  openwarn teletan --data-dir {}",
-        data_dir.display()
+        "  portal (officers)       http://127.0.0.1:{}/",
+        8040 + offset
     );
+    match enrolment {
+        Some(link) => println!("  enrol the first portal administrator (once): {link}"),
+        None => println!(
+            "  portal administrator exists; another: openwarn service portal create-admin --help"
+        ),
+    }
     println!(
         "  publish now:  openwarn publish --data-dir {}",
         data_dir.display()

@@ -18,6 +18,7 @@
 )]
 
 pub mod launcher;
+pub mod web;
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
@@ -238,13 +239,21 @@ pub fn https_client(pki: &openwarn_mtls::DevPki, name: Option<&str>) -> reqwest:
     client(openwarn_mtls::http_client_tls(&ca, identity).expect("a TLS configuration"))
 }
 
+fn client(tls: rustls::ClientConfig) -> reqwest::Client {
+    client_with(tls, reqwest::redirect::Policy::default())
+}
+
 #[allow(
     clippy::disallowed_methods,
     reason = "the one place test clients are built: with their own TLS configuration"
 )]
-fn client(tls: rustls::ClientConfig) -> reqwest::Client {
+pub(crate) fn client_with(
+    tls: rustls::ClientConfig,
+    redirect: reqwest::redirect::Policy,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(redirect)
         .build()
         .expect("an HTTP client")
 }
