@@ -27,11 +27,24 @@ impl PortalStack {
         portal_extra: &[&str],
         verification_extra: &[&str],
     ) -> Self {
-        let chain = Chain::start(backend, kv_url, verification_extra).await;
-        let portal_db = backend.another();
         // The public URL names the port, so the port is chosen before the portal binds it.
         let port = openwarn_testkit::free_port();
-        let public_url = format!("http://127.0.0.1:{port}");
+        Self::start_on(port, backend, kv_url, portal_extra, verification_extra).await
+    }
+
+    /// [`start`](Self::start) with the portal on `port` of 127.0.0.1 (public URL
+    /// [`public_url_on(port)`](Self::public_url_on)), for a test that needs the portal's URLs
+    /// before it starts, such as the OIDC redirect URI an OpenID provider is started with.
+    pub async fn start_on(
+        port: u16,
+        backend: &TestDatabase,
+        kv_url: &str,
+        portal_extra: &[&str],
+        verification_extra: &[&str],
+    ) -> Self {
+        let chain = Chain::start(backend, kv_url, verification_extra).await;
+        let portal_db = backend.another();
+        let public_url = Self::public_url_on(port);
         let mut args: Vec<String> = vec![
             "--http-addr".into(),
             format!("127.0.0.1:{port}"),
@@ -57,6 +70,11 @@ impl PortalStack {
             args,
             public_url,
         }
+    }
+
+    /// The public URL of a portal started on `port` ([`start_on`](Self::start_on)).
+    pub fn public_url_on(port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
     }
 
     /// Where the portal listens (may differ from the public URL in tests of `https://`).
@@ -177,6 +195,8 @@ impl Person {
 
     /// Submits the sign-in form with `password` and `code`; the answer (not followed).
     pub async fn sign_in_with(&mut self, password: &str, code: &str) -> WebPage {
+        // As from a browser without a session (a signed-in one is sent past the form).
+        self.web.cookies.remove(openwarn_portal::SESSION_COOKIE);
         let page = self.web.get("/sign-in").await;
         let csrf = page
             .input("csrf")

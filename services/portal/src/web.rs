@@ -652,6 +652,8 @@ pub async fn start_session(
     let Some(role) = account.role() else {
         return unavailable(lang);
     };
+    // From now, not from when the request came: checking a password takes a while.
+    let now = now.max(unix_now());
     let id = auth::random_token();
     let csrf = auth::random_token();
     if portal
