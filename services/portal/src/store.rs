@@ -655,12 +655,32 @@ impl Store {
     }
 
     /// Takes one of the officer's `limit` teleTANs of the hour; `false` when none is left.
+    /// Concurrent requests never take more than `limit` (tried again when two raced to the
+    /// hour's first slot or the same count).
     pub async fn take_issue_slot(
         &self,
         account_id: i64,
         hour: i64,
         limit: i32,
     ) -> Result<bool, DbError> {
+        for _ in 0..20 {
+            match self.try_issue_slot(account_id, hour, limit).await {
+                Ok(Some(taken)) => return Ok(taken),
+                Ok(None) => {}
+                Err(e) if e.is_unique_violation() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DbError::Unavailable("issue counter contended".into()))
+    }
+
+    /// One attempt: `None` when another request changed the count meanwhile.
+    async fn try_issue_slot(
+        &self,
+        account_id: i64,
+        hour: i64,
+        limit: i32,
+    ) -> Result<Option<bool>, DbError> {
         self.db
             .transaction(move |conn| {
                 let issued = issue_counts::table
@@ -676,8 +696,8 @@ impl Store {
                             issue_counts::issued.eq(1),
                         ))
                         .execute(conn)
-                        .map(|_| limit >= 1),
-                    Some(n) if n >= limit => Ok(false),
+                        .map(|_| Some(limit >= 1)),
+                    Some(n) if n >= limit => Ok(Some(false)),
                     // Conditional, so that two replicas racing past the read cannot both take
                     // the last slot.
                     Some(n) => diesel::update(
@@ -687,7 +707,7 @@ impl Store {
                     )
                     .set(issue_counts::issued.eq(n + 1))
                     .execute(conn)
-                    .map(|changed| changed == 1),
+                    .map(|changed| (changed == 1).then_some(true)),
                 }
             })
             .await
@@ -707,5 +727,171 @@ impl Store {
                 .map(drop)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn stores() -> Vec<(openwarn_testkit::TestDatabase, Store)> {
+        let mut out = Vec::new();
+        for db in openwarn_testkit::databases() {
+            let store = Store::open(db.url(), 8).await.unwrap();
+            out.push((db, store));
+        }
+        out
+    }
+
+    async fn account(store: &Store, name: &str) -> i64 {
+        store
+            .create_account(
+                NewAccount {
+                    username: name,
+                    display_name: name,
+                    role: Role::Officer,
+                    enrolment_hash: &crate::auth::token_hash(name),
+                    enrolment_expires_at: 2_000_000_000,
+                },
+                1_000,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_issues_never_exceed_the_officers_limit() {
+        for (db, store) in stores().await {
+            let id = account(&store, "officer").await;
+            let tasks: Vec<_> = (0..24)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.take_issue_slot(id, 7, 5).await.unwrap() })
+                })
+                .collect();
+            let mut taken = 0;
+            for task in tasks {
+                taken += usize::from(task.await.unwrap());
+            }
+            assert_eq!(taken, 5, "{}", db.label());
+            // A slot given back can be taken again; another hour has its own.
+            store.return_issue_slot(id, 7).await.unwrap();
+            assert!(store.take_issue_slot(id, 7, 5).await.unwrap());
+            assert!(!store.take_issue_slot(id, 7, 5).await.unwrap());
+            assert!(store.take_issue_slot(id, 8, 5).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_lock_at_the_limit_and_a_run_out_lock_counts_anew() {
+        for (db, store) in stores().await {
+            let id = account(&store, "officer").await;
+            let label = db.label();
+            for _ in 0..4 {
+                assert!(
+                    !store.record_failure(id, 5, 100, 1_000).await.unwrap(),
+                    "{label}"
+                );
+            }
+            assert!(
+                store.record_failure(id, 5, 100, 1_000).await.unwrap(),
+                "{label}"
+            );
+            let a = store.account(id).await.unwrap().unwrap();
+            assert!(a.is_locked(999) && !a.is_locked(1_000), "{label}");
+            // After the lock ran out, one failure does not lock again.
+            assert!(
+                !store.record_failure(id, 5, 1_001, 2_000).await.unwrap(),
+                "{label}"
+            );
+            // A success clears the count and refuses an old TOTP step.
+            assert!(store.record_success(id, Some(50)).await.unwrap());
+            assert!(
+                !store.record_success(id, Some(50)).await.unwrap(),
+                "{label}: replayed step"
+            );
+            assert!(store.record_success(id, Some(51)).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn enrolment_links_work_once_and_sessions_expire() {
+        for (db, store) in stores().await {
+            let label = db.label();
+            let id = account(&store, "officer").await;
+            let hash = crate::auth::token_hash("officer");
+            assert!(
+                store
+                    .account_by_enrolment(&hash, 1_500)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                store
+                    .account_by_enrolment(&hash, 2_000_000_001)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                store
+                    .complete_enrolment(id, &hash, "h", "s", 1, 1_500)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .complete_enrolment(id, &hash, "h", "s", 1, 1_500)
+                    .await
+                    .unwrap(),
+                "{label}"
+            );
+            assert!(
+                store
+                    .account_by_enrolment(&hash, 1_500)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+
+            store.create_session("idle", id, "c", 1_000).await.unwrap();
+            store.create_session("old", id, "c", 100).await.unwrap();
+            store.create_session("fresh", id, "c", 1_000).await.unwrap();
+            store.touch_session("fresh", 2_000).await.unwrap();
+            store.touch_session("old", 2_000).await.unwrap();
+            // Idle before 1 500 or created before 500.
+            assert_eq!(store.expire(1_500, 500, 0, 0).await.unwrap(), 2, "{label}");
+            assert!(store.session("fresh").await.unwrap().is_some());
+            assert!(store.session("idle").await.unwrap().is_none());
+            assert!(store.session("old").await.unwrap().is_none());
+            // Disabling ends the account's sessions.
+            store.set_disabled(id, Some(3_000)).await.unwrap();
+            assert!(store.session("fresh").await.unwrap().is_none(), "{label}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oidc_state_is_taken_once_and_only_while_fresh() {
+        for (db, store) in stores().await {
+            store.save_oidc_login("s1", "{}", 1_000).await.unwrap();
+            store.save_oidc_login("s2", "{}", 1_000).await.unwrap();
+            assert_eq!(
+                store.take_oidc_login("s1", 900).await.unwrap().as_deref(),
+                Some("{}")
+            );
+            assert_eq!(
+                store.take_oidc_login("s1", 900).await.unwrap(),
+                None,
+                "{}",
+                db.label()
+            );
+            assert_eq!(
+                store.take_oidc_login("s2", 1_000).await.unwrap(),
+                None,
+                "too old"
+            );
+        }
     }
 }
