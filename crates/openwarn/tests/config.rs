@@ -103,6 +103,53 @@ fn invalid_settings_are_named() {
         "OPENWARN_RESULT_DELETE_AFTER",
     );
 
+    // The portal's settings, each named (its secrets never echoed).
+    let portal = |extra: &[&str]| {
+        let mut args = vec![
+            "portal".to_owned(),
+            "--http-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--admin-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--database-url".to_owned(),
+            sqlite.clone(),
+        ];
+        args.extend(tls("verification"));
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        service(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_refused(&portal(&[]), "OPENWARN_PORTAL_PUBLIC_URL");
+    assert_refused(
+        &portal(&["--public-url", "portal.example.org"]),
+        "OPENWARN_PORTAL_PUBLIC_URL",
+    );
+    let public = ["--public-url", "https://portal.example.org"];
+    assert_refused(
+        &portal(&[&public[..], &["--idle-timeout", "9h"]].concat()),
+        "OPENWARN_PORTAL_ABSOLUTE_TIMEOUT",
+    );
+    assert_refused(
+        &portal(&[&public[..], &["--sign-in", "oidc"]].concat()),
+        "OPENWARN_OIDC_ISSUER",
+    );
+    let oidc = [
+        "--sign-in",
+        "oidc",
+        "--oidc-issuer",
+        "https://id.example.org/realms/health",
+        "--oidc-client-id",
+        "portal",
+        "--oidc-client-secret",
+        "s3cr3t-value",
+    ];
+    let output = portal(&[&public[..], &oidc[..]].concat());
+    assert_refused(&output, "OPENWARN_OIDC_CA_FILE");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("s3cr3t-value"));
+    assert_refused(
+        &portal(&[&public[..], &["--max-failed-sign-ins", "0"]].concat()),
+        "OPENWARN_PORTAL_MAX_FAILED_SIGN_INS",
+    );
+
     // Serving needs the TLS settings; migrating does not.
     assert_refused(
         &service(&["verification", "--database-url", &sqlite]),

@@ -48,6 +48,23 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     assert!(dir.path().join("pki/ca.pem").exists());
     assert!(dir.path().join("verification.db").exists());
 
+    // The portal's first administrator: a one-time enrolment link, printed once, that opens.
+    let link = lines
+        .iter()
+        .find_map(|l| l.split_once("enrol the first portal administrator (once): "))
+        .map(|(_, link)| link.trim().to_owned())
+        .expect("an enrolment link");
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{}/enrol/", 8040 + OFFSET)),
+        "{link}"
+    );
+    let page = openwarn_testkit::http_client()
+        .get(&link)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+
     // A teleTAN through the CLI, then the app registers with it over HTTP.
     let teletan = Command::new(env!("CARGO_BIN_EXE_openwarn"))
         .args([
@@ -154,6 +171,14 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     // Again on the same data directory; this time a service dies.
     let mut stack = up(dir.path());
     let lines = stack.until("ready; Ctrl-C stops everything").await;
+    // The administrator exists: no second link.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("portal administrator exists"))
+            && !lines.iter().any(|l| l.contains("/enrol/")),
+        "{lines:?}"
+    );
     signal(
         pid_of(&lines, "verification"),
         nix::sys::signal::Signal::SIGKILL,

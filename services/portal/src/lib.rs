@@ -74,8 +74,10 @@ pub struct Config {
     /// Where officers reach the portal, e.g. `https://portal.example.org`: enrolment links,
     /// the OIDC redirect URI; `https://` makes cookies `Secure` and sends HSTS (only a plain
     /// `http://` URL, for local development, turns both off).
+    /// Required (checked at start, naming the setting; not by clap, so that commands on the same
+    /// settings parse without it where they do not need it).
     #[arg(long, env = "OPENWARN_PORTAL_PUBLIC_URL")]
-    pub public_url: String,
+    pub public_url: Option<String>,
     /// gRPC endpoint of the verification service (teleTANs).
     #[arg(
         long,
@@ -201,8 +203,17 @@ pub enum Error {
     Bind(#[from] BindError),
 }
 
+/// The public URL without a trailing slash.
+fn public_url(config: &Config) -> Result<String, ConfigError> {
+    config
+        .public_url
+        .as_deref()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .ok_or_else(|| ConfigError::new("OPENWARN_PORTAL_PUBLIC_URL", "is required"))
+}
+
 fn check(config: &Config) -> Result<(), ConfigError> {
-    let url = config.public_url.trim_end_matches('/');
+    let url = public_url(config)?;
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(['?', '#']) {
         return Err(ConfigError::new(
             "OPENWARN_PORTAL_PUBLIC_URL",
@@ -271,10 +282,7 @@ fn oidc_login(config: &Config) -> Result<Option<oidc::OidcLogin>, ConfigError> {
         issuer,
         client_id,
         client_secret: client_secret.map(openwarn_oidc::ClientSecret::new),
-        redirect_uri: format!(
-            "{}/sign-in/oidc/callback",
-            config.public_url.trim_end_matches('/')
-        ),
+        redirect_uri: format!("{}/sign-in/oidc/callback", public_url(config)?),
         scopes: args
             .scopes
             .iter()
@@ -291,9 +299,9 @@ fn oidc_login(config: &Config) -> Result<Option<oidc::OidcLogin>, ConfigError> {
     )))
 }
 
-fn settings(config: &Config) -> web::Settings {
-    web::Settings {
-        public_url: config.public_url.trim_end_matches('/').to_owned(),
+fn settings(config: &Config) -> Result<web::Settings, ConfigError> {
+    Ok(web::Settings {
+        public_url: public_url(config)?,
         idle_timeout: config.idle_timeout,
         absolute_timeout: config.absolute_timeout,
         max_failed_sign_ins: i32::from(config.max_failed_sign_ins),
@@ -301,7 +309,7 @@ fn settings(config: &Config) -> web::Settings {
         tele_tans_per_officer_per_hour: i32::from(config.tele_tans_per_officer_per_hour),
         enrolment_validity: config.enrolment_validity,
         local_accounts: config.sign_in == SignIn::Local,
-    }
+    })
 }
 
 /// Starts the service: migrations, the web application, the admin port, the retention job.
@@ -318,7 +326,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         store: store.clone(),
         audit: audit.clone(),
         issuer: teletan::Issuer::new(channel),
-        settings: settings(&config),
+        settings: settings(&config)?,
         oidc,
     });
     let mut service = RunningService::new(NAME);
@@ -460,7 +468,7 @@ pub async fn create_admin(args: &CreateAdminArgs) -> Result<Option<String>, BoxE
     let link = admin::create_in(
         &store,
         &audit,
-        args.config.public_url.trim_end_matches('/'),
+        &public_url(&args.config)?,
         args.config.enrolment_validity,
         &args.username,
         display_name,
