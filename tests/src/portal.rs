@@ -273,3 +273,24 @@ pub fn shown_tele_tan(html: &str) -> Option<String> {
     let tele_tan: String = text.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     (tele_tan.len() == 10).then_some(tele_tan)
 }
+
+/// An administrator enrolled from `create-admin`'s link, and an officer they created, enrolled
+/// and signed in.
+pub async fn admin_and_officer(stack: &PortalStack) -> (Person, Person) {
+    let link = stack.create_admin("admin").await;
+    let mut admin = Person::enrol(stack, &link, "admin").await;
+    let page = admin.sign_in().await;
+    assert!(page.body.contains("/admin/accounts"), "{}", page.body);
+    let link = create_account(&mut admin, "officer.one", "officer").await;
+    let mut officer = Person::enrol(stack, &link, "officer.one").await;
+    let page = officer.sign_in().await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("action=\"/issue\""), "{}", page.body);
+    (admin, officer)
+}
+
+/// The officer presses "Issue teleTAN".
+pub async fn issue(officer: &mut Person) -> WebPage {
+    let csrf = officer.csrf("/issue").await;
+    officer.web.post("/issue", &[("csrf", &csrf)]).await
+}

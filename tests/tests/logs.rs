@@ -1,5 +1,7 @@
 //! Logs never contain GUIDs or their hashes, registration tokens, TANs, teleTANs (or their
-//! hashes) or client addresses — checked on everything the verification chain logs at debug level.
+//! hashes) or client addresses — checked on everything the verification chain and the portal
+//! log at debug level. The portal adds its own secrets: passwords, TOTP secrets and codes,
+//! session ids, CSRF tokens, enrolment links, and the teleTANs it shows.
 
 #![allow(
     clippy::unwrap_used,
@@ -7,6 +9,7 @@
     reason = "integration test: a failure is a failed test"
 )]
 
+use openwarn_e2e::portal::{PASSWORD, PortalStack, admin_and_officer, issue, shown_tele_tan};
 use openwarn_e2e::{Chain, sha256_hex};
 use openwarn_protocol::verification::v1::{IssueTeleTanRequest, ReserveTanRequest, TeleTanType};
 use serde_json::{Value, json};
@@ -50,13 +53,15 @@ async fn no_secret_or_address_reaches_the_logs() {
         .init();
 
     let db = openwarn_testkit::TestDatabase::sqlite();
-    let chain = Chain::start(&db, "memory://", &[]).await;
+    let stack = PortalStack::start(&db, "memory://", &[], &[]).await;
+    let chain = &stack.chain;
     // Every address a service of the chain listens on (its own log of binding is no client's).
     let server_ports: Vec<u16> = [
         &chain.test_result,
         &chain.verification,
         &chain.submission,
         &chain.proxy,
+        &stack.portal,
     ]
     .into_iter()
     .flatten()
@@ -71,7 +76,7 @@ async fn no_secret_or_address_reaches_the_logs() {
         .await
         .unwrap();
     let token = post(
-        &chain,
+        chain,
         &chain.app_url("registrationToken"),
         json!({"key": hashed, "keyType": "GUID"}),
     )
@@ -80,13 +85,13 @@ async fn no_secret_or_address_reaches_the_logs() {
         .unwrap()
         .to_owned();
     post(
-        &chain,
+        chain,
         &chain.app_url("testresult"),
         json!({"registrationToken": token}),
     )
     .await;
     let tan = post(
-        &chain,
+        chain,
         &chain.app_url("tan"),
         json!({"registrationToken": token}),
     )
@@ -95,6 +100,29 @@ async fn no_secret_or_address_reaches_the_logs() {
         .unwrap()
         .to_owned();
     chain.spend_tan(&tan).await;
+    // The portal: enrolment, sign-in, a teleTAN, a failed sign-in with a wrong password.
+    let (admin, mut officer) = admin_and_officer(&stack).await;
+    let page = issue(&mut officer).await;
+    let portal_tele_tan = shown_tele_tan(&page.body).expect("a teleTAN");
+    let wrong_password = "not the password at all";
+    let code = officer.next_code().await;
+    officer.sign_in_with(wrong_password, &code).await;
+    let mut portal_secrets = vec![
+        ("password", PASSWORD.to_owned()),
+        ("wrong password", wrong_password.to_owned()),
+        ("teleTAN shown by the portal", portal_tele_tan.clone()),
+        ("hash of that teleTAN", sha256_hex(&portal_tele_tan)),
+    ];
+    for person in [&admin, &officer] {
+        portal_secrets.push(("TOTP secret", person.secret.clone()));
+        // Session ids and CSRF tokens (a 6-digit TOTP code is left out: log timestamps are full
+        // of six-digit runs).
+        for (name, value) in person.web.cookies.iter().filter(|(_, v)| v.len() >= 32) {
+            portal_secrets.push(("cookie", format!("{name}={value}")));
+            portal_secrets.push(("cookie value", value.clone()));
+            portal_secrets.push(("hash of a cookie value", sha256_hex(value)));
+        }
+    }
     let mut grpc = chain.verification_grpc("submission");
     let tele_tan = grpc
         .issue_tele_tan(IssueTeleTanRequest {
@@ -105,7 +133,7 @@ async fn no_secret_or_address_reaches_the_logs() {
         .into_inner()
         .tele_tan;
     post(
-        &chain,
+        chain,
         &chain.app_url("registrationToken"),
         json!({"key": tele_tan, "keyType": "TELETAN"}),
     )
@@ -115,12 +143,12 @@ async fn no_secret_or_address_reaches_the_logs() {
         .reserve_tan(ReserveTanRequest { tan: tan.clone() })
         .await;
     post(
-        &chain,
+        chain,
         &chain.app_url("tan"),
         json!({"registrationToken": uuid::Uuid::new_v4().to_string()}),
     )
     .await;
-    chain.shutdown().await;
+    stack.shutdown().await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -143,7 +171,10 @@ async fn no_secret_or_address_reaches_the_logs() {
         ("hash of the TAN", sha256_hex(&tan)),
         ("teleTAN", tele_tan.clone()),
         ("hash of the teleTAN", sha256_hex(&tele_tan)),
-    ] {
+    ]
+    .into_iter()
+    .chain(portal_secrets)
+    {
         assert!(!logs.contains(&secret), "the {what} is in the logs");
     }
     // Outgoing connections name the server they connect to; any other address would be a

@@ -9,7 +9,8 @@
 )]
 
 use openwarn_e2e::portal::{
-    PASSWORD, Person, PortalStack, create_account, enrolment_link, shown_tele_tan,
+    PASSWORD, Person, PortalStack, admin_and_officer, create_account, enrolment_link, issue,
+    shown_tele_tan,
 };
 use openwarn_portal::audit::{Action, Actor, AuditLog, Filter};
 use openwarn_portal::{REASON_HEADER, SESSION_COOKIE};
@@ -46,26 +47,6 @@ async fn actions(stack: &PortalStack) -> Vec<Action> {
         .into_iter()
         .map(|(_, a, _)| a)
         .collect()
-}
-
-/// An administrator enrolled from `create-admin`'s link, and an officer they created, enrolled
-/// and signed in.
-async fn admin_and_officer(stack: &PortalStack) -> (Person, Person) {
-    let link = stack.create_admin("admin").await;
-    let mut admin = Person::enrol(stack, &link, "admin").await;
-    let page = admin.sign_in().await;
-    assert!(page.body.contains("/admin/accounts"), "{}", page.body);
-    let link = create_account(&mut admin, "officer.one", "officer").await;
-    let mut officer = Person::enrol(stack, &link, "officer.one").await;
-    let page = officer.sign_in().await;
-    assert_eq!(page.status, 200);
-    assert!(page.body.contains("action=\"/issue\""), "{}", page.body);
-    (admin, officer)
-}
-
-async fn issue(officer: &mut Person) -> WebPage {
-    let csrf = officer.csrf("/issue").await;
-    officer.web.post("/issue", &[("csrf", &csrf)]).await
 }
 
 #[tokio::test]
