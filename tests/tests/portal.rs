@@ -721,6 +721,18 @@ async fn enrolment_needs_a_valid_code_and_a_link_works_once() {
     );
     let page = web.get(&format!("/enrol/{}", "0".repeat(64))).await;
     assert_eq!(page.status, 404);
+    // Metrics name the route's template, never the link's token.
+    let metrics = openwarn_testkit::http_client()
+        .get(format!("{}/metrics", stack.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("route=\"/enrol/{token}\""), "{metrics}");
+    let token = path.rsplit('/').next().unwrap();
+    assert!(!metrics.contains(token), "{metrics}");
     stack.shutdown().await;
 }
 
