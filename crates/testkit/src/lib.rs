@@ -18,6 +18,7 @@
 )]
 
 pub mod launcher;
+pub mod oidc_provider;
 pub mod web;
 
 use diesel::connection::SimpleConnection;
