@@ -1,7 +1,11 @@
 //! Signing in through the health authority's OpenID Connect provider (the production way; CWA's
 //! portal uses Keycloak): authorization code flow with PKCE, `state` and `nonce`
-//! ([`openwarn_oidc`]). The sign-in under way is kept server-side under the state's hash for
-//! [`PENDING_VALIDITY`]; the role comes from a configurable claim of the ID token; each person
+//! ([`openwarn_oidc`]). The sign-in under way is kept server-side for [`PENDING_VALIDITY`] under
+//! the hash of its state together with a random token in a cookie of the browser that started it
+//! ([`BINDING_COOKIE`]): a callback URL is good only in that browser, so nobody can sign someone
+//! else in to their own account by sending them a callback URL of a sign-in they started (login
+//! CSRF; RFC 6749 10.12 asks for the state to be bound to the browser). The role comes from a
+//! configurable claim of the ID token; each person
 //! gets an account row on first sign-in (so that the audit log names them and an administrator
 //! can disable them), with the role the provider gives at every sign-in.
 
@@ -11,6 +15,7 @@ use crate::i18n::Lang;
 use crate::pages::{self, Notice};
 use crate::store::Role;
 use crate::web::{Portal, audit, lang, page, see_other, start_session, unavailable};
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use openwarn_bootstrap::lifecycle::unix_now;
@@ -22,6 +27,29 @@ use tokio::sync::OnceCell;
 
 /// How long a sign-in at the provider may take, from the redirect to the callback.
 pub const PENDING_VALIDITY: Duration = Duration::from_secs(10 * 60);
+
+/// The cookie binding a sign-in under way to the browser that started it. `SameSite=Lax`, not
+/// `Strict` as the portal's other cookies: the callback is a top-level navigation coming from
+/// the provider's site, which a browser sends `Lax` cookies with (and `Strict` ones not).
+pub const BINDING_COOKIE: &str = "portal_oidc";
+const BINDING_PATH: &str = "/sign-in/oidc";
+
+fn binding_cookie(value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(BINDING_COOKIE, value)
+        .path(BINDING_PATH)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            crate::web::secs(PENDING_VALIDITY),
+        ))
+        .finish()
+}
+
+/// Where a sign-in under way is kept: the hash of the browser's binding token and the state.
+fn pending_key(binding: &str, state: &str) -> String {
+    auth::token_hash(&format!("{binding}.{state}"))
+}
 
 /// The provider, discovered on first use (a provider that is down when the portal starts makes
 /// OIDC sign-ins answer 503 until it is back, not the portal fail).
@@ -105,15 +133,18 @@ pub async fn start(state: State, req: HttpRequest) -> HttpResponse {
     let Ok(json) = serde_json::to_string(&pending) else {
         return unavailable(lang);
     };
+    let binding = auth::random_token();
     if state
         .store
-        .save_oidc_login(&auth::token_hash(pending.state()), &json, unix_now())
+        .save_oidc_login(&pending_key(&binding, pending.state()), &json, unix_now())
         .await
         .is_err()
     {
         return unavailable(lang);
     }
-    see_other(&url)
+    let mut response = see_other(&url);
+    let _ = response.add_cookie(&binding_cookie(binding, state.settings.secure()));
+    response
 }
 
 #[derive(Deserialize)]
@@ -125,9 +156,18 @@ pub struct Callback {
     error: Option<String>,
 }
 
-/// `GET /sign-in/oidc/callback`: the provider sends the browser back with a code.
+/// `GET /sign-in/oidc/callback`: the provider sends the browser back with a code. Whatever the
+/// outcome, the binding cookie is spent.
 pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
-    let lang = lang(&req);
+    let mut response = callback_answer(&state, &req).await;
+    let mut removal = binding_cookie(String::new(), state.settings.secure());
+    removal.make_removal();
+    let _ = response.add_cookie(&removal);
+    response
+}
+
+async fn callback_answer(state: &Portal, req: &HttpRequest) -> HttpResponse {
+    let lang = lang(req);
     let t = lang.text();
     let Some(oidc) = &state.oidc else {
         return failed(lang, StatusCode::NOT_FOUND, "not_found", t.not_found);
@@ -148,11 +188,15 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
             t.oidc_failed,
         );
     };
+    // Only the browser that started the sign-in has its binding token.
+    let Some(binding) = req.cookie(BINDING_COOKIE) else {
+        return refuse(state, lang, "no_binding_cookie").await;
+    };
     // A state is taken once: a replayed callback finds nothing.
     let pending = match state
         .store
         .take_oidc_login(
-            &auth::token_hash(returned_state),
+            &pending_key(binding.value(), returned_state),
             unix_now() - crate::web::secs(PENDING_VALIDITY),
         )
         .await
@@ -162,10 +206,10 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
         Err(_) => return unavailable(lang),
     };
     let Some(pending) = pending else {
-        return refuse(&state, lang, "unknown_state").await;
+        return refuse(state, lang, "unknown_state").await;
     };
     if query.error.is_some() {
-        return refuse(&state, lang, "provider_refused").await;
+        return refuse(state, lang, "provider_refused").await;
     }
     let rp = match oidc.relying_party().await {
         Ok(rp) => rp,
@@ -176,10 +220,10 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
         .as_deref()
         .is_some_and(|iss| iss != rp.metadata().issuer)
     {
-        return refuse(&state, lang, "wrong_issuer").await;
+        return refuse(state, lang, "wrong_issuer").await;
     }
     let Some(code) = query.code.as_deref() else {
-        return refuse(&state, lang, "invalid_callback").await;
+        return refuse(state, lang, "invalid_callback").await;
     };
     let identity = match rp
         .finish(&pending, returned_state, code, SystemTime::now())
@@ -190,11 +234,12 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
             tracing::warn!(reason = e.reason(), "OpenID provider unavailable");
             return unavailable(lang);
         }
-        Err(e) => return refuse(&state, lang, e.reason()).await,
+        Err(e) => return refuse(state, lang, e.reason()).await,
     };
     let Some(role) = oidc.role(&identity.roles) else {
+        metrics::counter!("openwarn_portal_sign_ins_total", "outcome" => "refused").increment(1);
         if audit(
-            &state,
+            state,
             Actor::Unknown,
             Action::SignInFailed,
             None,
@@ -234,8 +279,9 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
         Err(_) => return unavailable(lang),
     };
     if account.disabled_at.is_some() {
+        metrics::counter!("openwarn_portal_sign_ins_total", "outcome" => "refused").increment(1);
         if audit(
-            &state,
+            state,
             Actor::Account(account.id),
             Action::SignInFailed,
             None,
@@ -253,10 +299,11 @@ pub async fn callback(state: State, req: HttpRequest) -> HttpResponse {
             t.oidc_failed,
         );
     }
-    start_session(&state, &req, &account, now).await
+    start_session(state, req, &account, now).await
 }
 
 async fn refuse(portal: &Portal, lang: Lang, reason: &'static str) -> HttpResponse {
+    metrics::counter!("openwarn_portal_sign_ins_total", "outcome" => "refused").increment(1);
     if audit(
         portal,
         Actor::Unknown,
@@ -311,5 +358,18 @@ mod tests {
         );
         assert_eq!(login.role(&roles(&["officer", "admin"])), None);
         assert_eq!(login.role(&[]), None);
+    }
+
+    #[test]
+    fn a_sign_in_under_way_is_bound_to_the_browser() {
+        let cookie = binding_cookie("token".into(), true);
+        assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+        assert_eq!(cookie.http_only(), Some(true));
+        assert_eq!(cookie.secure(), Some(true));
+        assert_eq!(cookie.path(), Some("/sign-in/oidc"));
+        // The same state from another browser is another key.
+        assert_ne!(pending_key("a", "state"), pending_key("b", "state"));
+        assert_ne!(pending_key("a", "state"), pending_key("a", "other"));
+        assert_eq!(pending_key("a", "state"), pending_key("a", "state"));
     }
 }
