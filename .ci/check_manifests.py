@@ -4,7 +4,8 @@
 Checks what a reviewer would: every document parses and names its apiVersion, kind and name;
 kustomization resources exist; every container has an image, resource requests and limits,
 readiness and liveness probes on a declared port, and a locked-down security context; every
-Service selects a Deployment's pods and targets declared port names; every OPENWARN_* variable
+Service selects a Deployment's pods and targets declared port names; every Ingress has TLS for
+its hosts and routes to an existing Service's port; every OPENWARN_* variable
 the manifests set is a setting the code defines (a typo would otherwise be silently ignored).
 """
 import pathlib
@@ -124,6 +125,29 @@ def main(directory):
             target = port.get("targetPort", port["port"])
             if target not in matches[0] and target not in matches[0].values():
                 fail(where, f"targetPort {target!r} is not a container port")
+
+    services = {
+        doc["metadata"]["name"]: doc["spec"]["ports"]
+        for _, doc in docs
+        if doc.get("kind") == "Service"
+    }
+    for where, doc in docs:
+        if doc.get("kind") != "Ingress":
+            continue
+        where = f"{where} Ingress/{doc['metadata']['name']}"
+        tls_hosts = {h for t in doc["spec"].get("tls", []) for h in t.get("hosts", [])}
+        for rule in doc["spec"].get("rules", []):
+            if rule.get("host") not in tls_hosts:
+                fail(where, f"host {rule.get('host')!r} has no TLS (officers and phones use HTTPS only)")
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path.get("backend", {}).get("service", {})
+                ports = services.get(backend.get("name"))
+                if ports is None:
+                    fail(where, f"backend service {backend.get('name')!r} does not exist")
+                    continue
+                port = backend.get("port", {})
+                if not any(port.get("name") == p.get("name") or port.get("number") == p["port"] for p in ports):
+                    fail(where, f"backend port {port} is not a port of Service/{backend['name']}")
 
     if errors:
         print("\n".join(errors), file=sys.stderr)
