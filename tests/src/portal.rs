@@ -92,6 +92,18 @@ impl PortalStack {
         )
     }
 
+    /// The portal's Prometheus metrics.
+    pub async fn metrics(&self) -> String {
+        openwarn_testkit::http_client()
+            .get(format!("{}/metrics", self.admin_url()))
+            .send()
+            .await
+            .expect("the admin port answers")
+            .text()
+            .await
+            .expect("metrics as text")
+    }
+
     pub fn client(&self) -> WebClient {
         WebClient::new(&self.url())
     }

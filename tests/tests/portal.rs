@@ -451,14 +451,7 @@ async fn limits_are_explained_and_audited_and_an_outage_is_503() {
             "verification_unavailable"
         ]
     );
-    let metrics = openwarn_testkit::http_client()
-        .get(format!("{}/metrics", stack.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     for reason in [
         "per_officer_limit",
         "global_limit",
@@ -722,14 +715,7 @@ async fn enrolment_needs_a_valid_code_and_a_link_works_once() {
     let page = web.get(&format!("/enrol/{}", "0".repeat(64))).await;
     assert_eq!(page.status, 404);
     // Metrics name the route's template, never the link's token.
-    let metrics = openwarn_testkit::http_client()
-        .get(format!("{}/metrics", stack.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.metrics().await;
     assert!(metrics.contains("route=\"/enrol/{token}\""), "{metrics}");
     let token = path.rsplit('/').next().unwrap();
     assert!(!metrics.contains(token), "{metrics}");

@@ -444,33 +444,38 @@ fn bad_query(lang: Lang, reason: &'static str) -> HttpResponse {
     )
 }
 
-pub async fn audit_page(state: State, req: HttpRequest) -> HttpResponse {
-    let lang = lang(&req);
-    let session = match require(&state, &req, Role::Admin).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let params = match audit_params(&req).await {
-        Ok(p) => p,
-        Err(answer) => return answer,
-    };
-    let filter = match filter(&params, AUDIT_PAGE + 1) {
-        Ok(f) => f,
-        Err(reason) => return bad_query(lang, reason),
-    };
-    // Reading the log is itself an entry, written before the page is shown.
-    if audit(
-        &state,
+/// An administrator's request to read the log: the session, the query and its filter, once
+/// the reading is in the log (as `action`).
+async fn audit_request(
+    portal: &Portal,
+    req: &HttpRequest,
+    lang: Lang,
+    limit: usize,
+    action: Action,
+) -> Result<(Session, AuditParams, Filter), HttpResponse> {
+    let session = require(portal, req, Role::Admin).await?;
+    let params = audit_params(req).await?;
+    let filter = filter(&params, limit).map_err(|reason| bad_query(lang, reason))?;
+    audit(
+        portal,
         Actor::Account(session.account.id),
-        Action::AuditViewed,
+        action,
         None,
         None,
     )
     .await
-    .is_err()
-    {
-        return unavailable(lang);
-    }
+    .map_err(|_| unavailable(lang))?;
+    Ok((session, params, filter))
+}
+
+pub async fn audit_page(state: State, req: HttpRequest) -> HttpResponse {
+    let lang = lang(&req);
+    // Reading the log is itself an entry, written before the page is shown.
+    let (session, params, filter) =
+        match audit_request(&state, &req, lang, AUDIT_PAGE + 1, Action::AuditViewed).await {
+            Ok(parts) => parts,
+            Err(answer) => return answer,
+        };
     let (Ok(mut entries), Ok(accounts)) = (
         state.audit.list(&filter).await,
         state.store.accounts().await,
@@ -512,30 +517,11 @@ pub async fn audit_page(state: State, req: HttpRequest) -> HttpResponse {
 
 pub async fn audit_export(state: State, req: HttpRequest) -> HttpResponse {
     let lang = lang(&req);
-    let session = match require(&state, &req, Role::Admin).await {
-        Ok(session) => session,
-        Err(answer) => return answer,
-    };
-    let params = match audit_params(&req).await {
-        Ok(p) => p,
-        Err(answer) => return answer,
-    };
-    let filter = match filter(&params, EXPORT_LIMIT) {
-        Ok(f) => f,
-        Err(reason) => return bad_query(lang, reason),
-    };
-    if audit(
-        &state,
-        Actor::Account(session.account.id),
-        Action::AuditExported,
-        None,
-        None,
-    )
-    .await
-    .is_err()
-    {
-        return unavailable(lang);
-    }
+    let (_, _, filter) =
+        match audit_request(&state, &req, lang, EXPORT_LIMIT, Action::AuditExported).await {
+            Ok(parts) => parts,
+            Err(answer) => return answer,
+        };
     let mut body = Vec::new();
     if state.audit.export_jsonl(&filter, &mut body).await.is_err() {
         return unavailable(lang);

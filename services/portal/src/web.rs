@@ -405,6 +405,23 @@ fn anonymous_csrf(req: &HttpRequest) -> String {
         .unwrap_or_else(auth::random_token)
 }
 
+/// A page with an anonymous form: its CSRF cookie set (and a language chosen with `?lang=`
+/// kept).
+fn anonymous_page(
+    portal: &Portal,
+    req: &HttpRequest,
+    status: StatusCode,
+    reason: Option<&'static str>,
+    markup: Markup,
+    csrf: String,
+) -> HttpResponse {
+    let mut response = page(status, reason, markup);
+    let secure = portal.settings.secure();
+    let _ = response.add_cookie(&cookie(CSRF_COOKIE, csrf, secure));
+    remember_lang(req, &mut response, secure);
+    response
+}
+
 fn anonymous_csrf_ok(req: &HttpRequest, field: &str) -> bool {
     req.cookie(CSRF_COOKIE)
         .is_some_and(|c| auth::same_token(c.value(), field))
@@ -454,11 +471,7 @@ fn sign_in_response(
         portal.oidc.is_some(),
         notice,
     );
-    let mut response = page(status, reason, markup);
-    let secure = portal.settings.secure();
-    let _ = response.add_cookie(&cookie(CSRF_COOKIE, csrf, secure));
-    remember_lang(req, &mut response, secure);
-    response
+    anonymous_page(portal, req, status, reason, markup, csrf)
 }
 
 #[derive(Deserialize)]
@@ -790,11 +803,7 @@ fn enrol_response(
         },
         notice,
     );
-    let mut response = page(status, reason, markup);
-    let secure = portal.settings.secure();
-    let _ = response.add_cookie(&cookie(CSRF_COOKIE, csrf, secure));
-    remember_lang(req, &mut response, secure);
-    response
+    anonymous_page(portal, req, status, reason, markup, csrf)
 }
 
 #[derive(Deserialize)]
