@@ -92,6 +92,31 @@ impl PortalStack {
         )
     }
 
+    /// The audit log, oldest first: who, what, the detail.
+    pub async fn audit_log(
+        &self,
+    ) -> Vec<(
+        openwarn_portal::audit::Actor,
+        openwarn_portal::audit::Action,
+        Option<String>,
+    )> {
+        let db = openwarn_db::Database::open(self.portal_db.url(), 1)
+            .await
+            .expect("the portal's database");
+        let mut entries = openwarn_portal::audit::AuditLog::new(db)
+            .list(&openwarn_portal::audit::Filter {
+                limit: 1000,
+                ..openwarn_portal::audit::Filter::default()
+            })
+            .await
+            .expect("the audit log");
+        entries.reverse();
+        entries
+            .into_iter()
+            .map(|e| (e.actor, e.action, e.detail))
+            .collect()
+    }
+
     /// The portal's Prometheus metrics.
     pub async fn metrics(&self) -> String {
         openwarn_testkit::http_client()
@@ -305,4 +330,14 @@ pub async fn admin_and_officer(stack: &PortalStack) -> (Person, Person) {
 pub async fn issue(officer: &mut Person) -> WebPage {
     let csrf = officer.csrf("/issue").await;
     officer.web.post("/issue", &[("csrf", &csrf)]).await
+}
+
+/// Where a page that moves on by itself (`<meta http-equiv="refresh" content="0;url=…">`) sends
+/// the browser.
+pub fn continues_to(page: &WebPage) -> Option<&str> {
+    let at = page.body.find("http-equiv=\"refresh\"")?;
+    let rest = &page.body[at..];
+    let start = rest.find("url=")? + "url=".len();
+    let end = rest[start..].find('"')? + start;
+    Some(&rest[start..end])
 }

@@ -12,7 +12,7 @@ use openwarn_e2e::portal::{
     PASSWORD, Person, PortalStack, admin_and_officer, create_account, enrolment_link, issue,
     shown_tele_tan,
 };
-use openwarn_portal::audit::{Action, Actor, AuditLog, Filter};
+use openwarn_portal::audit::{Action, Actor, AuditLog};
 use openwarn_portal::{REASON_HEADER, SESSION_COOKIE};
 use openwarn_testkit::TestDatabase;
 use openwarn_testkit::web::WebPage;
@@ -23,26 +23,9 @@ fn reason(page: &WebPage) -> Option<&str> {
     page.header(REASON_HEADER)
 }
 
-async fn audit_log(stack: &PortalStack) -> Vec<(Actor, Action, Option<String>)> {
-    let db = openwarn_db::Database::open(stack.portal_db.url(), 1)
-        .await
-        .unwrap();
-    let mut entries = AuditLog::new(db)
-        .list(&Filter {
-            limit: 1000,
-            ..Filter::default()
-        })
-        .await
-        .unwrap();
-    entries.reverse();
-    entries
-        .into_iter()
-        .map(|e| (e.actor, e.action, e.detail))
-        .collect()
-}
-
 async fn actions(stack: &PortalStack) -> Vec<Action> {
-    audit_log(stack)
+    stack
+        .audit_log()
         .await
         .into_iter()
         .map(|(_, a, _)| a)
@@ -88,7 +71,7 @@ async fn an_officer_issues_a_tele_tan_that_a_phone_redeems() {
         stack.chain.spend_tan(tan).await;
 
         // Audited without the teleTAN; the chain verifies.
-        let log = audit_log(&stack).await;
+        let log = stack.audit_log().await;
         assert!(
             log.iter()
                 .any(|(actor, action, _)| *action == Action::TeleTanIssued
@@ -151,7 +134,7 @@ async fn five_failures_lock_an_account_and_no_answer_tells_why() {
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(*a, first, "answer {i} differs");
     }
-    let log = audit_log(&stack).await;
+    let log = stack.audit_log().await;
     let failures: Vec<&str> = log
         .iter()
         .filter(|(_, a, _)| *a == Action::SignInFailed)
@@ -216,7 +199,8 @@ async fn sessions_end_when_idle_too_long_after_the_absolute_timeout_and_at_sign_
         assert_eq!(page.status, 200);
     }
     assert!(ended, "the absolute timeout ended the busy session");
-    let details: Vec<String> = audit_log(&stack)
+    let details: Vec<String> = stack
+        .audit_log()
         .await
         .into_iter()
         .filter(|(_, a, _)| *a == Action::SessionExpired)
@@ -245,7 +229,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     let db = TestDatabase::sqlite();
     let stack = PortalStack::start(&db, "memory://", &[], &[]).await;
     let (mut admin, mut officer) = admin_and_officer(&stack).await;
-    let before = audit_log(&stack).await.len();
+    let before = stack.audit_log().await.len();
     let forged = "f".repeat(64);
     for token in ["", forged.as_str()] {
         let page = officer.web.post("/issue", &[("csrf", token)]).await;
@@ -307,7 +291,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         (page.status, reason(&page)),
         (403, Some("csrf_token_invalid"))
     );
-    assert_eq!(audit_log(&stack).await.len(), before, "nothing happened");
+    assert_eq!(stack.audit_log().await.len(), before, "nothing happened");
     let page = officer.web.get("/issue").await;
     assert_eq!(
         page.status, 200,
@@ -381,7 +365,7 @@ async fn every_route_checks_the_role() {
             "{method} {path}"
         );
     }
-    let log = audit_log(&stack).await;
+    let log = stack.audit_log().await;
     assert_eq!(
         log.iter()
             .filter(|(_, a, _)| *a == Action::AccountCreated)
@@ -437,7 +421,8 @@ async fn limits_are_explained_and_audited_and_an_outage_is_503() {
         (page.status, reason(&page)),
         (503, Some("verification_unavailable"))
     );
-    let refused: Vec<String> = audit_log(&stack)
+    let refused: Vec<String> = stack
+        .audit_log()
         .await
         .into_iter()
         .filter(|(_, a, _)| *a == Action::TeleTanRefused)

@@ -86,6 +86,8 @@ texts! {
     signed_in_as: "Signed in as", "Angemeldet als";
     sign_out: "Sign out", "Abmelden";
     sign_in: "Sign in", "Anmelden";
+    signed_in: "Signed in", "Angemeldet";
+    continue_link: "Continue", "Weiter";
     sign_in_intro: "Public health officers sign in with their account and the one-time code from their authenticator app.", "Mitarbeitende des Gesundheitsamts melden sich mit ihrem Konto und dem Einmalcode ihrer Authenticator-App an.";
     sign_in_oidc: "Sign in with the health authority's account", "Mit dem Konto der Gesundheitsbehörde anmelden";
     username: "Username", "Benutzername";

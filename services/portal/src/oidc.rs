@@ -14,7 +14,7 @@ use crate::auth;
 use crate::i18n::Lang;
 use crate::pages::{self, Notice};
 use crate::store::Role;
-use crate::web::{Portal, audit, lang, page, see_other, start_session, unavailable};
+use crate::web::{Landing, Portal, audit, lang, page, see_other, start_session, unavailable};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -299,7 +299,7 @@ async fn callback_answer(state: &Portal, req: &HttpRequest) -> HttpResponse {
             t.oidc_failed,
         );
     }
-    start_session(state, req, &account, now).await
+    start_session(state, req, &account, now, Landing::Page).await
 }
 
 async fn refuse(portal: &Portal, lang: Lang, reason: &'static str) -> HttpResponse {

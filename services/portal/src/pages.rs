@@ -453,6 +453,29 @@ fn sorted(names: &std::collections::HashMap<i64, String>) -> Vec<(i64, &String)>
     all
 }
 
+/// The page that sends a browser on to `path` by itself (and by a link, for a browser that does
+/// not follow `refresh`).
+pub fn continue_to(lang: Lang, path: &str) -> Markup {
+    let t = lang.text();
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0;url=" (path) };
+                title { (t.signed_in) " – " (t.portal_name) }
+                link rel="stylesheet" href="/static/portal.css";
+            }
+            body {
+                main #main {
+                    h1 { (t.signed_in) }
+                    p { a href=(path) { (t.continue_link) } }
+                }
+            }
+        }
+    }
+}
+
 /// A page that only says something (not found, not allowed, unavailable).
 pub fn message(lang: Lang, viewer: Option<&Viewer>, title: &str, notice: Notice) -> Markup {
     layout(lang, title, viewer, Some(notice), "/", html! {})

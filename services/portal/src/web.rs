@@ -533,7 +533,7 @@ async fn sign_in(state: State, req: HttpRequest, form: web::Form<SignInForm>) ->
                 }
                 Err(_) => return unavailable(lang),
             }
-            start_session(&state, &req, &account, now).await
+            start_session(&state, &req, &account, now, Landing::Redirect).await
         }
         Checked::Refused { account, detail } => {
             refuse_sign_in(&state, &req, lang, account, detail, now).await
@@ -653,6 +653,18 @@ async fn refuse_sign_in(
     )
 }
 
+/// How a new session's browser is sent on to its start page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// A 303 (after the portal's own sign-in form: a same-site request).
+    Redirect,
+    /// A page that moves on by itself (`<meta http-equiv="refresh">`, and a link): after the
+    /// identity provider's redirect, the request is cross-site, and a browser may not send the
+    /// new `SameSite=Strict` cookie on a redirect that continues that chain; a navigation the
+    /// portal's own page starts is same-site.
+    Page,
+}
+
 /// Opens a session for `account` (a new id every time: no fixation), audits it and sends the
 /// browser to the role's start page.
 pub async fn start_session(
@@ -660,6 +672,7 @@ pub async fn start_session(
     req: &HttpRequest,
     account: &Account,
     now: i64,
+    landing: Landing,
 ) -> HttpResponse {
     let lang = lang(req);
     let Some(role) = account.role() else {
@@ -695,7 +708,14 @@ pub async fn start_session(
             .await;
     }
     let secure = portal.settings.secure();
-    let mut response = see_other(start_page(role));
+    let mut response = match landing {
+        Landing::Redirect => see_other(start_page(role)),
+        Landing::Page => page(
+            StatusCode::OK,
+            None,
+            pages::continue_to(lang, start_page(role)),
+        ),
+    };
     let _ = response.add_cookie(&cookie(SESSION_COOKIE, id, secure));
     let _ = response.add_removal_cookie(&removal(CSRF_COOKIE, secure));
     response
