@@ -1,5 +1,5 @@
 // A real, certified OpenID provider (panva's oidc-provider) on loopback for
-// crates/oidc/tests/provider.rs. Test use only.
+// the tests (openwarn_testkit::oidc_provider: crates/oidc and the portal). Test use only.
 //
 //   node provider.mjs <redirect_uri> <client_secret>
 //
