@@ -298,10 +298,11 @@ pub fn enrolment_link(html: &str) -> Option<String> {
     Some(html[start..end].to_owned())
 }
 
-/// The teleTAN shown on the issued page (its groups joined).
+/// The teleTAN shown on the issued page (its groups joined; the characters spelled out for
+/// screen readers are left aside).
 pub fn shown_tele_tan(html: &str) -> Option<String> {
     let start = html.find("<p class=\"teletan\"")?;
-    let start = html[start..].find('>')? + start + 1;
+    let start = html[start..].find("<span aria-hidden=\"true\">")? + start;
     let end = html[start..].find("</p>")? + start;
     let text: String = html[start..end]
         .split('<')

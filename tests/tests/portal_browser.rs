@@ -633,7 +633,9 @@ async fn the_whole_flow(driver: &Driver, stack: &PortalStack, axe: &str, shots: 
     audit(&officer, axe, "issue").await;
     officer.press("Issue teleTAN").await;
     officer.wait_page("teleTAN issued").await;
-    let shown = officer.wait("//p[@class='teletan']").await;
+    let shown = officer
+        .wait("//p[@class='teletan']/span[@aria-hidden='true']")
+        .await;
     let grouped = officer.text(&shown).await;
     let tele_tan: String = grouped.chars().filter(|c| !c.is_whitespace()).collect();
     assert_eq!(

@@ -194,10 +194,15 @@ pub fn issue(lang: Lang, viewer: &Viewer, notice: Option<Notice>) -> Markup {
 pub fn issued(lang: Lang, viewer: &Viewer, tele_tan: &str, valid_until: &str) -> Markup {
     let t = lang.text();
     let content = html! {
-        p.teletan aria-label=(tele_tan.chars().map(String::from).collect::<Vec<_>>().join(" ")) {
-            @for part in group(tele_tan, 3).split(' ') {
-                span { (part) }
-                " "
+        // Screen readers get the characters one by one (a paragraph may not carry an
+        // aria-label); the eyes get the groups.
+        p.teletan {
+            span.visually-hidden { (tele_tan.chars().map(String::from).collect::<Vec<_>>().join(" ")) }
+            span aria-hidden="true" {
+                @for part in group(tele_tan, 3).split(' ') {
+                    span.group { (part) }
+                    " "
+                }
             }
         }
         p { (t.issued_valid_until) ": " strong { (valid_until) } }
