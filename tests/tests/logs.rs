@@ -124,7 +124,8 @@ async fn no_secret_or_address_reaches_the_logs() {
         }
     }
     let mut grpc = chain.verification_grpc("submission");
-    let tele_tan = grpc
+    let tele_tan = chain
+        .verification_grpc("portal")
         .issue_tele_tan(IssueTeleTanRequest {
             r#type: TeleTanType::Test as i32,
         })

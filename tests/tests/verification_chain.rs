@@ -253,7 +253,8 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         assert_eq!(poll.body["testResult"], 4);
 
         // The teleTAN path: issued over gRPC, registered once, always positive.
-        let issued = grpc
+        let issued = chain
+            .verification_grpc("portal")
             .issue_tele_tan(IssueTeleTanRequest {
                 r#type: TeleTanType::Test as i32,
             })
@@ -545,7 +546,8 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        let e = grpc
+        let e = chain
+            .verification_grpc("portal")
             .issue_tele_tan(IssueTeleTanRequest { r#type: 0 })
             .await
             .unwrap_err();
@@ -616,7 +618,7 @@ async fn the_lab_api_takes_only_allow_listed_certificates_and_valid_batches() {
 async fn tele_tan_issuance_is_limited_per_hour() {
     for (db, kv) in openwarn_testkit::backends() {
         let chain = Chain::start(&db, &kv, &["--teletans-per-hour", "2"]).await;
-        let mut grpc = chain.verification_grpc("submission");
+        let mut grpc = chain.verification_grpc("portal");
         let request = || IssueTeleTanRequest {
             r#type: TeleTanType::Test as i32,
         };

@@ -8,8 +8,10 @@
 //! - [`lifecycle`]: a running service's tasks, addresses (HTTP, HTTPS via `openwarn-mtls`, gRPC)
 //!   and graceful shutdown.
 //! - [`http`]: small pieces every JSON endpoint shares (error bodies, padding, latency reservoirs).
+//! - [`callers`]: named callers on every internal gRPC port (`PERMISSION_DENIED` for the rest).
 
 pub mod admin;
+pub mod callers;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -301,17 +301,26 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The layers every internal gRPC server runs with (trace context continuation).
-pub type GrpcLayers = tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>;
+/// The layers every internal gRPC server runs with: trace context continuation, then the named
+/// callers' check.
+pub type GrpcLayers = tower_layer::Stack<
+    crate::callers::CallerLayer,
+    tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>,
+>;
 
-/// A gRPC server builder with mutual TLS and the standard layers; add services, then pass the
-/// router to [`RunningService::serve_grpc_on`].
+/// A gRPC server builder with mutual TLS and the standard layers, answering each method only for
+/// the callers `openwarn_protocol::callers::CALLERS` names; add services, then pass the router to
+/// [`RunningService::serve_grpc_on`].
 pub fn grpc_server(
     tls: tonic::transport::ServerTlsConfig,
 ) -> Result<tonic::transport::Server<GrpcLayers>, tonic::transport::Error> {
     Ok(tonic::transport::Server::builder()
         .tls_config(tls)?
-        .layer(crate::telemetry::grpc_trace_layer()))
+        .layer(crate::telemetry::grpc_trace_layer())
+        .layer(crate::callers::CallerLayer::new(
+            openwarn_protocol::callers::CALLERS,
+            openwarn_protocol::callers::IDENTITIES,
+        )))
 }
 
 impl RunningService {

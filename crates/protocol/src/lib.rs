@@ -36,6 +36,9 @@ pub mod submission {
     }
 }
 
+/// Who may call which internal RPC.
+pub mod callers;
+
 pub mod config {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/openwarn.config.v1.rs"));
