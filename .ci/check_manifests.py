@@ -149,6 +149,28 @@ def main(directory):
                 if not any(port.get("name") == p.get("name") or port.get("number") == p["port"] for p in ports):
                     fail(where, f"backend port {port} is not a port of Service/{backend['name']}")
 
+    # cert-manager's internal certificates: each names exactly its service (the caller identity
+    # the gRPC ports check), and every internal-TLS secret a workload mounts has one.
+    certificates = {}
+    for path in sorted((base / "cert-manager").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Certificate":
+                spec = doc.get("spec", {})
+                service = spec.get("secretName", "").removesuffix("-internal-tls")
+                if spec.get("dnsNames") != [service]:
+                    fail(f"cert-manager/{path.name} Certificate/{doc['metadata']['name']}",
+                         f"dnsNames must be exactly [{service!r}]: the service's identity")
+                certificates[spec.get("secretName")] = doc
+    mounted = {
+        v.get("secret", {}).get("secretName")
+        for _, d in docs
+        for v in d.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+        + d.get("spec", {}).get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    }
+    for secret in sorted(s for s in mounted if s and s.endswith("-internal-tls")):
+        if secret not in certificates:
+            fail("cert-manager", f"no Certificate issues {secret}")
+
     if errors:
         print("\n".join(errors), file=sys.stderr)
         print(f"{len(errors)} manifest problem(s)", file=sys.stderr)
