@@ -84,6 +84,8 @@ impl Chain {
             pki.cert("test-result").display().to_string(),
             "--lab-tls-key".into(),
             pki.key("test-result").display().to_string(),
+            "--lab-client-ca".into(),
+            pki.ca().display().to_string(),
             "--lab-client-fingerprints".into(),
             lab_fingerprint,
         ]);

@@ -1,5 +1,7 @@
 //! The lab endpoint's TLS: labs are onboarded by the SHA-256 fingerprint of their client
-//! certificate, whatever CA issued it.
+//! certificate, and that certificate must also chain to a lab CA the operator trusts, be within
+//! its validity period and be meant for client authentication (webpki's checks, as for any TLS
+//! client certificate).
 
 use crate::TlsError;
 use crate::pem::{certs, read, read_certs, read_private_key};
@@ -29,32 +31,33 @@ pub fn fingerprint_of_pem(path: &Path) -> Result<String, TlsError> {
 }
 
 /// Accepts exactly the client certificates whose SHA-256 fingerprint is allow-listed (labs are
-/// onboarded by fingerprint, whatever CA issued their certificate), after checking that the
-/// client holds the certificate's private key (the handshake signature).
+/// onboarded by fingerprint) and that pass webpki's checks against the lab CAs: chain, validity
+/// period at the handshake, extended key usage for client authentication, and the handshake
+/// signature (the client holds the key).
 #[derive(Debug)]
 struct FingerprintVerifier {
     allowed: HashSet<String>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
+    chain: Arc<dyn ClientCertVerifier>,
 }
 
 impl ClientCertVerifier for FingerprintVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
+        self.chain.root_hint_subjects()
     }
 
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.allowed.contains(&fingerprint(end_entity)) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
+        if !self.allowed.contains(&fingerprint(end_entity)) {
+            return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            ));
         }
+        self.chain
+            .verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -63,12 +66,7 @@ impl ClientCertVerifier for FingerprintVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -77,19 +75,31 @@ impl ClientCertVerifier for FingerprintVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.chain.supported_verify_schemes()
     }
+}
+
+/// The lab client verifier: `lab_cas` (DER) are the CAs lab certificates must chain to.
+fn lab_verifier(
+    lab_cas: Vec<CertificateDer<'static>>,
+    allowed: HashSet<String>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<FingerprintVerifier, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in lab_cas {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError::Config(format!("a lab CA certificate is unusable: {e}")))?;
+    }
+    let chain =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| TlsError::Config(format!("lab CAs: {e}")))?;
+    Ok(FingerprintVerifier { allowed, chain })
 }
 
 /// The allow-list as compared: lowercase hex without colons; an error unless every entry is 64
@@ -111,20 +121,23 @@ fn allow_list(fingerprints: &[String]) -> Result<HashSet<String>, TlsError> {
 }
 
 /// HTTPS server configuration for the lab endpoint: our certificate, and only allow-listed lab
-/// client certificates (SHA-256 fingerprints, hex, any case, colons allowed).
+/// client certificates (SHA-256 fingerprints, hex, any case, colons allowed) that chain to a CA
+/// of `lab_cas` (PEM), are valid now and are meant for client authentication.
 pub fn lab_server_config(
     cert: &Path,
     key: &Path,
+    lab_cas: &Path,
     allowed_fingerprints: &[String],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = read_certs(cert)?;
     let key_der = read_private_key(key)?;
     let allowed = allow_list(allowed_fingerprints)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(FingerprintVerifier {
+    let verifier = Arc::new(lab_verifier(
+        read_certs(lab_cas)?,
         allowed,
-        provider: provider.clone(),
-    });
+        provider.clone(),
+    )?);
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -154,6 +167,7 @@ mod tests {
         lab_server_config(
             &pki.cert("test-result"),
             &pki.key("test-result"),
+            &pki.ca(),
             &[with_colons],
         )
         .unwrap();
@@ -161,6 +175,7 @@ mod tests {
             lab_server_config(
                 &pki.cert("test-result"),
                 &pki.key("test-result"),
+                &pki.ca(),
                 &["abc".into()]
             )
             .is_err()
@@ -173,12 +188,87 @@ mod tests {
         let pki = DevPki::ensure(dir.path(), &["lab", "other"]).unwrap();
         let lab = read_certs(&pki.cert("lab")).unwrap().remove(0);
         let other = read_certs(&pki.cert("other")).unwrap().remove(0);
-        let verifier = FingerprintVerifier {
-            allowed: allow_list(&[fingerprint(&lab)]).unwrap(),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-        };
+        let verifier = lab_verifier(
+            read_certs(&pki.ca()).unwrap(),
+            allow_list(&[fingerprint(&lab)]).unwrap(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .unwrap();
         let now = UnixTime::now();
         assert!(verifier.verify_client_cert(&lab, &[], now).is_ok());
         assert!(verifier.verify_client_cert(&other, &[], now).is_err());
+    }
+
+    /// A lab CA and certificates it issues with the given validity and usages.
+    struct LabCa {
+        ca: CertificateDer<'static>,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    }
+
+    impl LabCa {
+        fn new() -> Self {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::DigitalSignature,
+            ];
+            let ca = params.self_signed(&key).unwrap().der().clone();
+            Self {
+                ca,
+                issuer: rcgen::Issuer::new(params, key),
+            }
+        }
+
+        fn issue(
+            &self,
+            not_before: i64,
+            not_after: i64,
+            usage: rcgen::ExtendedKeyUsagePurpose,
+        ) -> CertificateDer<'static> {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["lab.example".to_owned()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(2026, 1, 1) + time_offset(not_before);
+            params.not_after = rcgen::date_time_ymd(2026, 1, 1) + time_offset(not_after);
+            params.extended_key_usages = vec![usage];
+            params.signed_by(&key, &self.issuer).unwrap().der().clone()
+        }
+    }
+
+    fn time_offset(days: i64) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::try_from(days).unwrap() * 86_400)
+    }
+
+    #[test]
+    fn an_allow_listed_lab_certificate_must_chain_be_valid_now_and_be_for_clients() {
+        let ca = LabCa::new();
+        let client = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+        let valid = ca.issue(0, 400, client.clone());
+        let expired = ca.issue(0, 30, client.clone());
+        let not_yet = ca.issue(300, 400, client.clone());
+        let server_only = ca.issue(0, 400, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let stranger = LabCa::new().issue(0, 400, client);
+        let all = [&valid, &expired, &not_yet, &server_only, &stranger];
+        let verifier = lab_verifier(
+            vec![ca.ca.clone()],
+            allow_list(&all.map(|c| fingerprint(c))).unwrap(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .unwrap();
+        // 2026-03-02: 60 days after the start of the year.
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_772_409_600));
+        assert!(verifier.verify_client_cert(&valid, &[], now).is_ok());
+        for (what, cert) in [
+            ("expired", &expired),
+            ("not yet valid", &not_yet),
+            ("for servers only", &server_only),
+            ("from another CA", &stranger),
+        ] {
+            assert!(
+                verifier.verify_client_cert(cert, &[], now).is_err(),
+                "{what}"
+            );
+        }
     }
 }

@@ -89,6 +89,33 @@ fn invalid_settings_are_named() {
         &run("test-result", &["--database-url", &sqlite]),
         "OPENWARN_LAB_TLS_CERT",
     );
+    let lab_tls = [
+        "--database-url".to_owned(),
+        sqlite.clone(),
+        "--lab-tls-cert".to_owned(),
+        pki.cert("test-result").display().to_string(),
+        "--lab-tls-key".to_owned(),
+        pki.key("test-result").display().to_string(),
+    ];
+    let lab_tls: Vec<&str> = lab_tls.iter().map(String::as_str).collect();
+    assert_refused(&run("test-result", &lab_tls), "OPENWARN_LAB_CLIENT_CA");
+    let missing_ca = dir.path().join("no-such-ca.pem").display().to_string();
+    assert_refused(
+        &run(
+            "test-result",
+            &[
+                &lab_tls[..],
+                &[
+                    "--lab-client-ca",
+                    &missing_ca,
+                    "--lab-client-fingerprints",
+                    &"a".repeat(64),
+                ],
+            ]
+            .concat(),
+        ),
+        "OPENWARN_LAB_CLIENT_CA",
+    );
     assert_refused(
         &run(
             "test-result",

@@ -63,6 +63,10 @@ pub struct Config {
     /// Private key (PEM) of the lab API.
     #[arg(long = "lab-tls-key", env = "OPENWARN_LAB_TLS_KEY")]
     pub lab_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) lab client certificates must chain to (besides being allow-listed
+    /// by fingerprint, valid now and meant for client authentication).
+    #[arg(long = "lab-client-ca", env = "OPENWARN_LAB_CLIENT_CA")]
+    pub lab_client_ca: Option<PathBuf>,
     /// SHA-256 fingerprints (hex) of the lab client certificates allowed in, comma-separated.
     #[arg(
         long = "lab-client-fingerprints",
@@ -129,6 +133,12 @@ fn lab_transport(config: &Config) -> Result<LabTransport, Error> {
             "is required unless OPENWARN_LAB_INSECURE_HTTP is set",
         )
     })?;
+    let lab_cas = config.lab_client_ca.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            "OPENWARN_LAB_CLIENT_CA",
+            "is required unless OPENWARN_LAB_INSECURE_HTTP is set",
+        )
+    })?;
     if config.lab_client_fingerprints.is_empty() {
         return Err(ConfigError::new(
             "OPENWARN_LAB_CLIENT_FINGERPRINTS",
@@ -136,8 +146,19 @@ fn lab_transport(config: &Config) -> Result<LabTransport, Error> {
         )
         .into());
     }
-    let tls = openwarn_mtls::lab_server_config(cert, key, &config.lab_client_fingerprints)
-        .map_err(|e| ConfigError::new("OPENWARN_LAB_CLIENT_FINGERPRINTS", e.to_string()))?;
+    let tls = openwarn_mtls::lab_server_config(cert, key, lab_cas, &config.lab_client_fingerprints)
+        .map_err(|e| {
+            let setting = match &e {
+                TlsError::Config(m) if m.starts_with("lab CA") || m.starts_with("a lab CA") => {
+                    "OPENWARN_LAB_CLIENT_CA"
+                }
+                TlsError::Config(_) => "OPENWARN_LAB_CLIENT_FINGERPRINTS",
+                _ if e.path() == Some(lab_cas) => "OPENWARN_LAB_CLIENT_CA",
+                _ if e.path() == Some(key) => "OPENWARN_LAB_TLS_KEY",
+                _ => "OPENWARN_LAB_TLS_CERT",
+            };
+            ConfigError::new(setting, e.to_string())
+        })?;
     Ok(LabTransport::Tls(tls))
 }
 
