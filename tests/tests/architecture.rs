@@ -445,3 +445,67 @@ fn a_reference_outside_the_repository_is_reported() {
     let found = outside_references(dir.path());
     assert_eq!(found.len(), 1, "{found:?}");
 }
+
+/// The caller table as docs/ARCHITECTURE.md shows it: one row per caller and service, the
+/// methods in the code's order.
+fn caller_table(table: &[(&str, &[&str])]) -> String {
+    let mut rows: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (path, callers) in table {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .expect("a gRPC path is /package.Service/Method");
+        let service = service.rsplit('.').next().unwrap_or(service).to_owned();
+        for caller in *callers {
+            match rows
+                .iter_mut()
+                .find(|(c, s, _)| c == caller && *s == service)
+            {
+                Some(row) => row.2.push(format!("`{method}`")),
+                None => rows.push((
+                    (*caller).to_owned(),
+                    service.clone(),
+                    vec![format!("`{method}`")],
+                )),
+            }
+        }
+    }
+    let mut out = String::from("| caller | service | may call |\n|---|---|---|\n");
+    for (caller, service, methods) in rows {
+        out.push_str(&format!(
+            "| `{caller}` | {service} | {} |\n",
+            methods.join(", ")
+        ));
+    }
+    out
+}
+
+/// docs/ARCHITECTURE.md with each line's indentation removed (the table sits in a list item).
+fn architecture_doc() -> String {
+    std::fs::read_to_string(workspace_root().join("docs/ARCHITECTURE.md"))
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect()
+}
+
+#[test]
+fn the_documented_caller_table_is_the_codes() {
+    let docs = architecture_doc();
+    let table = caller_table(openwarn_protocol::callers::CALLERS);
+    assert!(
+        docs.contains(&table),
+        "docs/ARCHITECTURE.md must show the caller table of openwarn_protocol::callers:\n{table}"
+    );
+}
+
+#[test]
+fn a_caller_the_docs_do_not_show_is_reported() {
+    let docs = architecture_doc();
+    let mut doctored: Vec<(&str, &[&str])> = openwarn_protocol::callers::CALLERS.to_vec();
+    doctored.push((
+        "/openwarn.testresult.v1.TestResultService/GetTestResult",
+        &["proxy"],
+    ));
+    assert!(!docs.contains(&caller_table(&doctored)));
+}
