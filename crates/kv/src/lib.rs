@@ -13,6 +13,30 @@ pub enum KvError {
     UnsupportedUrl,
     #[error("key-value store unavailable: {0}")]
     Unavailable(String),
+    /// A CA certificate or password that cannot be used with this URL (never echoes either).
+    #[error("{0}")]
+    Options(&'static str),
+}
+
+/// What a store needs besides its URL. The URL stays the one secret holding an address (and
+/// possibly a password); these come from their own settings so that a managed Redis's CA and
+/// password can be mounted as files of their own.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// PEM of the CA(s) that sign the Redis server's certificate. Only for `rediss://`; without
+    /// it a `rediss://` server must chain to the system's roots.
+    pub ca_pem: Option<String>,
+    /// Password for Redis `AUTH`, overriding one in the URL.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "…"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -40,10 +64,26 @@ pub trait KvStore: Send + Sync + std::fmt::Debug {
 /// Opens the store a URL names: `redis://…`/`rediss://…`, or `memory://` for the in-process one.
 /// `namespace` prefixes every key (one per service, or one per test).
 pub async fn open(url: &str, namespace: &str) -> Result<Arc<dyn KvStore>, KvError> {
+    open_with(url, namespace, &Options::default()).await
+}
+
+/// [`open`] with a CA certificate for `rediss://` and a password from their own settings.
+pub async fn open_with(
+    url: &str,
+    namespace: &str,
+    options: &Options,
+) -> Result<Arc<dyn KvStore>, KvError> {
     if url == "memory://" || url == "memory" {
+        if options.ca_pem.is_some() || options.password.is_some() {
+            return Err(KvError::Options(
+                "a CA certificate or password was given for the in-memory store",
+            ));
+        }
         Ok(Arc::new(MemoryStore::default()))
     } else if url.starts_with("redis://") || url.starts_with("rediss://") {
-        Ok(Arc::new(RedisStore::connect(url, namespace).await?))
+        Ok(Arc::new(
+            RedisStore::connect_with(url, namespace, options).await?,
+        ))
     } else {
         Err(KvError::UnsupportedUrl)
     }
@@ -138,7 +178,43 @@ fn unavailable(e: redis::RedisError) -> KvError {
 
 impl RedisStore {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, KvError> {
-        let client = redis::Client::open(url).map_err(|_| KvError::UnsupportedUrl)?;
+        Self::connect_with(url, namespace, &Options::default()).await
+    }
+
+    /// Connects over TLS for `rediss://` (rustls; the CA of `options`, else the system's roots).
+    pub async fn connect_with(
+        url: &str,
+        namespace: &str,
+        options: &Options,
+    ) -> Result<Self, KvError> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|_| KvError::UnsupportedUrl)?;
+        if let Some(password) = &options.password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        let client = match &options.ca_pem {
+            None => redis::Client::open(info).map_err(|_| KvError::UnsupportedUrl)?,
+            Some(_) if !tls => {
+                return Err(KvError::Options(
+                    "a CA certificate was given for a URL without TLS (expected rediss://)",
+                ));
+            }
+            Some(pem) => {
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(KvError::Options("the CA file holds no PEM certificate"));
+                }
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone().into_bytes()),
+                    },
+                )
+                .map_err(|_| KvError::Options("the CA file holds no valid PEM certificate"))?
+            }
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)))
@@ -229,6 +305,9 @@ impl KvStore for RedisStore {
 }
 
 #[cfg(test)]
+mod redis_tls_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -260,107 +339,129 @@ mod tests {
     #[tokio::test]
     async fn counters_count_and_expire() {
         for store in stores().await {
-            assert_eq!(store.get("c").await.unwrap(), 0);
-            assert_eq!(
-                store
-                    .incr("c", 1, Duration::from_millis(300))
-                    .await
-                    .unwrap(),
-                1
-            );
-            assert_eq!(
-                store
-                    .incr("c", 2, Duration::from_millis(300))
-                    .await
-                    .unwrap(),
-                3
-            );
-            assert_eq!(store.get("c").await.unwrap(), 3);
-            assert_eq!(
-                store
-                    .incr("other", 1, Duration::from_secs(60))
-                    .await
-                    .unwrap(),
-                1
-            );
-            tokio::time::sleep(Duration::from_millis(450)).await;
-            assert_eq!(store.get("c").await.unwrap(), 0, "{store:?}");
-            assert_eq!(
-                store.incr("c", 1, Duration::from_secs(60)).await.unwrap(),
-                1,
-                "{store:?}"
-            );
-            store.ping().await.unwrap();
+            check_counters_count_and_expire(store).await;
         }
+    }
+
+    /// Shared with the tests over TLS.
+    pub(crate) async fn check_counters_count_and_expire(store: Arc<dyn KvStore>) {
+        assert_eq!(store.get("c").await.unwrap(), 0);
+        assert_eq!(
+            store
+                .incr("c", 1, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .incr("c", 2, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(store.get("c").await.unwrap(), 3);
+        assert_eq!(
+            store
+                .incr("other", 1, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(store.get("c").await.unwrap(), 0, "{store:?}");
+        assert_eq!(
+            store.incr("c", 1, Duration::from_secs(60)).await.unwrap(),
+            1,
+            "{store:?}"
+        );
+        store.ping().await.unwrap();
     }
 
     #[tokio::test]
     async fn concurrent_increments_are_not_lost() {
         for store in stores().await {
-            let mut tasks = Vec::new();
-            for _ in 0..50 {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    store.incr("n", 1, Duration::from_secs(60)).await.unwrap()
-                }));
-            }
-            let mut seen = Vec::new();
-            for t in tasks {
-                seen.push(t.await.unwrap());
-            }
-            seen.sort_unstable();
-            assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "{store:?}");
+            check_concurrent_increments_are_not_lost(store).await;
         }
+    }
+
+    /// Shared with the tests over TLS.
+    pub(crate) async fn check_concurrent_increments_are_not_lost(store: Arc<dyn KvStore>) {
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.incr("n", 1, Duration::from_secs(60)).await.unwrap()
+            }));
+        }
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "{store:?}");
     }
 
     #[tokio::test]
     async fn a_lease_has_one_holder_until_released_or_lapsed() {
         for store in stores().await {
-            let ttl = Duration::from_millis(400);
-            assert!(store.try_lease("run", "a", ttl).await.unwrap());
-            assert!(
-                !store.try_lease("run", "b", ttl).await.unwrap(),
-                "{store:?}"
-            );
-            // Only the holder can give it back.
-            store.release_lease("run", "b").await.unwrap();
-            assert!(
-                !store.try_lease("run", "b", ttl).await.unwrap(),
-                "{store:?}"
-            );
-            store.release_lease("run", "a").await.unwrap();
-            assert!(store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
-            // A crashed holder's lease lapses.
-            tokio::time::sleep(Duration::from_millis(550)).await;
-            assert!(store.try_lease("run", "c", ttl).await.unwrap(), "{store:?}");
-            // b's late release does not free c's lease.
-            store.release_lease("run", "b").await.unwrap();
-            assert!(
-                !store.try_lease("run", "a", ttl).await.unwrap(),
-                "{store:?}"
-            );
+            check_a_lease_has_one_holder_until_released_or_lapsed(store).await;
         }
+    }
+
+    /// Shared with the tests over TLS.
+    pub(crate) async fn check_a_lease_has_one_holder_until_released_or_lapsed(
+        store: Arc<dyn KvStore>,
+    ) {
+        let ttl = Duration::from_millis(400);
+        assert!(store.try_lease("run", "a", ttl).await.unwrap());
+        assert!(
+            !store.try_lease("run", "b", ttl).await.unwrap(),
+            "{store:?}"
+        );
+        // Only the holder can give it back.
+        store.release_lease("run", "b").await.unwrap();
+        assert!(
+            !store.try_lease("run", "b", ttl).await.unwrap(),
+            "{store:?}"
+        );
+        store.release_lease("run", "a").await.unwrap();
+        assert!(store.try_lease("run", "b", ttl).await.unwrap(), "{store:?}");
+        // A crashed holder's lease lapses.
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        assert!(store.try_lease("run", "c", ttl).await.unwrap(), "{store:?}");
+        // b's late release does not free c's lease.
+        store.release_lease("run", "b").await.unwrap();
+        assert!(
+            !store.try_lease("run", "a", ttl).await.unwrap(),
+            "{store:?}"
+        );
     }
 
     #[tokio::test]
     async fn concurrent_takers_get_one_lease() {
         for store in stores().await {
-            let mut tasks = Vec::new();
-            for i in 0..20 {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    store
-                        .try_lease("once", &format!("t{i}"), Duration::from_secs(60))
-                        .await
-                        .unwrap()
-                }));
-            }
-            let mut won = 0;
-            for t in tasks {
-                won += usize::from(t.await.unwrap());
-            }
-            assert_eq!(won, 1, "{store:?}");
+            check_concurrent_takers_get_one_lease(store).await;
         }
+    }
+
+    /// Shared with the tests over TLS.
+    pub(crate) async fn check_concurrent_takers_get_one_lease(store: Arc<dyn KvStore>) {
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .try_lease("once", &format!("t{i}"), Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1, "{store:?}");
     }
 
     #[tokio::test]

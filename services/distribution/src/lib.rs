@@ -93,6 +93,13 @@ pub struct Config {
     /// File holding the key-value store URL.
     #[arg(long, env = "OPENWARN_KV_URL_FILE")]
     pub kv_url_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signs the Redis server's certificate, for a `rediss://` URL
+    /// (without it, the system's roots).
+    #[arg(long, env = "OPENWARN_KV_CA_FILE")]
+    pub kv_ca_file: Option<PathBuf>,
+    /// File holding the Redis password (instead of one in the URL).
+    #[arg(long, env = "OPENWARN_KV_PASSWORD_FILE")]
+    pub kv_password_file: Option<PathBuf>,
     #[arg(
         long,
         env = "OPENWARN_KV_NAMESPACE",
@@ -303,7 +310,15 @@ pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
         "OPENWARN_KV_URL",
     )?
     .unwrap_or_else(|| "memory://".into());
-    let kv = openwarn_kv::open(&kv_url, &config.kv_namespace)
+    let kv_options = openwarn_kv::Options {
+        ca_pem: secret(None, config.kv_ca_file.as_deref(), "OPENWARN_KV_CA_FILE")?,
+        password: secret(
+            None,
+            config.kv_password_file.as_deref(),
+            "OPENWARN_KV_PASSWORD_FILE",
+        )?,
+    };
+    let kv = openwarn_kv::open_with(&kv_url, &config.kv_namespace, &kv_options)
         .await
         .map_err(|e| ConfigError::new("OPENWARN_KV_URL", e.to_string()))?;
     Ok(Publisher::new(

@@ -62,6 +62,13 @@ pub struct Config {
     /// File holding the key-value store URL.
     #[arg(long, env = "OPENWARN_KV_URL_FILE")]
     pub kv_url_file: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) that signs the Redis server's certificate, for a `rediss://` URL
+    /// (without it, the system's roots).
+    #[arg(long, env = "OPENWARN_KV_CA_FILE")]
+    pub kv_ca_file: Option<std::path::PathBuf>,
+    /// File holding the Redis password (instead of one in the URL).
+    #[arg(long, env = "OPENWARN_KV_PASSWORD_FILE")]
+    pub kv_password_file: Option<std::path::PathBuf>,
     /// Prefix of every key the proxy writes to the key-value store.
     #[arg(long, env = "OPENWARN_KV_NAMESPACE", default_value = "openwarn:proxy")]
     pub kv_namespace: String,
@@ -226,7 +233,15 @@ async fn open_kv(config: &Config) -> Result<Arc<dyn KvStore>, Error> {
         "OPENWARN_KV_URL",
     )?
     .unwrap_or_else(|| "memory://".to_owned());
-    Ok(openwarn_kv::open(&kv_url, &config.kv_namespace).await?)
+    let kv_options = openwarn_kv::Options {
+        ca_pem: secret(None, config.kv_ca_file.as_deref(), "OPENWARN_KV_CA_FILE")?,
+        password: secret(
+            None,
+            config.kv_password_file.as_deref(),
+            "OPENWARN_KV_PASSWORD_FILE",
+        )?,
+    };
+    Ok(openwarn_kv::open_with(&kv_url, &config.kv_namespace, &kv_options).await?)
 }
 
 /// The configured secret of the keyed hash of client addresses, or one drawn for this process.

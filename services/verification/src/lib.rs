@@ -63,6 +63,13 @@ pub struct Config {
     /// File holding the key-value store URL (for secrets mounted as files).
     #[arg(long, env = "OPENWARN_KV_URL_FILE")]
     pub kv_url_file: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) that signs the Redis server's certificate, for a `rediss://` URL
+    /// (without it, the system's roots).
+    #[arg(long, env = "OPENWARN_KV_CA_FILE")]
+    pub kv_ca_file: Option<std::path::PathBuf>,
+    /// File holding the Redis password (instead of one in the URL).
+    #[arg(long, env = "OPENWARN_KV_PASSWORD_FILE")]
+    pub kv_password_file: Option<std::path::PathBuf>,
     /// Prefix of every key this service writes to the key-value store.
     #[arg(
         long,
@@ -187,7 +194,19 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         "OPENWARN_KV_URL",
     )?
     .unwrap_or_else(|| "memory://".to_owned());
-    let kv = openwarn_kv::open(&kv_url, &config.kv_namespace).await?;
+    let kv_options = openwarn_kv::Options {
+        ca_pem: openwarn_bootstrap::config::secret(
+            None,
+            config.kv_ca_file.as_deref(),
+            "OPENWARN_KV_CA_FILE",
+        )?,
+        password: openwarn_bootstrap::config::secret(
+            None,
+            config.kv_password_file.as_deref(),
+            "OPENWARN_KV_PASSWORD_FILE",
+        )?,
+    };
+    let kv = openwarn_kv::open_with(&kv_url, &config.kv_namespace, &kv_options).await?;
     let store = open_store(&config).await?;
     let mut service = RunningService::new(NAME);
 
