@@ -76,7 +76,7 @@ pub async fn open_with(
     if url == "memory://" || url == "memory" {
         if options.ca_pem.is_some() || options.password.is_some() {
             return Err(KvError::Options(
-                "a CA certificate or password was given for the in-memory store",
+                "OPENWARN_KV_CA_FILE or OPENWARN_KV_PASSWORD_FILE was given for the in-memory store",
             ));
         }
         Ok(Arc::new(MemoryStore::default()))
@@ -198,12 +198,14 @@ impl RedisStore {
             None => redis::Client::open(info).map_err(|_| KvError::UnsupportedUrl)?,
             Some(_) if !tls => {
                 return Err(KvError::Options(
-                    "a CA certificate was given for a URL without TLS (expected rediss://)",
+                    "OPENWARN_KV_CA_FILE was given for a URL without TLS (expected rediss://)",
                 ));
             }
             Some(pem) => {
                 if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(KvError::Options("the CA file holds no PEM certificate"));
+                    return Err(KvError::Options(
+                        "OPENWARN_KV_CA_FILE holds no PEM certificate",
+                    ));
                 }
                 redis::Client::build_with_tls(
                     info,
@@ -212,7 +214,9 @@ impl RedisStore {
                         root_cert: Some(pem.clone().into_bytes()),
                     },
                 )
-                .map_err(|_| KvError::Options("the CA file holds no valid PEM certificate"))?
+                .map_err(|_| {
+                    KvError::Options("OPENWARN_KV_CA_FILE holds no valid PEM certificate")
+                })?
             }
         };
         let config = redis::aio::ConnectionManagerConfig::new()
