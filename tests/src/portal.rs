@@ -117,6 +117,53 @@ impl PortalStack {
             .collect()
     }
 
+    /// A phone registers `tele_tan` through the proxy and asks for a TAN, as the app does; the
+    /// TAN.
+    pub async fn phone_gets_a_tan(&self, tele_tan: &str) -> String {
+        let phone = openwarn_testkit::http_client();
+        let mut answer = serde_json::Value::Null;
+        for (endpoint, body) in [
+            (
+                "registrationToken",
+                serde_json::json!({"key": tele_tan, "keyType": "TELETAN"}),
+            ),
+            ("tan", serde_json::Value::Null),
+        ] {
+            let body = if body.is_null() {
+                serde_json::json!({"registrationToken": answer["registrationToken"]})
+            } else {
+                body
+            };
+            answer = phone
+                .post(self.chain.proxy_url(endpoint))
+                .header("cwa-fake", "0")
+                .json(&body)
+                .send()
+                .await
+                .expect("the proxy answers")
+                .json()
+                .await
+                .expect("a JSON answer");
+            assert!(
+                answer.get("error").is_none(),
+                "{endpoint} refused: {answer}"
+            );
+        }
+        answer["tan"].as_str().expect("a TAN").to_owned()
+    }
+
+    /// Whether the audit log's hash chain verifies.
+    pub async fn audit_is_intact(&self) -> bool {
+        let db = openwarn_db::Database::open(self.portal_db.url(), 1)
+            .await
+            .expect("the portal's database");
+        openwarn_portal::audit::AuditLog::new(db)
+            .verify()
+            .await
+            .expect("the audit log reads")
+            .is_intact()
+    }
+
     /// The portal's Prometheus metrics.
     pub async fn metrics(&self) -> String {
         openwarn_testkit::http_client()

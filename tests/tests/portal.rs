@@ -12,11 +12,10 @@ use openwarn_e2e::portal::{
     PASSWORD, Person, PortalStack, admin_and_officer, create_account, enrolment_link, issue,
     shown_tele_tan,
 };
-use openwarn_portal::audit::{Action, Actor, AuditLog};
+use openwarn_portal::audit::{Action, Actor};
 use openwarn_portal::{REASON_HEADER, SESSION_COOKIE};
 use openwarn_testkit::TestDatabase;
 use openwarn_testkit::web::WebPage;
-use serde_json::json;
 use std::time::Duration;
 
 fn reason(page: &WebPage) -> Option<&str> {
@@ -45,30 +44,8 @@ async fn an_officer_issues_a_tele_tan_that_a_phone_redeems() {
         assert!(page.body.contains("Valid until"), "{}", page.body);
 
         // The phone registers the teleTAN through the proxy, gets a TAN and uploads.
-        let proxy = openwarn_testkit::http_client();
-        let reply: serde_json::Value = proxy
-            .post(stack.chain.proxy_url("registrationToken"))
-            .header("cwa-fake", "0")
-            .json(&json!({"key": tele_tan, "keyType": "TELETAN"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = reply["registrationToken"].as_str().expect("registered");
-        let reply: serde_json::Value = proxy
-            .post(stack.chain.proxy_url("tan"))
-            .header("cwa-fake", "0")
-            .json(&json!({"registrationToken": token}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tan = reply["tan"].as_str().expect("a TAN");
-        stack.chain.spend_tan(tan).await;
+        let tan = stack.phone_gets_a_tan(&tele_tan).await;
+        stack.chain.spend_tan(&tan).await;
 
         // Audited without the teleTAN; the chain verifies.
         let log = stack.audit_log().await;
@@ -79,10 +56,7 @@ async fn an_officer_issues_a_tele_tan_that_a_phone_redeems() {
             "{label}: {log:?}"
         );
         assert!(!format!("{log:?}").contains(&tele_tan));
-        let db = openwarn_db::Database::open(stack.portal_db.url(), 1)
-            .await
-            .unwrap();
-        assert!(AuditLog::new(db).verify().await.unwrap().is_intact());
+        assert!(stack.audit_is_intact().await);
         stack.shutdown().await;
     }
 }
@@ -619,10 +593,7 @@ async fn administrators_manage_accounts_and_read_the_audit_log() {
         ] {
             assert!(log.contains(&action), "{action:?} in {log:?}");
         }
-        let db = openwarn_db::Database::open(stack.portal_db.url(), 1)
-            .await
-            .unwrap();
-        assert!(AuditLog::new(db).verify().await.unwrap().is_intact());
+        assert!(stack.audit_is_intact().await);
         stack.shutdown().await;
     }
 }

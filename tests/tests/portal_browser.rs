@@ -652,32 +652,7 @@ async fn the_whole_flow(driver: &Driver, stack: &PortalStack, axe: &str, shots: 
 
     // A phone registers the teleTAN through the proxy, gets a TAN and uploads its keys.
     let phone = openwarn_testkit::http_client();
-    let reply: Value = phone
-        .post(stack.chain.proxy_url("registrationToken"))
-        .header("cwa-fake", "0")
-        .json(&json!({"key": tele_tan, "keyType": "TELETAN"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = reply["registrationToken"]
-        .as_str()
-        .unwrap_or_else(|| panic!("the teleTAN registers: {reply}"));
-    let reply: Value = phone
-        .post(stack.chain.proxy_url("tan"))
-        .header("cwa-fake", "0")
-        .json(&json!({"registrationToken": token}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tan = reply["tan"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a TAN: {reply}"));
+    let tan = stack.phone_gets_a_tan(&tele_tan).await;
     let upload = phone
         .post(stack.chain.proxy_url("diagnosis-keys"))
         .header("content-type", "application/x-protobuf")
