@@ -40,7 +40,8 @@ pub const PKI_NAMES: &[&str] = &[
     "rogue-lab",
 ];
 
-const EPHEMERAL: [&str; 6] = [
+/// Every port on 127.0.0.1, picked by the system.
+pub const EPHEMERAL: [&str; 6] = [
     "--http-addr",
     "127.0.0.1:0",
     "--grpc-addr",
@@ -48,6 +49,26 @@ const EPHEMERAL: [&str; 6] = [
     "--admin-addr",
     "127.0.0.1:0",
 ];
+
+/// test-result's arguments: ephemeral ports, `db`, the PKI's `test-result` identity, the lab API
+/// over HTTPS with the same certificate, and only the `lab` certificate allow-listed.
+pub fn test_result_args(pki: &DevPki, db: &TestDatabase) -> Vec<String> {
+    let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
+    args.extend(pki.service_args("test-result"));
+    args.extend([
+        "--database-url".into(),
+        db.url().to_owned(),
+        "--lab-tls-cert".into(),
+        pki.cert("test-result").display().to_string(),
+        "--lab-tls-key".into(),
+        pki.key("test-result").display().to_string(),
+        "--lab-client-ca".into(),
+        pki.ca().display().to_string(),
+        "--lab-client-fingerprints".into(),
+        openwarn_mtls::fingerprint_of_pem(&pki.cert("lab")).unwrap(),
+    ]);
+    args
+}
 
 /// test-result, verification and submission, wired together.
 pub struct Chain {
@@ -73,22 +94,8 @@ impl Chain {
         let (pki_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
         let test_result_db = backend.another();
         let verification_db = backend.another();
-        let lab_fingerprint = openwarn_mtls::fingerprint_of_pem(&pki.cert("lab")).unwrap();
 
-        let mut args: Vec<String> = EPHEMERAL.iter().map(|s| (*s).to_owned()).collect();
-        args.extend(pki.service_args("test-result"));
-        args.extend([
-            "--database-url".into(),
-            test_result_db.url().to_owned(),
-            "--lab-tls-cert".into(),
-            pki.cert("test-result").display().to_string(),
-            "--lab-tls-key".into(),
-            pki.key("test-result").display().to_string(),
-            "--lab-client-ca".into(),
-            pki.ca().display().to_string(),
-            "--lab-client-fingerprints".into(),
-            lab_fingerprint,
-        ]);
+        let args = test_result_args(&pki, &test_result_db);
         let test_result = openwarn_test_result::start(config(&args))
             .await
             .expect("test-result starts");

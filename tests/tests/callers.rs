@@ -1,6 +1,6 @@
 //! Named callers over real mutual TLS: for every identity of the PKI and every internal method,
 //! the allowed pairs are answered and every other pair is refused with `PERMISSION_DENIED`
-//! (counted in metrics); a certificate from another CA gets no answer at all.
+//! (counted in metrics); a certificate from another CA, or an expired one, gets no answer at all.
 
 #![allow(
     clippy::unwrap_used,
@@ -127,17 +127,7 @@ async fn every_internal_method_answers_only_its_named_callers() {
     }
 
     // Refusals are counted by caller and method (a certificate naming no service is `unknown`).
-    let metrics = openwarn_testkit::http_client()
-        .get(format!(
-            "http://{}/metrics",
-            chain.verification_addr("admin")
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = openwarn_testkit::scrape(chain.verification_addr("admin")).await;
     for (caller, method) in [
         ("submission", "IssueTeleTan"),
         ("distribution", "ReserveTan"),
@@ -149,22 +139,33 @@ async fn every_internal_method_answers_only_its_named_callers() {
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
     }
 
-    // A certificate of another CA (named like the right caller): no answer on any port.
+    // A certificate of another CA, and an expired certificate of the internal CA, each naming
+    // the right caller: no answer on any port.
     let (_other_dir, other) =
         openwarn_testkit::dev_pki(&["portal", "submission", "verification", "distribution"]);
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
     for (path, callers) in CALLERS {
         let caller = callers[0];
-        let files =
-            openwarn_mtls::TlsFiles::load(&chain.pki.ca(), &other.cert(caller), &other.key(caller))
-                .unwrap();
-        let code = call(channel(&chain, &files, path), path).await;
-        assert!(
-            matches!(
-                code,
-                Some(Code::Unavailable | Code::Unknown | Code::Internal)
-            ),
-            "{caller} of another CA at {path}: {code:?}"
-        );
+        let expired = format!("{caller}-expired");
+        chain
+            .pki
+            .issue(caller, &expired, now - 30 * day, now - day)
+            .unwrap();
+        for (what, cert, key) in [
+            ("of another CA", other.cert(caller), other.key(caller)),
+            ("expired", chain.pki.cert(&expired), chain.pki.key(&expired)),
+        ] {
+            let files = openwarn_mtls::TlsFiles::load(&chain.pki.ca(), &cert, &key).unwrap();
+            let code = call(channel(&chain, &files, path), path).await;
+            assert!(
+                matches!(
+                    code,
+                    Some(Code::Unavailable | Code::Unknown | Code::Internal)
+                ),
+                "{caller} {what} at {path}: {code:?}"
+            );
+        }
     }
     chain.shutdown().await;
 }

@@ -70,13 +70,14 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
         let (_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
         let stub = Arc::new(Stub::default());
         let mut verification = openwarn_bootstrap::RunningService::new("stub-verification");
-        let router = openwarn_bootstrap::lifecycle::grpc_server(
-            pki.files("verification").unwrap().grpc_server(),
-        )
-        .unwrap()
-        .add_service(VerificationServiceServer::new(StubService(stub.clone())));
+        let router = openwarn_bootstrap::lifecycle::grpc_server()
+            .add_service(VerificationServiceServer::new(StubService(stub.clone())));
         let grpc = verification
-            .serve_grpc_on("127.0.0.1:0".parse().unwrap(), router)
+            .serve_grpc_on(
+                "127.0.0.1:0".parse().unwrap(),
+                pki.files("verification").unwrap().grpc_server().unwrap(),
+                router,
+            )
             .await
             .unwrap();
 

@@ -55,6 +55,10 @@ pub struct TlsArgs {
     /// This service's private key (PEM).
     #[arg(long = "tls-key", env = "OPENWARN_TLS_KEY")]
     pub key: Option<PathBuf>,
+    /// How often the three files are read again: renewed certificates (cert-manager writes them
+    /// in place) and a changed CA bundle serve new connections without a restart.
+    #[arg(long = "tls-reload-interval", env = "OPENWARN_TLS_RELOAD_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub reload_interval: std::time::Duration,
 }
 
 impl TlsArgs {
@@ -70,6 +74,12 @@ impl TlsArgs {
     /// Loads the three files; an error names the setting at fault.
     pub fn load(&self) -> Result<TlsFiles, ConfigError> {
         let (ca, cert, key) = self.paths()?;
+        if self.reload_interval.is_zero() {
+            return Err(ConfigError::new(
+                "OPENWARN_TLS_RELOAD_INTERVAL",
+                "must be at least 1s",
+            ));
+        }
         TlsFiles::load(ca, cert, key).map_err(|e| {
             let setting = match e.path() {
                 Some(p) if p == ca => "OPENWARN_TLS_CA",

@@ -308,40 +308,99 @@ pub type GrpcLayers = tower_layer::Stack<
     tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>,
 >;
 
-/// A gRPC server builder with mutual TLS and the standard layers, answering each method only for
-/// the callers `openwarn_protocol::callers::CALLERS` names; add services, then pass the router to
-/// [`RunningService::serve_grpc_on`].
-pub fn grpc_server(
-    tls: tonic::transport::ServerTlsConfig,
-) -> Result<tonic::transport::Server<GrpcLayers>, tonic::transport::Error> {
-    Ok(tonic::transport::Server::builder()
-        .tls_config(tls)?
+/// A gRPC server builder with the standard layers, answering each method only for the callers
+/// `openwarn_protocol::callers::CALLERS` names; add services, then pass the router to
+/// [`RunningService::serve_grpc_on`] with the mutual-TLS configuration.
+pub fn grpc_server() -> tonic::transport::Server<GrpcLayers> {
+    tonic::transport::Server::builder()
         .layer(crate::telemetry::grpc_trace_layer())
         .layer(crate::callers::CallerLayer::new(
             openwarn_protocol::callers::CALLERS,
             openwarn_protocol::callers::IDENTITIES,
-        )))
+        ))
 }
 
 impl RunningService {
-    /// Binds `addr` and serves the gRPC router there until the service stops.
+    /// Binds `addr` and serves the gRPC router there over TLS with `tls` (from
+    /// [`openwarn_mtls::TlsFiles::grpc_server`]: a client certificate from the internal CA
+    /// required) until the service stops.
     pub async fn serve_grpc_on(
         &mut self,
         addr: SocketAddr,
+        tls: std::sync::Arc<openwarn_mtls::RustlsServerConfig>,
         router: tonic::transport::server::Router<GrpcLayers>,
     ) -> Result<SocketAddr, BindError> {
         let (listener, bound) = self.bind_recorded("grpc", addr).await?;
         let token = self.token();
+        let mut connections = openwarn_mtls::tls_connections(listener, tls, token.clone());
+        let incoming = futures::stream::poll_fn(move |cx| {
+            connections
+                .poll_recv(cx)
+                .map(|c| c.map(Ok::<_, std::io::Error>))
+        });
         self.spawn(async move {
             router
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    token.cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await
                 .map_err(|e| ServeError::new("grpc", e))
         });
         Ok(bound)
+    }
+
+    /// Reads `files` again every `every` while the service runs, so that renewed certificates
+    /// (cert-manager writes them in place) serve new handshakes without a restart. Files that
+    /// changed but cannot be used (e.g. a certificate written before its key) are logged and
+    /// counted, and the previous ones stay in use until the next attempt. Exports each
+    /// certificate's expiry as `openwarn_tls_certificate_expiry_timestamp_seconds{certificate}`.
+    pub fn watch_tls(
+        &mut self,
+        files: Vec<std::sync::Arc<dyn openwarn_mtls::Reload>>,
+        every: std::time::Duration,
+    ) {
+        let report = |files: &[std::sync::Arc<dyn openwarn_mtls::Reload>]| {
+            for f in files {
+                for (certificate, not_after) in f.expiries() {
+                    #[allow(
+                        clippy::cast_precision_loss,
+                        reason = "Unix seconds fit an f64 exactly"
+                    )]
+                    metrics::gauge!(
+                        "openwarn_tls_certificate_expiry_timestamp_seconds",
+                        "certificate" => certificate
+                    )
+                    .set(not_after as f64);
+                }
+            }
+        };
+        report(&files);
+        let token = self.token();
+        self.spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = token.cancelled() => return Ok(()),
+                }
+                for f in &files {
+                    match f.reload() {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            tracing::info!("TLS files changed; new connections use them");
+                            metrics::counter!("openwarn_tls_reloads_total", "result" => "ok")
+                                .increment(1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "TLS files changed but cannot be used; the previous ones stay in use");
+                            metrics::counter!("openwarn_tls_reloads_total", "result" => "refused")
+                                .increment(1);
+                        }
+                    }
+                }
+                report(&files);
+            }
+        });
     }
 }
 

@@ -10,6 +10,23 @@ pub struct DevPki {
     dir: PathBuf,
 }
 
+/// The development CA's parameters (the same each time, so that a certificate issued later with
+/// the stored key names the same issuer).
+fn ca_params() -> Result<rcgen::CertificateParams, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "OpenWarn development CA");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
 impl DevPki {
     /// Uses the PKI in `dir`, generating it (again) when any of `names` lacks a certificate.
     pub fn ensure(dir: &Path, names: &[&str]) -> Result<Self, TlsError> {
@@ -17,6 +34,7 @@ impl DevPki {
             dir: dir.to_owned(),
         };
         let complete = pki.ca().exists()
+            && pki.ca_key().exists()
             && names
                 .iter()
                 .all(|n| pki.cert(n).exists() && pki.key(n).exists());
@@ -27,45 +45,70 @@ impl DevPki {
     }
 
     fn generate(&self, names: &[&str]) -> Result<(), TlsError> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
         std::fs::create_dir_all(&self.dir).map_err(|source| TlsError::Write {
             path: self.dir.clone(),
             source,
         })?;
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "OpenWarn development CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_key = rcgen::KeyPair::generate()?;
+        let ca_cert = ca_params()?.self_signed(&ca_key)?;
         self.write(&self.ca(), ca_cert.pem().as_bytes())?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        self.write(&self.ca_key(), ca_key.serialize_pem().as_bytes())?;
+        let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
         for name in names {
-            let key = KeyPair::generate()?;
-            let mut params = CertificateParams::new(vec![
-                (*name).to_owned(),
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-            ])?;
-            params.distinguished_name.push(DnType::CommonName, *name);
-            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            params.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let cert = params.signed_by(&key, &issuer)?;
-            self.write(&self.cert(name), cert.pem().as_bytes())?;
-            self.write(&self.key(name), key.serialize_pem().as_bytes())?;
+            self.sign(&issuer, name, name, None)?;
         }
+        Ok(())
+    }
+
+    /// Issues another certificate for `name` from this PKI's CA, valid from `not_before` to
+    /// `not_after`, written as `<stem>.pem` and `<stem>-key.pem` (a certificate that expired or is
+    /// not valid yet, for tests; a renewal).
+    pub fn issue(
+        &self,
+        name: &str,
+        stem: &str,
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> Result<(), TlsError> {
+        let key = crate::pem::read(&self.ca_key())?;
+        let key = std::str::from_utf8(&key)
+            .ok()
+            .and_then(|pem| rcgen::KeyPair::from_pem(pem).ok())
+            .ok_or_else(|| TlsError::Pem {
+                path: self.ca_key(),
+                what: "private key",
+            })?;
+        let issuer = rcgen::Issuer::new(ca_params()?, key);
+        self.sign(&issuer, name, stem, Some((not_before, not_after)))
+    }
+
+    fn sign(
+        &self,
+        issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+        name: &str,
+        stem: &str,
+        validity: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    ) -> Result<(), TlsError> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![
+            name.to_owned(),
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if let Some((not_before, not_after)) = validity {
+            params.not_before = not_before.into();
+            params.not_after = not_after.into();
+        }
+        let cert = params.signed_by(&key, issuer)?;
+        self.write(&self.cert(stem), cert.pem().as_bytes())?;
+        self.write(&self.key(stem), key.serialize_pem().as_bytes())?;
         Ok(())
     }
 
@@ -89,6 +132,10 @@ impl DevPki {
     }
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
+    }
+    /// The CA's key (a development PKI keeps it, to issue renewals and test certificates).
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca-key.pem")
     }
     pub fn cert(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.pem"))
@@ -124,8 +171,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = DevPki::ensure(dir.path(), &["verification", "test-result"]).unwrap();
         let files = pki.files("verification").unwrap();
-        let _ = files.grpc_server();
-        let _ = files.grpc_client("test-result");
+        files.grpc_server().unwrap();
+        files
+            .grpc_endpoint("https://127.0.0.1:1", "test-result")
+            .unwrap();
         let before = std::fs::read(pki.ca()).unwrap();
         let again = DevPki::ensure(dir.path(), &["verification"]).unwrap();
         assert_eq!(

@@ -4,10 +4,14 @@
 //! client certificate).
 
 use crate::TlsError;
-use crate::pem::{certs, read, read_certs, read_private_key};
+use crate::pem::{certs, read};
+use crate::reload::{
+    Read, Reload, ServerSide, Watched, latest_not_after, not_after, provider, server_config,
+};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::collections::HashSet;
 use std::path::Path;
@@ -120,38 +124,92 @@ fn allow_list(fingerprints: &[String]) -> Result<HashSet<String>, TlsError> {
     Ok(allowed)
 }
 
-/// HTTPS server configuration for the lab endpoint: our certificate, and only allow-listed lab
-/// client certificates (SHA-256 fingerprints, hex, any case, colons allowed) that chain to a CA
-/// of `lab_cas` (PEM), are valid now and are meant for client authentication.
-pub fn lab_server_config(
-    cert: &Path,
-    key: &Path,
-    lab_cas: &Path,
-    allowed_fingerprints: &[String],
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs = read_certs(cert)?;
-    let key_der = read_private_key(key)?;
-    let allowed = allow_list(allowed_fingerprints)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(lab_verifier(
-        read_certs(lab_cas)?,
-        allowed,
-        provider.clone(),
-    )?);
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+/// The lab endpoint's TLS: our certificate and key, and only allow-listed lab client
+/// certificates (SHA-256 fingerprints, hex, any case, colons allowed) that chain to a CA of the
+/// lab CA bundle (PEM), are valid at the handshake and are meant for client authentication. The
+/// three files are read again on [`Reload::reload`]; the allow-list is configuration.
+#[derive(Debug, Clone)]
+pub struct LabTls {
+    watched: Arc<Watched<Lab>>,
+}
+
+struct Lab {
+    certified: Arc<CertifiedKey>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    expiries: Vec<(&'static str, i64)>,
+}
+
+impl ServerSide for Lab {
+    fn certified(&self) -> &Arc<CertifiedKey> {
+        &self.certified
+    }
+    fn client_verifier(&self) -> &Arc<dyn ClientCertVerifier> {
+        &self.verifier
+    }
+}
+
+impl LabTls {
+    /// Reads and checks the files and the allow-list; an error names the file at fault, or says
+    /// the allow-list or a lab CA is unusable.
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        lab_cas: &Path,
+        allowed_fingerprints: &[String],
+    ) -> Result<Self, TlsError> {
+        let allowed = allow_list(allowed_fingerprints)?;
+        let build = move |files: &[Read<'_>]| -> Result<Lab, TlsError> {
+            let [cert, key, cas] = files else {
+                return Err(TlsError::Config("three files expected".into()));
+            };
+            let provider = provider();
+            let chain = cert.certs()?;
+            let lab_cas = cas.certs()?;
+            let mut expiries = Vec::new();
+            if let Some(t) = not_after(&chain[0]) {
+                expiries.push(("lab_server", t));
+            }
+            if let Some(t) = latest_not_after(&lab_cas) {
+                expiries.push(("lab_ca", t));
+            }
+            let certified = Arc::new(key.certified_key(chain, &provider)?);
+            let verifier = Arc::new(lab_verifier(lab_cas, allowed.clone(), provider)?);
+            Ok(Lab {
+                certified,
+                verifier,
+                expiries,
+            })
+        };
+        let watched = Watched::load(
+            vec![cert.to_owned(), key.to_owned(), lab_cas.to_owned()],
+            Box::new(build),
+        )?;
+        Ok(Self {
+            watched: Arc::new(watched),
+        })
+    }
+
+    /// The HTTPS server configuration (HTTP/2 and HTTP/1.1).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        server_config(&self.watched, &[b"h2", b"http/1.1"])
+    }
+}
+
+impl Reload for LabTls {
+    fn reload(&self) -> Result<bool, TlsError> {
+        self.watched.reload()
+    }
+
+    fn expiries(&self) -> Vec<(&'static str, i64)> {
+        self.watched.current().expiries.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::DevPki;
+    use crate::pem::read_certs;
 
     #[test]
     fn lab_fingerprints_must_be_sha256_hex() {
@@ -164,7 +222,7 @@ mod tests {
             .map(|c| std::str::from_utf8(c).unwrap().to_ascii_uppercase())
             .collect::<Vec<_>>()
             .join(":");
-        lab_server_config(
+        LabTls::load(
             &pki.cert("test-result"),
             &pki.key("test-result"),
             &pki.ca(),
@@ -172,7 +230,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            lab_server_config(
+            LabTls::load(
                 &pki.cert("test-result"),
                 &pki.key("test-result"),
                 &pki.ca(),

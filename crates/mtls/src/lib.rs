@@ -2,6 +2,8 @@
 //!
 //! - Internal gRPC is mutual TLS in every mode: [`TlsFiles::grpc_server`] requires a client
 //!   certificate signed by the internal CA; [`TlsFiles::grpc_channel`] presents this service's own.
+//! - Certificates rotate under a running service: every configuration reads the files in use at
+//!   each handshake, and [`Reload::reload`] swaps in changed files (see `reload.rs`).
 //! - Labs reach test-result over HTTPS with client certificates allow-listed by SHA-256
 //!   fingerprint: [`lab_server_config`].
 //! - [`HttpServer`]: the proxy's accept loop (hyper, HTTP/1.1 and HTTP/2, over TLS or in the
@@ -17,13 +19,15 @@ mod devpki;
 mod files;
 mod lab;
 mod pem;
+mod reload;
 mod serve;
 
 pub use devpki::DevPki;
-pub use files::{TlsFiles, http_client_tls};
-pub use lab::{fingerprint, fingerprint_of_pem, lab_server_config};
+pub use files::{GrpcEndpoint, TlsFiles, http_client_tls};
+pub use lab::{LabTls, fingerprint, fingerprint_of_pem};
+pub use reload::Reload;
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use serve::HttpServer;
+pub use serve::{HttpServer, tls_connections};
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +40,8 @@ pub enum TlsError {
     },
     #[error("{path} holds no usable {what}")]
     Pem { path: PathBuf, what: &'static str },
+    #[error("{path}: {reason}")]
+    Key { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Config(String),
     #[error("generating certificates: {0}")]
@@ -51,9 +57,10 @@ impl TlsError {
     /// The file at fault, if the error is about one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Read { path, .. } | Self::Pem { path, .. } | Self::Write { path, .. } => {
-                Some(path)
-            }
+            Self::Read { path, .. }
+            | Self::Pem { path, .. }
+            | Self::Key { path, .. }
+            | Self::Write { path, .. } => Some(path),
             Self::Config(_) | Self::Generate(_) => None,
         }
     }

@@ -25,6 +25,7 @@ pub(crate) fn private_key(pem: &[u8]) -> Option<PrivateKeyDer<'static>> {
 }
 
 /// The certificates of the file at `path`; an error when it holds none.
+#[cfg(test)]
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = certs(&read(path)?);
     if certs.is_empty() {
@@ -34,14 +35,6 @@ pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
         });
     }
     Ok(certs)
-}
-
-/// The private key of the file at `path`; an error when it holds none.
-pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    private_key(&read(path)?).ok_or_else(|| TlsError::Pem {
-        path: path.to_owned(),
-        what: "private key",
-    })
 }
 
 #[cfg(test)]

@@ -149,6 +149,48 @@ impl HttpServer {
     }
 }
 
+/// The TLS connections made on `listener` with `config`, handshake done, until `token` is
+/// cancelled (then the receiver ends). Each handshake runs apart, within
+/// [`HANDSHAKE_TIMEOUT`], so a slow or refused client holds up nobody; a refused handshake (a
+/// certificate from another CA, an expired one) closes that connection only. For servers that
+/// take a stream of connections (tonic's `serve_with_incoming`).
+pub fn tls_connections(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    token: CancellationToken,
+) -> tokio::sync::mpsc::Receiver<tokio_rustls::server::TlsStream<TcpStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = token.cancelled() => break,
+                () = tx.closed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(tls).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake refused"),
+                    Err(_) => {}
+                }
+            });
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,6 +224,18 @@ pub fn http_client() -> reqwest::Client {
     client(openwarn_mtls::http_client_tls(&[], None).expect("a TLS configuration"))
 }
 
+/// The Prometheus text a service's admin port at `admin` serves at `/metrics`.
+pub async fn scrape(admin: std::net::SocketAddr) -> String {
+    http_client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("the admin port answers")
+        .text()
+        .await
+        .expect("a metrics text")
+}
+
 /// An HTTPS client trusting the dev CA and presenting the certificate of `name`, if any (a lab,
 /// the proxy, or another caller from the PKI).
 pub fn https_client(pki: &openwarn_mtls::DevPki, name: Option<&str>) -> reqwest::Client {

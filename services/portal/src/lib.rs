@@ -330,6 +330,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         oidc,
     });
     let mut service = RunningService::new(NAME);
+    service.watch_tls(vec![Arc::new(tls)], config.tls.reload_interval);
     service
         .serve_http_on("http", config.listen.http_addr, web::routes(portal))
         .await?;

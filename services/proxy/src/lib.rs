@@ -152,7 +152,8 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         return Err(ConfigError::new("OPENWARN_RATE_LIMIT", "must be at least 1").into());
     }
     let client_address_header = client_address_header(&config)?;
-    let client = https_client(&config.tls.load()?)?;
+    let tls = config.tls.load()?;
+    let client = https_client(&tls)?;
     let kv = open_kv(&config).await?;
     let limiter = ratelimit::Limiter::new(
         kv.clone(),
@@ -175,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     });
 
     let mut service = RunningService::new(NAME);
+    service.watch_tls(vec![Arc::new(tls)], config.tls.reload_interval);
     serve_gateway(
         &mut service,
         config.listen.http_addr,

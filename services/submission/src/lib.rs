@@ -151,10 +151,12 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
         .await?;
 
-    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .add_service(grpc::server(store.clone()));
-    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
+    let router =
+        openwarn_bootstrap::lifecycle::grpc_server().add_service(grpc::server(store.clone()));
+    service
+        .serve_grpc_on(config.grpc.grpc_addr, tls.grpc_server()?, router)
+        .await?;
+    service.watch_tls(vec![Arc::new(tls)], config.tls.reload_interval);
 
     let ready = store.clone();
     service

@@ -114,7 +114,7 @@ pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
 
 enum LabTransport {
     Plain,
-    Tls(Arc<openwarn_mtls::RustlsServerConfig>),
+    Tls(openwarn_mtls::LabTls),
 }
 
 fn lab_transport(config: &Config) -> Result<LabTransport, Error> {
@@ -146,7 +146,7 @@ fn lab_transport(config: &Config) -> Result<LabTransport, Error> {
         )
         .into());
     }
-    let tls = openwarn_mtls::lab_server_config(cert, key, lab_cas, &config.lab_client_fingerprints)
+    let tls = openwarn_mtls::LabTls::load(cert, key, lab_cas, &config.lab_client_fingerprints)
         .map_err(|e| {
             let setting = match &e {
                 TlsError::Config(m) if m.starts_with("lab CA") || m.starts_with("a lab CA") => {
@@ -202,24 +202,33 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             client_certificates,
         })
     };
+    let mut watched: Vec<Arc<dyn openwarn_mtls::Reload>> = vec![Arc::new(tls.clone())];
     match transport {
         LabTransport::Plain => {
             service
                 .serve_http_on("http", config.listen.http_addr, routes(false))
                 .await?;
         }
-        LabTransport::Tls(tls_config) => {
+        LabTransport::Tls(lab_tls) => {
             service
-                .serve_https_on("http", config.listen.http_addr, tls_config, routes(true))
+                .serve_https_on(
+                    "http",
+                    config.listen.http_addr,
+                    lab_tls.server_config()?,
+                    routes(true),
+                )
                 .await?;
+            watched.push(Arc::new(lab_tls));
         }
     }
 
     // Internal gRPC.
-    let router = openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .add_service(grpc::server(store.clone()));
-    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
+    let router =
+        openwarn_bootstrap::lifecycle::grpc_server().add_service(grpc::server(store.clone()));
+    service
+        .serve_grpc_on(config.grpc.grpc_addr, tls.grpc_server()?, router)
+        .await?;
+    service.watch_tls(watched, config.tls.reload_interval);
 
     // Admin.
     let ready_db = db.clone();

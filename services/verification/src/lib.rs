@@ -225,8 +225,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
         .await?;
 
-    let router = grpc_router(&tls, store.clone(), kv.clone(), test_results, &config)?;
-    service.serve_grpc_on(config.grpc.grpc_addr, router).await?;
+    let router = grpc_router(store.clone(), kv.clone(), test_results, &config);
+    service
+        .serve_grpc_on(config.grpc.grpc_addr, tls.grpc_server()?, router)
+        .await?;
+    service.watch_tls(vec![Arc::new(tls)], config.tls.reload_interval);
 
     let ready_store = store.clone();
     service
@@ -250,29 +253,24 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
 
 /// The internal gRPC server: TANs for submission, teleTANs for the portal.
 fn grpc_router(
-    tls: &openwarn_mtls::TlsFiles,
     store: Store,
     kv: Arc<dyn openwarn_kv::KvStore>,
     test_results: testresults::TestResults,
     config: &Config,
-) -> Result<tonic::transport::server::Router<openwarn_bootstrap::lifecycle::GrpcLayers>, TlsError> {
-    Ok(
-        openwarn_bootstrap::lifecycle::grpc_server(tls.grpc_server())
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .add_service(grpc::server(
-                store,
-                kv,
-                redeem::RedeemMarks::start(move |ids| {
-                    let test_results = test_results.clone();
-                    async move { test_results.mark_redeemed(ids).await }
-                }),
-                grpc::GrpcLimits {
-                    reservation_ttl: config.tan_reservation_ttl,
-                    tele_tan_validity: config.tele_tan_validity,
-                    tele_tans_per_hour: config.tele_tans_per_hour,
-                },
-            )),
-    )
+) -> tonic::transport::server::Router<openwarn_bootstrap::lifecycle::GrpcLayers> {
+    openwarn_bootstrap::lifecycle::grpc_server().add_service(grpc::server(
+        store,
+        kv,
+        redeem::RedeemMarks::start(move |ids| {
+            let test_results = test_results.clone();
+            async move { test_results.mark_redeemed(ids).await }
+        }),
+        grpc::GrpcLimits {
+            reservation_ttl: config.tan_reservation_ttl,
+            tele_tan_validity: config.tele_tan_validity,
+            tele_tans_per_hour: config.tele_tans_per_hour,
+        },
+    ))
 }
 
 /// Deletes sessions, TANs and teleTANs older than the retention, every retention interval.
