@@ -294,6 +294,16 @@ impl RunningService {
     }
 }
 
+/// Records that this service's retention job just completed
+/// (`openwarn_retention_last_success_timestamp_seconds`, for the alert on a job that stopped).
+pub fn retention_succeeded() {
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "Unix seconds fit an f64 exactly"
+    )]
+    metrics::gauge!("openwarn_retention_last_success_timestamp_seconds").set(unix_now() as f64);
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

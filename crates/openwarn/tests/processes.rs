@@ -132,6 +132,31 @@ async fn the_whole_path_over_real_processes() {
         ] {
             ready(name, ports).await;
         }
+        // Each process exports what the alerts read: its certificate's expiry, and (the three
+        // with a retention job) when that job last succeeded — it runs once at start.
+        for (name, ports, retention) in [
+            ("test-result", &tr, true),
+            ("verification", &v, true),
+            ("submission", &s, true),
+            ("proxy", &p, false),
+        ] {
+            let admin = ([127, 0, 0, 1], ports.admin).into();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let metrics = openwarn_testkit::scrape(admin).await;
+                let has = |series: &str| metrics.lines().any(|l| l.starts_with(series));
+                if has("openwarn_tls_certificate_expiry_timestamp_seconds{certificate=\"service\"}")
+                    && has("openwarn_retention_last_success_timestamp_seconds ") == retention
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{label}: {name} exports\n{metrics}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
 
         let phone = openwarn_testkit::http_client();
         let app = |path: &str| format!("http://127.0.0.1:{}/version/v1/{path}", p.http);

@@ -383,8 +383,7 @@ fn spawn_retention(
                 Ok(deleted) => {
                     metrics::counter!("openwarn_portal_audit_entries_deleted_total")
                         .increment(deleted);
-                    metrics::gauge!("openwarn_portal_retention_last_success_timestamp_seconds")
-                        .set(now as f64);
+                    openwarn_bootstrap::lifecycle::retention_succeeded();
                     tracing::info!(deleted, "audit retention applied");
                 }
                 Err(e) => {

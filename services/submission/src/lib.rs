@@ -179,6 +179,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
                 Ok(deleted) => {
                     metrics::counter!("openwarn_diagnosis_keys_deleted_total")
                         .increment(deleted as u64);
+                    openwarn_bootstrap::lifecycle::retention_succeeded();
                     tracing::info!(deleted, "retention applied");
                 }
                 Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),

@@ -262,6 +262,7 @@ fn spawn_retention(service: &mut RunningService, store: Store, config: &Config) 
                         .increment(redeemed as u64);
                     metrics::counter!("openwarn_test_results_deleted_total")
                         .increment(deleted as u64);
+                    openwarn_bootstrap::lifecycle::retention_succeeded();
                     tracing::info!(redeemed, deleted, "retention applied");
                 }
                 Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),

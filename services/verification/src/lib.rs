@@ -284,6 +284,7 @@ fn spawn_retention(service: &mut RunningService, store: Store, config: &Config) 
                 Ok(deleted) => {
                     metrics::counter!("openwarn_verification_rows_deleted_total")
                         .increment(deleted as u64);
+                    openwarn_bootstrap::lifecycle::retention_succeeded();
                     tracing::info!(deleted, "retention applied");
                 }
                 Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),
