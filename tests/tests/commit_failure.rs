@@ -109,6 +109,7 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
             ))
             .header("content-type", "application/x-protobuf")
             .header("cwa-authorization", uuid::Uuid::new_v4().to_string())
+            .header("cwa-fake", "0")
             .body(payload(6, 9).encode_to_vec())
             .send()
             .await

@@ -165,6 +165,8 @@ async fn every_error_has_its_code_and_changes_nothing() {
                 "payload_too_large",
             ),
             (None, proto, good.clone(), 400, "missing_authorization"),
+            // CWA: an empty header is a missing one (400), not a wrong TAN.
+            (Some(""), proto, good.clone(), 400, "missing_authorization"),
             (Some("not-a-tan"), proto, good.clone(), 403, "tan_not_valid"),
             (
                 Some(&tan),
@@ -209,6 +211,19 @@ async fn every_error_has_its_code_and_changes_nothing() {
             (unknown.status, unknown.reason.as_deref()),
             (403, Some("tan_not_valid"))
         );
+        // Without `cwa-fake` (CWA routes by its value and has no route without it): 400.
+        let no_header = chain
+            .app
+            .post(chain.submission_url())
+            .header("content-type", proto)
+            .header("cwa-authorization", &tan)
+            .body(good.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_header.status().as_u16(), 400);
+        let body: Value = no_header.json().await.unwrap();
+        assert_eq!(body["error"], "missing_fake_header");
         // A fake is answered 200 and does nothing: nothing stored, the TAN still valid.
         let fake = submit(&chain, Some(&tan), proto, good.clone(), true).await;
         assert_eq!(fake.status, 200);
@@ -345,6 +360,7 @@ async fn the_whole_path_through_the_proxy() {
             .post(chain.proxy_url("diagnosis-keys"))
             .header("content-type", "application/x-protobuf")
             .header("cwa-authorization", &tan)
+            .header("cwa-fake", "0")
             .body(payload(10, 43).encode_to_vec())
             .send()
             .await
@@ -355,4 +371,81 @@ async fn the_whole_path_through_the_proxy() {
         assert!(keys.iter().all(|k| k.key_data[1] == 42));
         chain.shutdown().await;
     }
+}
+
+/// Through the proxy, every answer on an app route — success, fake, a failed real upload, the
+/// proxy's own refusal — has the same body length and content type: only the status line tells
+/// them apart.
+#[tokio::test]
+async fn every_answer_on_a_route_has_one_length_at_the_proxy() {
+    let db = openwarn_testkit::TestDatabase::sqlite();
+    let chain = Chain::start(&db, "memory://", &[]).await;
+    let phone = openwarn_testkit::http_client();
+    let (_, tan) = chain.positive_session(&phone, |e| chain.proxy_url(e)).await;
+    let upload = |tan: &str, fake: Option<&str>, body: Vec<u8>| {
+        let mut request = phone
+            .post(chain.proxy_url("diagnosis-keys"))
+            .header("content-type", "application/x-protobuf")
+            .header("cwa-authorization", tan)
+            .body(body);
+        if let Some(fake) = fake {
+            request = request.header("cwa-fake", fake);
+        }
+        request.send()
+    };
+    let good = payload(5, 3).encode_to_vec();
+    let mut answers = Vec::new();
+    for (what, response) in [
+        ("success", upload(&tan, Some("0"), good.clone()).await),
+        ("spent TAN", upload(&tan, Some("0"), good.clone()).await),
+        ("fake", upload(&tan, Some("1"), good.clone()).await),
+        ("no cwa-fake", upload(&tan, None, good.clone()).await),
+        ("bad payload", upload(&tan, Some("0"), vec![0xff; 3]).await),
+        (
+            "too large",
+            upload(&tan, Some("0"), vec![0; 200 * 1024]).await,
+        ),
+    ] {
+        let response = response.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.bytes().await.unwrap();
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        answers.push((what, status, content_type, body.len(), json));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.1).collect();
+    assert_eq!(statuses, [200, 403, 200, 400, 400, 413], "{answers:?}");
+    for (what, _, content_type, length, json) in &answers {
+        assert_eq!(content_type, "application/json", "{what}");
+        assert_eq!(*length, 320, "{what}: {json}");
+        assert!(json["responsePadding"].is_string(), "{what}: {json}");
+    }
+    assert_eq!(answers[1].4["error"], "tan_not_valid");
+    assert_eq!(answers[3].4["error"], "missing_fake_header");
+
+    // A verification route: a refused poll and the proxy's own 413 are as long as a success.
+    let poll = |body: Vec<u8>| {
+        phone
+            .post(chain.proxy_url("testresult"))
+            .header("content-type", "application/json")
+            .header("cwa-fake", "0")
+            .body(body)
+            .send()
+    };
+    for (what, response, status) in [
+        (
+            "unknown token",
+            poll(br#"{"registrationToken":"3ab7a6c2-2b6c-4c3d-9a4b-b0f7c7a4a1de"}"#.to_vec()).await,
+            400,
+        ),
+        ("too large", poll(vec![b' '; 200 * 1024]).await, 413),
+    ] {
+        let response = response.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        assert_eq!(response.bytes().await.unwrap().len(), 320, "{what}");
+    }
+    chain.shutdown().await;
 }

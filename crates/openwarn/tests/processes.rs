@@ -224,6 +224,7 @@ async fn the_whole_path_over_real_processes() {
             .post(app("diagnosis-keys"))
             .header("content-type", "application/x-protobuf")
             .header("cwa-authorization", &tan)
+            .header("cwa-fake", "0")
             .body(payload.encode_to_vec())
             .send()
             .await

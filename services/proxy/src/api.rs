@@ -67,9 +67,10 @@ pub fn api(limits: &Limits) -> OpenApi {
             )))
             .parameter(header(
                 "cwa-fake",
-                false,
-                "`1`: a fake, answered by the proxy itself like a real success (status, body \
-                 length, fields and latency), never forwarded",
+                route.upstream == Upstream::Submission,
+                "`0`: a real request; anything else: a fake, answered by the proxy itself like a \
+                 real success (status, body length, fields and latency), never forwarded. \
+                 Required on the upload (400 `missing_fake_header` without it, as in CWA)",
             ))
             .request_body(Some(
                 RequestBodyBuilder::new()
@@ -101,7 +102,9 @@ pub fn api(limits: &Limits) -> OpenApi {
                     "The only door phones use for uploads and tests: it routes four paths, \
                      forwards an allow-list of headers, reads bodies under caps, rate-limits \
                      per network without keeping addresses and answers fake requests itself. \
-                     Any other path is 404 `not_found`.",
+                     Every answer on these routes (success, error, fake, the proxy's own) has a \
+                     JSON body of one length, padded with `responsePadding`: only the status \
+                     line tells them apart. Any other path is 404 `not_found`.",
                 ))
                 .build(),
         )

@@ -92,7 +92,8 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     pub reservoir_size: usize,
     pub fake_seed: Option<u64>,
-    /// Length of verification's padded JSON responses, until a real one has been seen.
+    /// Length of every answer body on a known route (see [`pad`]); verification pads its own
+    /// answers to the same length.
     pub verification_response_length: usize,
 }
 
@@ -211,21 +212,27 @@ impl Gateway {
             .unwrap_or(peer)
     }
 
-    /// Handles one request. `peer` is used for the rate-limit key only and never kept.
+    /// Handles one request. `peer` is used for the rate-limit key only and never kept. Every
+    /// answer on a known route has the same body length and content type (see [`pad`]).
     pub async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
-        match self.answer(request, peer).await {
+        let route = match self.route(&request) {
+            Ok(route) => route,
+            Err(refusal) => return refusal.into_response(),
+        };
+        let response = match self.answer(route, request, peer).await {
             Ok(response) => response,
             Err(refusal) => refusal.into_response(),
-        }
+        };
+        pad(response, self.limits.verification_response_length)
     }
 
     async fn answer(
         &self,
+        route: &Route,
         request: Request<Incoming>,
         peer: IpAddr,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
         let started = Instant::now();
-        let route = self.route(&request)?;
         self.rate_limit(request.headers(), peer).await?;
         let (parts, body) = request.into_parts();
         let body = read_body(
@@ -365,6 +372,34 @@ impl Refusal {
             Self::RateLimited { retry_after_secs } => retry_after(retry_after_secs),
         }
     }
+}
+
+/// The answer with a JSON body of exactly `length` bytes: an object gets (or has its)
+/// `responsePadding` string sized to fit, an empty body becomes `{"responsePadding":"…"}`. So a
+/// failed real upload, a success, a fake and the proxy's own refusal on a route look alike but
+/// for the status line (and `Retry-After` on 429/503). A body already of that length is left as
+/// it is (verification pads its own); one that is longer, or not a JSON object, too.
+fn pad(response: Response<Full<Bytes>>, length: usize) -> Response<Full<Bytes>> {
+    let (mut parts, body) = response.into_parts();
+    // `Full` is one chunk: its bytes are already here.
+    let body = body.into_inner().unwrap_or_default();
+    if body.len() >= length {
+        return Response::from_parts(parts, Full::new(body));
+    }
+    let object = if body.is_empty() {
+        Some(serde_json::Map::new())
+    } else {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body).ok()
+    };
+    let Some(mut object) = object else {
+        return Response::from_parts(parts, Full::new(body));
+    };
+    object.remove("responsePadding");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Full::new(Bytes::from(padded_json(&object, length))))
 }
 
 /// Reads the whole body, within the route's size cap and the read timeout.

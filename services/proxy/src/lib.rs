@@ -110,8 +110,9 @@ pub struct Config {
     /// Seed of the fake-delay sampler, for reproducible tests; random when absent.
     #[arg(long, env = "OPENWARN_FAKE_SEED", hide = true)]
     pub fake_seed: Option<u64>,
-    /// Length of verification's padded responses (OPENWARN_RESPONSE_LENGTH there), used for fakes
-    /// until a real response has been seen.
+    /// Length of every app-facing answer body on a known route — success, error, fake, and the
+    /// proxy's own 4xx/5xx — padded with `responsePadding` (verification pads its answers to its
+    /// own OPENWARN_RESPONSE_LENGTH: set both to the same value).
     #[arg(long, env = "OPENWARN_RESPONSE_LENGTH", default_value_t = 320)]
     pub response_length: usize,
 }

@@ -7,7 +7,7 @@ use crate::store::Store;
 use crate::tans::{TanError, Tans};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use openwarn_bootstrap::http::{ApiError, is_fake, read_body};
+use openwarn_bootstrap::http::{ApiError, FAKE_HEADER, is_fake, read_body};
 use openwarn_bootstrap::lifecycle::Routes;
 use openwarn_domain::Tan;
 use openwarn_protocol::Message;
@@ -82,13 +82,13 @@ fn clock() -> (i32, i64) {
     path = "/version/v1/diagnosis-keys",
     params(
         ("cwa-authorization" = String, Header, description = "The TAN (a UUID) from verification"),
-        ("cwa-fake" = Option<String>, Header, description = "`1` for a fake (cover) upload: answered 200, nothing stored"),
+        ("cwa-fake" = String, Header, description = "`0` for a real upload; anything else marks a fake (cover) upload: answered 200, nothing stored. Required, as in CWA (400 `missing_fake_header` without it)"),
     ),
     request_body(content = ProtobufBody, content_type = "application/x-protobuf",
         description = "A `SubmissionPayload` (cwa-server's protocol buffer): keys, visited countries, origin, consent, submission type"),
     responses(
         (status = 200, description = "Every key stored; the TAN is spent"),
-        (status = 400, description = "`invalid_payload`, `missing_authorization` or a rule the keys break (e.g. `too_many_keys`, `invalid_report_type`); nothing stored", body = SubmissionError),
+        (status = 400, description = "`invalid_payload`, `missing_fake_header`, `missing_authorization` (absent or empty) or a rule the keys break (e.g. `too_many_keys`, `invalid_report_type`); nothing stored", body = SubmissionError),
         (status = 403, description = "`tan_not_valid`: unknown, expired or spent TAN", body = SubmissionError),
         (status = 413, description = "`payload_too_large`", body = SubmissionError),
         (status = 415, description = "`unsupported_media_type`: not `application/x-protobuf`", body = SubmissionError),
@@ -101,6 +101,11 @@ async fn submit(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    if request.headers().get(FAKE_HEADER).is_none() {
+        // CWA routes by the header's value (`0` real, anything else fake) and has no route for
+        // a request without it.
+        return Err(ApiError::bad_request("missing_fake_header"));
+    }
     if is_fake(&request) {
         // Defence in depth (the proxy answers fakes): read nothing, call no one, store nothing.
         drop(body);
@@ -126,6 +131,7 @@ async fn handle(
     let tan = request
         .headers()
         .get("cwa-authorization")
+        .filter(|v| !v.is_empty())
         .ok_or(ApiError::bad_request("missing_authorization"))?
         .to_str()
         .ok()
