@@ -1,6 +1,8 @@
 //! A submission whose keys were stored but whose TAN commit fails: the keys stay stored, the user
-//! gets 200 (their upload succeeded), the commit was retried, and the reservation is left to lapse
-//! by itself (never released: releasing would let the TAN be used twice).
+//! gets 200 (their upload succeeded), the reservation is never released, and the commit is kept
+//! in submission's own database and retried until verification confirms — also by a submission
+//! started after the first one stopped. Meanwhile the TAN stores nothing again, even when
+//! verification would reserve it again (its reservation lapsed).
 
 use openwarn_e2e::{PKI_NAMES, payload};
 use openwarn_protocol::Message;
@@ -17,7 +19,11 @@ use tonic::{Request, Response, Status};
 struct Stub {
     reserves: AtomicUsize,
     commits: AtomicUsize,
+    /// Commits verification confirmed, by TAN.
+    confirmed: std::sync::Mutex<Vec<String>>,
     releases: AtomicUsize,
+    /// While set, commits fail as if verification's database were down.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// The gRPC service over shared counters (a local type, as the orphan rule wants).
@@ -44,10 +50,18 @@ impl VerificationService for StubService {
     }
     async fn commit_tan(
         &self,
-        _: Request<CommitTanRequest>,
+        request: Request<CommitTanRequest>,
     ) -> Result<Response<CommitTanResponse>, Status> {
         self.0.commits.fetch_add(1, Ordering::SeqCst);
-        Err(Status::unavailable("database unavailable"))
+        if self.0.failing.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("database unavailable"));
+        }
+        self.0
+            .confirmed
+            .lock()
+            .unwrap()
+            .push(request.into_inner().tan);
+        Ok(Response::new(CommitTanResponse {}))
     }
     async fn release_tan(
         &self,
@@ -65,7 +79,7 @@ impl VerificationService for StubService {
 }
 
 #[tokio::test]
-async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
+async fn keys_stored_but_commit_failing_succeeds_once_and_is_committed_later() {
     for (db, _) in openwarn_testkit::backends() {
         let (_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
         let stub = Arc::new(Stub::default());
@@ -81,44 +95,41 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
             .await
             .unwrap();
 
-        let args: Vec<String> = [
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(pki.service_args("submission"))
-        .chain([
-            "--database-url".into(),
-            db.url().to_owned(),
-            "--verification-url".into(),
-            format!("https://{grpc}"),
-            "--supported-countries".into(),
-            "DE,FR".into(),
-        ])
-        .collect();
+        let args: Vec<String> = openwarn_e2e::EPHEMERAL
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(pki.service_args("submission"))
+            .chain([
+                "--database-url".into(),
+                db.url().to_owned(),
+                "--verification-url".into(),
+                format!("https://{grpc}"),
+                "--supported-countries".into(),
+                "DE,FR".into(),
+                "--commit-retry-interval".into(),
+                "1s".into(),
+            ])
+            .collect();
+        stub.failing.store(true, Ordering::SeqCst);
         let submission = openwarn_submission::start(config(&args)).await.unwrap();
-        let reply = https_client(&pki, Some("proxy"))
-            .post(format!(
-                "https://{}/version/v1/diagnosis-keys",
-                submission.addr("http")
-            ))
-            .header("content-type", "application/x-protobuf")
-            .header("cwa-authorization", uuid::Uuid::new_v4().to_string())
-            .header("cwa-fake", "0")
-            .body(payload(6, 9).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
+        let tan = uuid::Uuid::new_v4().to_string();
+        let upload = |submission: &openwarn_bootstrap::RunningService, seed: u8| {
+            https_client(&pki, Some("proxy"))
+                .post(format!(
+                    "https://{}/version/v1/diagnosis-keys",
+                    submission.addr("http")
+                ))
+                .header("content-type", "application/x-protobuf")
+                .header("cwa-authorization", &tan)
+                .header("cwa-fake", "0")
+                .body(payload(6, seed).encode_to_vec())
+                .send()
+        };
+        let reply = upload(&submission, 9).await.unwrap();
         assert_eq!(reply.status().as_u16(), 200, "{}", db.label());
         assert_eq!(stub.reserves.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            stub.commits.load(Ordering::SeqCst),
-            3,
+        assert!(
+            stub.commits.load(Ordering::SeqCst) >= 3,
             "the commit is retried"
         );
         assert_eq!(
@@ -126,11 +137,41 @@ async fn keys_stored_but_commit_failing_is_a_success_that_keeps_the_keys() {
             0,
             "stored keys never give the TAN back"
         );
-        let stored = openwarn_submission::Store::new(
+        let store = openwarn_submission::Store::new(
             openwarn_db::Database::open(db.url(), 1).await.unwrap(),
         );
-        assert_eq!(stored.count().await.unwrap(), 6, "{}", db.label());
+        assert_eq!(store.count().await.unwrap(), 6, "{}", db.label());
+        assert_eq!(store.pending_commits(10).await.unwrap().1, 1);
+
+        // The reservation lapsed and verification reserves the TAN again (this stub always
+        // does): the TAN still stores nothing, and the new reservation is given back.
+        let replay = upload(&submission, 10).await.unwrap();
+        assert_eq!(replay.status().as_u16(), 403, "{}", db.label());
+        assert_eq!(
+            store.count().await.unwrap(),
+            6,
+            "{}: nothing more",
+            db.label()
+        );
+        assert_eq!(stub.releases.load(Ordering::SeqCst), 1);
+
+        // Submission stops before verification is back; another one, started later on the same
+        // database, commits the TAN once verification answers again.
         submission.shutdown().await.unwrap();
+        stub.failing.store(false, Ordering::SeqCst);
+        let restarted = openwarn_submission::start(config(&args)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.pending_commits(10).await.unwrap().1 > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the pending commit was never confirmed",
+                db.label()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(*stub.confirmed.lock().unwrap(), [tan.clone()]);
+        assert_eq!(store.count().await.unwrap(), 6, "{}", db.label());
+        restarted.shutdown().await.unwrap();
         verification.shutdown().await.unwrap();
     }
 }

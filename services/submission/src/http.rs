@@ -3,7 +3,7 @@
 //! stored and the TAN is spent, or nothing is stored and the TAN stays usable.
 
 use crate::rules::{Rules, validate};
-use crate::store::Store;
+use crate::store::{PendingCommit, Store, Stored};
 use crate::tans::{TanError, Tans};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -152,9 +152,21 @@ async fn handle(
         }
         TanError::Unavailable => ApiError::unavailable(),
     })?;
-    match state.store.store(&submission, now_hour).await {
-        Ok(stored) => {
+    let commit = PendingCommit {
+        tan: tan.expose().to_owned(),
+        reservation_id: reservation.clone(),
+        created_at: openwarn_bootstrap::lifecycle::unix_now(),
+    };
+    match state.store.store(&submission, now_hour, commit).await {
+        Ok(Stored::Keys(stored)) => {
             metrics::counter!("openwarn_diagnosis_keys_stored_total").increment(stored as u64);
+        }
+        Ok(Stored::TanAlreadyUsed) => {
+            // Its keys are stored and verification has not confirmed the spending yet (e.g. the
+            // reservation lapsed meanwhile): this TAN never stores keys again.
+            tans.release(&tan, &reservation).await;
+            outcome("tan_refused");
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "tan_not_valid"));
         }
         Err(e) => {
             tracing::warn!(error = %e, "storing keys failed; giving the TAN back");
@@ -163,10 +175,19 @@ async fn handle(
             return Err(ApiError::unavailable());
         }
     }
-    if let Err(e) = tans.commit(&tan, &reservation).await {
-        // The keys are stored; the reservation lapses by itself, so the user is never stranded.
-        tracing::warn!(?e, "keys stored but the TAN could not be committed");
-        metrics::counter!("openwarn_tan_commit_failures_total").increment(1);
+    match tans.commit(&tan, &reservation).await {
+        Ok(()) => {
+            if let Err(e) = state.store.commit_confirmed(tan.expose().to_owned()).await {
+                // The pending commit stays; the retry job confirms it again and removes it.
+                tracing::warn!(error = %e, "TAN spent, but its pending commit could not be removed");
+            }
+        }
+        Err(e) => {
+            // The keys and the pending commit are stored: the retry job commits until
+            // verification confirms, and meanwhile the TAN can store nothing again.
+            tracing::warn!(?e, "keys stored but the TAN could not be committed yet");
+            metrics::counter!("openwarn_tan_commit_failures_total").increment(1);
+        }
     }
     outcome("stored");
     Ok(())

@@ -94,6 +94,10 @@ pub struct Config {
     /// How often the retention job runs.
     #[arg(long, env = "OPENWARN_RETENTION_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub retention_interval: Duration,
+    /// How often TANs whose keys are stored but whose spending verification has not confirmed
+    /// (it was unreachable, or this service stopped in between) are committed again.
+    #[arg(long, env = "OPENWARN_COMMIT_RETRY_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub commit_retry_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +118,12 @@ pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 
 fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
+    if config.commit_retry_interval.is_zero() {
+        return Err(ConfigError::new(
+            "OPENWARN_COMMIT_RETRY_INTERVAL",
+            "must be at least 1s",
+        ));
+    }
     if !(1..=30).contains(&config.max_keys) {
         return Err(ConfigError::new("OPENWARN_MAX_KEYS", "must be 1 to 30"));
     }
@@ -144,7 +154,10 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             rules,
             max_body_bytes: config.max_body_bytes,
         }),
-        move || tans::Tans::new(verification.connect_lazy()),
+        {
+            let verification = verification.clone();
+            move || tans::Tans::new(verification.connect_lazy())
+        },
     );
     // Only the proxy calls this port: mutual TLS with the internal CA.
     service
@@ -169,6 +182,11 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             .openapi(&http::api()),
         )
         .await?;
+
+    let (pending, retries) = (store.clone(), tans::Tans::new(verification.connect_lazy()));
+    service.spawn_periodic(config.commit_retry_interval, move || {
+        tans::commit_pending(pending.clone(), retries.clone())
+    });
 
     let keep_hours = i64::try_from(config.key_retention.as_secs() / 3600).unwrap_or(i64::MAX);
     service.spawn_periodic(config.retention_interval, move || {

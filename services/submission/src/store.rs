@@ -1,5 +1,6 @@
-//! The service's own table of diagnosis keys. Nothing outside this crate reads it; keys leave only
-//! through `StreamDiagnosisKeys`.
+//! The service's own tables: diagnosis keys, and the TANs whose keys are stored but whose spending
+//! verification has not confirmed yet (`pending_commits`, written in the same transaction as the
+//! keys). Nothing outside this crate reads them; keys leave only through `StreamDiagnosisKeys`.
 
 use crate::rules::ValidSubmission;
 use diesel::prelude::*;
@@ -21,7 +22,43 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    pending_commits (tan) {
+        tan -> Text,
+        reservation_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
 use diagnosis_keys::dsl as dk;
+use pending_commits::dsl as pc;
+
+/// A TAN whose keys are stored, and the reservation they were stored under: verification is
+/// asked to spend it until it confirms. While the row exists, the TAN can store no more keys —
+/// whatever verification says meanwhile (e.g. after its reservation lapsed).
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable)]
+#[diesel(table_name = pending_commits)]
+pub struct PendingCommit {
+    pub tan: String,
+    pub reservation_id: String,
+    pub created_at: i64,
+}
+
+/// What storing a submission came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Every key is stored (this many were new), and the TAN's commit is pending.
+    Keys(usize),
+    /// The TAN already stored keys (its commit is still pending): nothing was stored.
+    TanAlreadyUsed,
+}
+
+/// One submission's write: its keys and its TAN's pending commit, together or not at all.
+#[derive(Debug)]
+struct Upload {
+    keys: Vec<StoredKey>,
+    commit: PendingCommit,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable)]
 #[diesel(table_name = diagnosis_keys)]
@@ -52,8 +89,9 @@ pub struct Cursor {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
-    /// Submissions' keys, written together with those of concurrent submissions (group commit).
-    writes: Batcher<Vec<StoredKey>, usize>,
+    /// Submissions' keys and pending commits, written together with those of concurrent
+    /// submissions (group commit).
+    writes: Batcher<Upload, Stored>,
 }
 
 /// One statement for a whole batch: the rows as parallel arrays, so that the text does not depend
@@ -88,16 +126,101 @@ fn identity(key: &StoredKey) -> Identity {
     )
 }
 
+/// Records the pending commits of several submissions at once; which of them were new (a TAN
+/// already pending, or twice in the batch, is recorded for one submission only).
+const INSERT_PENDING_PG: &str = "\
+INSERT INTO pending_commits (tan, reservation_id, created_at)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
+ON CONFLICT DO NOTHING
+RETURNING tan, reservation_id";
+
+#[derive(diesel::QueryableByName)]
+struct NewPending {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tan: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reservation_id: String,
+}
+
+/// Writes several submissions: for each whose TAN is not pending yet, its pending commit and its
+/// keys; for the others nothing. One transaction (the batch writer runs SQLite's batches in one
+/// already; on PostgreSQL it expects one statement, and these are two).
+fn insert_uploads(conn: &mut AnyConnection, uploads: &[Upload]) -> QueryResult<Vec<Stored>> {
+    if matches!(conn, AnyConnection::Postgresql(_)) {
+        return diesel::Connection::transaction(conn, |conn| write_uploads(conn, uploads));
+    }
+    write_uploads(conn, uploads)
+}
+
+fn write_uploads(conn: &mut AnyConnection, uploads: &[Upload]) -> QueryResult<Vec<Stored>> {
+    let recorded: Vec<bool> = match conn {
+        AnyConnection::Postgresql(pg) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            let mut new: std::collections::HashSet<(String, String)> =
+                openwarn_db::prepared(INSERT_PENDING_PG)
+                    .bind::<Array<Text>, _>(
+                        uploads
+                            .iter()
+                            .map(|u| u.commit.tan.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<Text>, _>(
+                        uploads
+                            .iter()
+                            .map(|u| u.commit.reservation_id.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind::<Array<BigInt>, _>(
+                        uploads
+                            .iter()
+                            .map(|u| u.commit.created_at)
+                            .collect::<Vec<_>>(),
+                    )
+                    .load::<NewPending>(pg)?
+                    .into_iter()
+                    .map(|p| (p.tan, p.reservation_id))
+                    .collect();
+            uploads
+                .iter()
+                .map(|u| new.remove(&(u.commit.tan.clone(), u.commit.reservation_id.clone())))
+                .collect()
+        }
+        AnyConnection::Sqlite(lite) => uploads
+            .iter()
+            .map(|u| {
+                diesel::insert_or_ignore_into(pc::pending_commits)
+                    .values(&u.commit)
+                    .execute(lite)
+                    .map(|n| n == 1)
+            })
+            .collect::<QueryResult<_>>()?,
+    };
+    let accepted: Vec<&[StoredKey]> = uploads
+        .iter()
+        .zip(&recorded)
+        .filter(|(_, r)| **r)
+        .map(|(u, _)| u.keys.as_slice())
+        .collect();
+    let mut counts = insert_keys(conn, &accepted)?.into_iter();
+    Ok(recorded
+        .iter()
+        .map(|r| {
+            if *r {
+                Stored::Keys(counts.next().unwrap_or(0))
+            } else {
+                Stored::TanAlreadyUsed
+            }
+        })
+        .collect())
+}
+
 /// Writes the keys of several submissions; how many of each submission's keys were new. A key in
 /// two submissions of the batch counts for the first.
-fn insert_keys(
-    conn: &mut AnyConnection,
-    submissions: &[Vec<StoredKey>],
-) -> QueryResult<Vec<usize>> {
+fn insert_keys(conn: &mut AnyConnection, submissions: &[&[StoredKey]]) -> QueryResult<Vec<usize>> {
     match conn {
         AnyConnection::Postgresql(pg) => {
             use diesel::sql_types::{Array, BigInt, Binary, Bool, Integer, Text};
-            let rows = || submissions.iter().flatten();
+            let rows = || submissions.iter().copied().flatten();
             let ints = |f: fn(&StoredKey) -> i32| rows().map(f).collect::<Vec<i32>>();
             let mut new: std::collections::HashSet<Identity> =
                 openwarn_db::prepared(INSERT_KEYS_PG)
@@ -180,24 +303,48 @@ impl Store {
             "insert_keys",
             db.clone(),
             BatchLimits::for_database(&db),
-            insert_keys,
+            insert_uploads,
         );
         Self { db, writes }
     }
 
-    /// Stores every key of a submission, atomically, together with the keys of submissions
-    /// arriving at the same time; a key already stored (same bytes, rolling start and submission
-    /// type) is kept as it was. Returns how many were new.
+    /// Stores every key of a submission and its TAN's pending commit, atomically, together with
+    /// submissions arriving at the same time; a key already stored (same bytes, rolling start and
+    /// submission type) is kept as it was. Nothing is stored when the TAN already has a pending
+    /// commit.
     pub async fn store(
         &self,
         submission: &ValidSubmission,
         submission_hour: i64,
-    ) -> Result<usize, DbError> {
-        let rows = rows(submission, submission_hour);
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        self.writes.write(rows).await
+        commit: PendingCommit,
+    ) -> Result<Stored, DbError> {
+        let keys = rows(submission, submission_hour);
+        self.writes.write(Upload { keys, commit }).await
+    }
+
+    /// Verification confirmed that the TAN is spent: its pending commit goes.
+    pub async fn commit_confirmed(&self, tan: String) -> Result<(), DbError> {
+        self.db
+            .run(move |conn| {
+                diesel::delete(pc::pending_commits.filter(pc::tan.eq(&tan)))
+                    .execute(conn)
+                    .map(drop)
+            })
+            .await
+    }
+
+    /// The oldest pending commits, up to `limit`, and how many there are in all.
+    pub async fn pending_commits(&self, limit: i64) -> Result<(Vec<PendingCommit>, i64), DbError> {
+        self.db
+            .run(move |conn| {
+                let oldest = pc::pending_commits
+                    .order(pc::created_at)
+                    .limit(limit)
+                    .load::<PendingCommit>(conn)?;
+                let all = pc::pending_commits.count().get_result(conn)?;
+                Ok((oldest, all))
+            })
+            .await
     }
 
     /// Up to `limit` keys submitted in `[from_hour, until_hour)`, after `after`, in stream order.
@@ -275,6 +422,26 @@ mod tests {
     use crate::rules::ValidKey;
     use openwarn_testkit::databases;
 
+    /// Stores `submission` with a fresh TAN; how many keys were new.
+    async fn put(s: &Store, submission: &ValidSubmission, hour: i64) -> usize {
+        match s
+            .store(submission, hour, pending(&uuid::Uuid::new_v4().to_string()))
+            .await
+            .unwrap()
+        {
+            Stored::Keys(n) => n,
+            Stored::TanAlreadyUsed => panic!("a fresh TAN"),
+        }
+    }
+
+    fn pending(tan: &str) -> PendingCommit {
+        PendingCommit {
+            tan: tan.to_owned(),
+            reservation_id: uuid::Uuid::new_v4().to_string(),
+            created_at: 1_000,
+        }
+    }
+
     async fn store(url: &str) -> Store {
         let db = Database::open(url, 4).await.unwrap();
         db.migrate(crate::MIGRATIONS_PG, crate::MIGRATIONS_SQLITE)
@@ -310,15 +477,15 @@ mod tests {
     async fn keys_are_stored_once_per_submission_type() {
         for db in databases() {
             let s = store(db.url()).await;
-            assert_eq!(s.store(&submission(&[1, 2, 3], 0), 100).await.unwrap(), 3);
+            assert_eq!(put(&s, &submission(&[1, 2, 3], 0), 100).await, 3);
             assert_eq!(
-                s.store(&submission(&[3, 4], 0), 101).await.unwrap(),
+                put(&s, &submission(&[3, 4], 0), 101).await,
                 1,
                 "{}: key 3 exists",
                 db.label()
             );
             assert_eq!(
-                s.store(&submission(&[3], 1), 101).await.unwrap(),
+                put(&s, &submission(&[3], 1), 101).await,
                 1,
                 "another submission type"
             );
@@ -336,16 +503,18 @@ mod tests {
     async fn a_batch_stores_each_key_once() {
         for db in databases() {
             let s = store(db.url()).await;
-            s.store(&submission(&[1], 0), 100).await.unwrap();
+            put(&s, &submission(&[1], 0), 100).await;
             let batch = vec![
                 rows(&submission(&[1, 2, 3], 0), 101),
                 rows(&submission(&[3, 4], 0), 101),
                 rows(&submission(&[3], 1), 101),
             ];
             let counts =
-                s.db.transaction(move |conn| insert_keys(conn, &batch))
-                    .await
-                    .unwrap();
+                s.db.transaction(move |conn| {
+                    insert_keys(conn, &batch.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                })
+                .await
+                .unwrap();
             assert_eq!(counts, vec![2, 1, 1], "{}", db.label());
             assert_eq!(s.count().await.unwrap(), 5, "{}", db.label());
             let kept = s.keys_page(100, 101, None, 10).await.unwrap();
@@ -362,12 +531,12 @@ mod tests {
                 .map(|i| {
                     let s = s.clone();
                     tokio::spawn(
-                        async move { s.store(&submission(&[2 * i, 2 * i + 1], 0), 100).await },
+                        async move { put(&s, &submission(&[2 * i, 2 * i + 1], 0), 100).await },
                     )
                 })
                 .collect();
             for t in tasks {
-                assert_eq!(t.await.unwrap().unwrap(), 2, "{}", db.label());
+                assert_eq!(t.await.unwrap(), 2, "{}", db.label());
             }
             assert_eq!(s.count().await.unwrap(), 80, "{}", db.label());
         }
@@ -377,14 +546,14 @@ mod tests {
     async fn pages_walk_every_key_in_order_once() {
         for db in databases() {
             let s = store(db.url()).await;
-            s.store(&submission(&[9, 1, 5], 0), 10).await.unwrap();
-            s.store(&submission(&[5, 2], 1), 10).await.unwrap();
+            put(&s, &submission(&[9, 1, 5], 0), 10).await;
+            put(&s, &submission(&[5, 2], 1), 10).await;
             // Key 5 again, a day earlier: another key (a page boundary falls between the two).
             let mut earlier = submission(&[5], 0);
             earlier.keys[0].rolling_start_interval_number -= 144;
-            s.store(&earlier, 10).await.unwrap();
-            s.store(&submission(&[7, 3], 0), 11).await.unwrap();
-            s.store(&submission(&[8], 0), 12).await.unwrap();
+            put(&s, &earlier, 10).await;
+            put(&s, &submission(&[7, 3], 0), 11).await;
+            put(&s, &submission(&[8], 0), 12).await;
             let mut seen = Vec::new();
             let mut after = None;
             loop {
@@ -423,12 +592,69 @@ mod tests {
         }
     }
 
+    /// A TAN whose keys are stored cannot store keys again while its commit is pending — in a
+    /// later request or in the same batch — and nothing of the refused submission is stored.
+    #[tokio::test]
+    async fn a_tan_with_a_pending_commit_stores_nothing_again() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let first = s
+                .store(&submission(&[1, 2], 0), 10, pending("tan-a"))
+                .await
+                .unwrap();
+            assert_eq!(first, Stored::Keys(2), "{}", db.label());
+            let again = s
+                .store(&submission(&[3], 0), 10, pending("tan-a"))
+                .await
+                .unwrap();
+            assert_eq!(again, Stored::TanAlreadyUsed, "{}", db.label());
+            assert_eq!(
+                s.count().await.unwrap(),
+                2,
+                "{}: key 3 not stored",
+                db.label()
+            );
+
+            // Concurrent submissions with one TAN: one stores, the others store nothing.
+            let tasks: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        s.store(&submission(&[100 + i], 0), 10, pending("tan-b"))
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for t in tasks {
+                outcomes.push(t.await.unwrap());
+            }
+            assert_eq!(
+                outcomes.iter().filter(|o| **o == Stored::Keys(1)).count(),
+                1,
+                "{}: {outcomes:?}",
+                db.label()
+            );
+            assert_eq!(s.count().await.unwrap(), 3, "{}", db.label());
+
+            let (oldest, all) = s.pending_commits(10).await.unwrap();
+            assert_eq!(all, 2);
+            let mut tans: Vec<_> = oldest.into_iter().map(|p| p.tan).collect();
+            tans.sort();
+            assert_eq!(tans, ["tan-a", "tan-b"]);
+            s.commit_confirmed("tan-a".into()).await.unwrap();
+            s.commit_confirmed("tan-a".into()).await.unwrap();
+            assert_eq!(s.pending_commits(10).await.unwrap().1, 1, "{}", db.label());
+        }
+    }
+
     #[tokio::test]
     async fn retention_deletes_old_keys_idempotently() {
         for db in databases() {
             let s = store(db.url()).await;
-            s.store(&submission(&[1], 0), 10).await.unwrap();
-            s.store(&submission(&[2], 0), 20).await.unwrap();
+            put(&s, &submission(&[1], 0), 10).await;
+            put(&s, &submission(&[2], 0), 20).await;
             assert_eq!(s.apply_retention(15).await.unwrap(), 1);
             assert_eq!(s.apply_retention(15).await.unwrap(), 0);
             assert_eq!(s.count().await.unwrap(), 1, "{}", db.label());

@@ -97,3 +97,53 @@ impl Tans {
         }
     }
 }
+
+/// How many pending commits one run of [`commit_pending`] takes on (the oldest first).
+const PENDING_PER_RUN: i64 = 500;
+
+/// Commits again the TANs whose keys are stored but whose spending verification has not
+/// confirmed (it was unreachable, or the service stopped between storing and committing), and
+/// forgets each once verification confirms it or knows no such TAN (then nothing can spend it).
+/// Stops at the first commit verification cannot answer; the next run goes on. Exports how many
+/// are pending (`openwarn_tan_commits_pending`).
+pub async fn commit_pending(store: crate::Store, tans: Tans) {
+    let (pending, all) = match store.pending_commits(PENDING_PER_RUN).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the pending TAN commits; retrying next interval");
+            return;
+        }
+    };
+    let mut left = all;
+    for commit in pending {
+        let Ok(tan) = Tan::from_authorization_header(&commit.tan) else {
+            // Only TANs that verification reserved are stored; keep it visible, never drop it.
+            tracing::error!("a pending commit holds no TAN");
+            continue;
+        };
+        let result = match tans.commit(&tan, &commit.reservation_id).await {
+            Ok(()) => "confirmed",
+            Err(TanError::Refused) => {
+                tracing::warn!(
+                    "verification knows no such TAN to spend; the pending commit is dropped"
+                );
+                "refused"
+            }
+            Err(TanError::Unavailable) => {
+                metrics::counter!("openwarn_tan_commit_retries_total", "result" => "unavailable")
+                    .increment(1);
+                break;
+            }
+        };
+        metrics::counter!("openwarn_tan_commit_retries_total", "result" => result).increment(1);
+        match store.commit_confirmed(commit.tan).await {
+            Ok(()) => left -= 1,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot forget a confirmed TAN commit; retrying next interval");
+                break;
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a count of rows")]
+    metrics::gauge!("openwarn_tan_commits_pending").set(left as f64);
+}
