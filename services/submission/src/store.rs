@@ -504,7 +504,7 @@ mod tests {
         for db in databases() {
             let s = store(db.url()).await;
             put(&s, &submission(&[1], 0), 100).await;
-            let batch = vec![
+            let batch = [
                 rows(&submission(&[1, 2, 3], 0), 101),
                 rows(&submission(&[3, 4], 0), 101),
                 rows(&submission(&[3], 1), 101),
