@@ -4,6 +4,12 @@
 //! started after the first one stopped. Meanwhile the TAN stores nothing again, even when
 //! verification would reserve it again (its reservation lapsed).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a failure is a failed test"
+)]
+
 use openwarn_e2e::{PKI_NAMES, payload};
 use openwarn_protocol::Message;
 use openwarn_protocol::verification::v1::verification_service_server::{
@@ -169,7 +175,7 @@ async fn keys_stored_but_commit_failing_succeeds_once_and_is_committed_later() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert_eq!(*stub.confirmed.lock().unwrap(), [tan.clone()]);
+        assert_eq!(*stub.confirmed.lock().unwrap(), std::slice::from_ref(&tan));
         assert_eq!(store.count().await.unwrap(), 6, "{}", db.label());
         restarted.shutdown().await.unwrap();
         verification.shutdown().await.unwrap();
