@@ -249,10 +249,7 @@ mod tests {
                 .lines()
                 .zip(current.lines())
                 .position(|(a, b)| a != b)
-                .map_or_else(
-                    || committed.lines().count().min(current.lines().count()),
-                    |i| i,
-                );
+                .unwrap_or_else(|| committed.lines().count().min(current.lines().count()));
             panic!(
                 "docs/CONFIGURATION.md is out of date (first difference at line {}: {:?}); \
                  regenerate it with `{}`",
