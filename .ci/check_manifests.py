@@ -4,6 +4,8 @@
 Checks what a reviewer would: every document parses and names its apiVersion, kind and name;
 kustomization resources exist; every container has an image, resource requests and limits,
 readiness and liveness probes on a declared port, and a locked-down security context; every
+workload is a Deployment whose pods Prometheus scrapes on their `admin` port (annotations, and a
+NetworkPolicy admitting the monitoring namespace there) — no Jobs, whose metrics vanish; every
 Service selects a Deployment's pods and targets declared port names; every Ingress has TLS for
 its hosts (or is a TLS passthrough) and routes to an existing Service's port; every OPENWARN_*
 variable the manifests set is a setting the code defines (a typo would otherwise be silently
@@ -122,6 +124,17 @@ def main(directory):
                     if m["name"] not in volumes:
                         fail(where, f"mount of undeclared volume {m['name']}")
             deployments[name] = (labels, ports)
+            # Every workload is scraped on its admin port (the alerts rest on it).
+            annotations = spec["template"]["metadata"].get("annotations", {})
+            if "admin" not in ports:
+                fail(where, "no container port named admin (/metrics)")
+            elif annotations.get("prometheus.io/scrape") != "true" or str(ports["admin"]) != annotations.get(
+                "prometheus.io/port"
+            ):
+                fail(where, f"pods must carry prometheus.io/scrape: \"true\" and prometheus.io/port: \"{ports['admin']}\"")
+        elif kind in ("CronJob", "Job"):
+            fail(where, "a Job's metrics cannot be scraped (and distribution's last run is what to alert "
+                        "on): run it as a Deployment with its own schedule (docs/OPERATIONS.md)")
 
     for where, doc in docs:
         if doc.get("kind") != "Service":
@@ -390,6 +403,12 @@ def check_network_policies(root, docs):
     except ValueError as e:
         fail("NetworkPolicy", str(e))
         return
+    # Prometheus (namespace monitoring) reaches every workload's admin port.
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    for service, (labels, ports) in pods.items():
+        for port, name in ports.items():
+            if name == "admin" and not allowed(policies, "Ingress", labels, {}, port, name, monitoring):
+                fail("NetworkPolicy", f"monitoring cannot scrape {service}'s admin port {port}")
     needed = needed_edges(root)
     for service, port in GRPC_PORTS.items():
         ports = pods.get(service, (None, {}))[1]

@@ -1,8 +1,10 @@
 //! `openwarn`: run the whole stack on one machine (`up`), run one service (`service`), issue a
 //! teleTAN (`teletan`), publish now (`publish`), play phones (`sim`, from `openwarn-sim`) and
-//! benchmark (`bench`, `bench-distribution`, `bench-polling`, from `openwarn-bench`). The CLI only wires these
+//! benchmark (`bench`, `bench-distribution`, `bench-polling`, from `openwarn-bench`), and print
+//! the configuration reference (`config-reference`). The CLI only wires these
 //! together; production runs each service's own binary (`services/<name>`, deploy/Dockerfile).
 
+mod reference;
 mod up;
 
 use anyhow::Context;
@@ -48,6 +50,9 @@ enum Command {
     /// Play phones against a stack started by `openwarn up`: a scenario end to end (`run`), or
     /// a population's mixed traffic with latency per endpoint (`load`).
     Sim(openwarn_sim::SimArgs),
+    /// Print the configuration reference (docs/CONFIGURATION.md): every setting of every
+    /// service and of this command, written from their definitions.
+    ConfigReference,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +176,11 @@ fn main() -> ExitCode {
         ),
         Command::BenchPolling(args) => report(openwarn_bench::bench_polling::run(args)),
         Command::Sim(args) => report(openwarn_sim::run(args)),
+        Command::ConfigReference => {
+            use clap::CommandFactory;
+            print!("{}", reference::render(&Cli::command()));
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -226,6 +236,37 @@ mod tests {
             utc,
             "valid until 2026-03-01 13:05:09 +00:00 (2026-03-01 13:05:09 UTC)"
         );
+    }
+
+    /// docs/CONFIGURATION.md is what `openwarn config-reference` prints for these definitions.
+    #[test]
+    fn the_configuration_reference_is_current() {
+        use clap::CommandFactory;
+        let committed = include_str!("../../../docs/CONFIGURATION.md");
+        let current = reference::render(&Cli::command());
+        if committed != current {
+            let line = committed
+                .lines()
+                .zip(current.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| committed.lines().count().min(current.lines().count()));
+            panic!(
+                "docs/CONFIGURATION.md is out of date (first difference at line {}: {:?}); \
+                 regenerate it with `{}`",
+                line + 1,
+                current.lines().nth(line).unwrap_or("<end of file>"),
+                reference::REGENERATE
+            );
+        }
+        // Every service's settings are in it, e.g. one of each.
+        for expected in [
+            "| `--database-url` | `OPENWARN_DATABASE_URL` |",
+            "`OPENWARN_SIGNING_KEYS`",
+            "## `openwarn service distribution run-once`",
+            "## `openwarn up`",
+        ] {
+            assert!(current.contains(expected), "{expected} missing");
+        }
     }
 
     /// Every argument whose environment variable can carry a secret (a password in a URL, a

@@ -76,6 +76,7 @@ fn the_subcommands_are_the_same() {
         "bench",
         "bench-distribution",
         "sim",
+        "config-reference",
     ] {
         assert!(
             help.lines()
