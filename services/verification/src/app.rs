@@ -449,6 +449,7 @@ async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> 
         TanIssue::UnknownSession => Err(ApiError::bad_request("unknown_token")),
         TanIssue::AlreadyRedeemed => Err(ApiError::bad_request("tan_already_redeemed")),
         TanIssue::QuotaUsed => Err(ApiError::bad_request("tan_quota_used")),
+        TanIssue::InUse => Err(ApiError::bad_request("tan_in_use")),
     }
 }
 

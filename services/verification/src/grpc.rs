@@ -135,9 +135,7 @@ impl VerificationService for Grpc {
                 }
                 Ok(Response::new(CommitTanResponse {}))
             }
-            Committed::NotReserved => Err(Status::failed_precondition(
-                "no such reservation on this TAN",
-            )),
+            Committed::Unknown => Err(Status::not_found("no such TAN")),
         }
     }
 

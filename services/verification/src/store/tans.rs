@@ -15,6 +15,9 @@ pub enum TanIssue {
     AlreadyRedeemed,
     /// The session has had its quota of TANs.
     QuotaUsed,
+    /// Another TAN of the session is being used for an upload right now (reserved): a second
+    /// TAN meanwhile could upload a second time. Nothing changed; ask again later.
+    InUse,
 }
 
 /// A TAN reservation that submission holds while it stores keys.
@@ -28,8 +31,8 @@ pub struct Reservation {
 pub enum Committed {
     /// The TAN is spent; for GUID sessions, the hashed GUID whose result is now redeemed.
     Done { hashed_guid: Option<HashedGuid> },
-    /// No reservation with that id is held on that TAN.
-    NotReserved,
+    /// No such TAN.
+    Unknown,
 }
 
 /// A reservation to make: see [`Store::reserve_tan`].
@@ -52,7 +55,10 @@ pub(super) struct CommitTan {
 impl Store {
     /// Issues a TAN for a session: while no earlier TAN was redeemed and fewer than `max` were
     /// issued. Earlier unredeemed TANs that are not reserved stop being valid: one valid TAN per
-    /// session at a time.
+    /// session at a time. While an earlier one is reserved (an upload with it is under way),
+    /// nothing is issued (`InUse`): the upload may yet succeed, and a second TAN could upload
+    /// again. (A reservation taken while this runs either sees its TAN voided, or is seen here:
+    /// both update the same row, one after the other.)
     pub async fn issue_tan(
         &self,
         token_hash: String,
@@ -89,6 +95,20 @@ impl Store {
                 )
                 .set(t::expires_at.eq(now))
                 .execute(conn)?;
+                let in_use = t::tans
+                    .filter(t::session_hash.eq(&token_hash))
+                    .filter(t::redeemed_at.is_null())
+                    .filter(t::expires_at.gt(now))
+                    .filter(t::reserved_until.gt(now))
+                    .count()
+                    .get_result::<i64>(conn)?;
+                if in_use > 0 {
+                    // Undo the count (the transaction keeps what it did so far).
+                    diesel::update(s::app_sessions.filter(s::token_hash.eq(&token_hash)))
+                        .set(s::tans_issued.eq(s::tans_issued - 1))
+                        .execute(conn)?;
+                    return Ok(TanIssue::InUse);
+                }
                 diesel::insert_into(t::tans)
                     .values((
                         t::tan_hash.eq(&tan_hash),
@@ -138,8 +158,12 @@ impl Store {
             .await
     }
 
-    /// Spends a reserved TAN, closes its session for further TANs and voids the session's other
-    /// TANs. Idempotent for the holder of the reservation: committing again reports `Done` again.
+    /// Spends a TAN whose keys submission has stored under `reservation_id`, closes its session
+    /// for further TANs and voids the session's other TANs. Keys once stored make the TAN spent
+    /// whatever happened since the reservation — it lapsed, the TAN expired, or another upload
+    /// reserved it meanwhile (submission refuses that one's keys): so this spends any unspent
+    /// TAN, and answers `Done` again for one already spent (a retried commit). Only submission
+    /// may call it (named callers), and only after storing keys under a reservation it got.
     pub async fn commit_tan(
         &self,
         tan_hash: String,
@@ -262,17 +286,16 @@ fn reserve_one(conn: &mut AnyConnection, r: &ReserveTan) -> QueryResult<Option<R
     }))
 }
 
-/// Spends a batch of reserved TANs, closes their sessions and voids the sessions' other TANs, in
+/// Spends a batch of TANs, closes their sessions and voids the sessions' other TANs, in
 /// one statement. The voiding update excludes the TANs spent here (one statement must not update
 /// a row twice). Binds: TAN hashes, reservation ids, nows (parallel arrays).
 const COMMIT_TANS_PG: &str = "\
 WITH v AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(tan_hash, reservation_id, now)
 ), spent AS (
-    UPDATE tans SET redeemed_at = v.now, reserved_until = NULL
+    UPDATE tans SET redeemed_at = v.now, reserved_until = NULL, reservation_id = v.reservation_id
     FROM v
-    WHERE tans.tan_hash = v.tan_hash AND tans.reservation_id = v.reservation_id
-      AND tans.redeemed_at IS NULL
+    WHERE tans.tan_hash = v.tan_hash AND tans.redeemed_at IS NULL
     RETURNING tans.tan_hash, tans.reservation_id, tans.session_hash, v.now
 ), closed AS (
     UPDATE app_sessions SET tan_redeemed_at = spent.now
@@ -345,15 +368,15 @@ pub(super) fn commit_tans(
                 Some(hashed_guid) => Ok(Committed::Done {
                     hashed_guid: hashed_guid.clone(),
                 }),
-                // Not spent by this batch: a retried commit, or no such reservation.
-                None => already_committed(conn, &c.tan_hash, &c.reservation_id),
+                // Not spent by this batch: spent before (a retried commit), or no such TAN.
+                None => already_committed(conn, &c.tan_hash),
             },
         )
         .collect()
 }
 
-/// Spends, closes and voids in three statements; `Some(hashed guid of the session)` when the
-/// reservation was held (the inner `Option` is `None` for teleTAN sessions).
+/// Spends, closes and voids in three statements; `Some(hashed guid of the session)` when it spent
+/// the TAN (the inner `Option` is `None` for teleTAN sessions).
 fn commit_portably(
     conn: &mut AnyConnection,
     tan_hash: &str,
@@ -363,12 +386,12 @@ fn commit_portably(
     let spent = diesel::update(
         t::tans
             .filter(t::tan_hash.eq(tan_hash))
-            .filter(t::reservation_id.eq(reservation_id))
             .filter(t::redeemed_at.is_null()),
     )
     .set((
         t::redeemed_at.eq(Some(now)),
         t::reserved_until.eq(None::<i64>),
+        t::reservation_id.eq(Some(reservation_id)),
     ))
     .execute(conn)?;
     if spent == 0 {
@@ -393,25 +416,20 @@ fn commit_portably(
     hashed_guid_of(conn, &session_hash).map(Some)
 }
 
-/// A commit that spent nothing: `Done` if this reservation already spent the TAN (a retried
-/// commit), else `NotReserved`.
-fn already_committed(
-    conn: &mut AnyConnection,
-    tan_hash: &str,
-    reservation_id: &str,
-) -> QueryResult<Committed> {
-    let spent_by_it = t::tans
+/// A commit that spent nothing: `Done` if the TAN was spent before (a retried commit), else
+/// `Unknown`.
+fn already_committed(conn: &mut AnyConnection, tan_hash: &str) -> QueryResult<Committed> {
+    let spent = t::tans
         .filter(t::tan_hash.eq(tan_hash))
-        .filter(t::reservation_id.eq(reservation_id))
         .filter(t::redeemed_at.is_not_null())
         .select(t::session_hash)
         .first::<String>(conn)
         .optional()?;
-    match spent_by_it {
+    match spent {
         Some(session_hash) => Ok(Committed::Done {
             hashed_guid: hashed_guid_of(conn, &session_hash)?,
         }),
-        None => Ok(Committed::NotReserved),
+        None => Ok(Committed::Unknown),
     }
 }
 
@@ -442,12 +460,6 @@ mod tests {
                     .unwrap()
                     .is_none(),
                 "held"
-            );
-            assert_eq!(
-                s.commit_tan(tan.clone(), "r2".into(), NOW + 2)
-                    .await
-                    .unwrap(),
-                Committed::NotReserved
             );
             let done = s
                 .commit_tan(tan.clone(), "r1".into(), NOW + 2)
@@ -486,8 +498,11 @@ mod tests {
         }
     }
 
+    /// While a TAN of a session is reserved (an upload with it under way), the session gets no
+    /// other TAN: it could upload a second time (issue 19's race). Once the reservation is given
+    /// back, a new TAN replaces the old one; once a TAN is spent, the session gets none.
     #[tokio::test]
-    async fn committing_one_tan_voids_the_sessions_other_tans() {
+    async fn no_second_tan_while_one_is_reserved() {
         for db in databases() {
             let s = store(db.url()).await;
             let first = session_with_tan(&s, "s").await;
@@ -495,45 +510,60 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            // A second TAN while the first is reserved (an upload in flight): both valid.
             assert_eq!(
                 s.issue_tan(h("s"), h("second"), NOW + 1, NOW + 3600, 3)
                     .await
                     .unwrap(),
-                TanIssue::Issued
+                TanIssue::InUse,
+                "{}",
+                db.label()
             );
+            assert!(s.verify_tan(h("second"), NOW + 2).await.unwrap().is_none());
             assert!(
                 s.verify_tan(first.clone(), NOW + 2)
                     .await
                     .unwrap()
                     .is_some()
             );
-            assert!(s.verify_tan(h("second"), NOW + 2).await.unwrap().is_some());
-            let done = s
-                .commit_tan(first.clone(), "r1".into(), NOW + 3)
-                .await
-                .unwrap();
+            // The upload failed and gave the TAN back: a new one replaces it.
+            assert!(s.release_tan(first.clone(), "r1".into()).await.unwrap());
             assert_eq!(
-                done,
-                Committed::Done {
-                    hashed_guid: Some(hashed_guid("guid-s"))
-                }
+                s.issue_tan(h("s"), h("second"), NOW + 3, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::Issued
             );
             assert!(
-                s.verify_tan(h("second"), NOW + 4).await.unwrap().is_none(),
-                "{}: voided",
-                db.label()
-            );
-            assert!(
-                s.reserve_tan(h("second"), "r2".into(), NOW + 4, NOW + 64)
+                s.verify_tan(first.clone(), NOW + 4)
                     .await
                     .unwrap()
-                    .is_none()
+                    .is_none(),
+                "voided"
             );
+            // The refused attempt did not count: the third of three TANs is still there.
             assert_eq!(
-                s.commit_tan(first, "r1".into(), NOW + 5).await.unwrap(),
-                done,
-                "still idempotent"
+                s.issue_tan(h("s"), h("third"), NOW + 5, NOW + 3600, 3)
+                    .await
+                    .unwrap(),
+                TanIssue::Issued,
+                "{}",
+                db.label()
+            );
+            s.reserve_tan(h("third"), "r3".into(), NOW + 6, NOW + 66)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(
+                s.commit_tan(h("third"), "r3".into(), NOW + 7)
+                    .await
+                    .unwrap(),
+                Committed::Done { .. }
+            ));
+            assert_eq!(
+                s.issue_tan(h("s"), h("fourth"), NOW + 8, NOW + 3600, 5)
+                    .await
+                    .unwrap(),
+                TanIssue::AlreadyRedeemed
             );
         }
     }
@@ -557,7 +587,9 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            // r2 lapses at NOW + 61; then someone else may reserve, and r2 can no longer commit.
+            // r2 lapses at NOW + 61; then someone else may reserve (submission refuses that
+            // upload's keys while r2's commit is pending there) — and r2's commit still spends
+            // the TAN: its keys are stored.
             assert!(
                 s.reserve_tan(tan.clone(), "r3".into(), NOW + 60, NOW + 120)
                     .await
@@ -568,11 +600,18 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(
+            assert!(matches!(
                 s.commit_tan(tan.clone(), "r2".into(), NOW + 62)
                     .await
                     .unwrap(),
-                Committed::NotReserved
+                Committed::Done { .. }
+            ));
+            assert!(
+                s.reserve_tan(tan.clone(), "r4".into(), NOW + 63, NOW + 123)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "spent"
             );
             assert!(
                 matches!(
@@ -633,41 +672,26 @@ mod tests {
         }
     }
 
-    /// One commit statement spending two TANs of one session (both reserved before either was
-    /// committed), a TAN of another session, a retried commit and a commit without reservation:
-    /// each gets its own answer, and the first session's third TAN is voided.
+    /// One batch: TANs of two sessions, one of them twice (a retried commit), a TAN spent
+    /// before, and a TAN that does not exist: each gets its own answer.
     #[tokio::test]
     async fn a_commit_batch_answers_each_commit() {
         for db in databases() {
             let s = store(db.url()).await;
-            let reserve = |tan: String, id: &str| {
-                let (s, id) = (s.clone(), id.to_owned());
+            let reserved = |guid: &'static str, id: &'static str| {
+                let s = s.clone();
                 async move {
-                    s.reserve_tan(tan, id, NOW, NOW + 60)
+                    let tan = session_with_tan(&s, guid).await;
+                    s.reserve_tan(tan.clone(), id.into(), NOW, NOW + 60)
                         .await
                         .unwrap()
-                        .unwrap()
+                        .unwrap();
+                    tan
                 }
             };
-            // A new TAN replaces the session's unreserved ones: reserve each before the next.
-            let first = session_with_tan(&s, "s").await;
-            reserve(first.clone(), "r1").await;
-            for (tan, id) in [("second", Some("r2")), ("third", None)] {
-                assert_eq!(
-                    s.issue_tan(h("s"), h(tan), NOW, NOW + 3600, 3)
-                        .await
-                        .unwrap(),
-                    TanIssue::Issued
-                );
-                if let Some(id) = id {
-                    reserve(h(tan), id).await;
-                }
-            }
-            let other = session_with_tan(&s, "o").await;
-            reserve(other.clone(), "r3").await;
-            let spent_before = session_with_tan(&s, "p").await;
-            reserve(spent_before.clone(), "r5").await;
-            assert!(s.verify_tan(h("third"), NOW + 1).await.unwrap().is_some());
+            let first = reserved("s", "r1").await;
+            let other = reserved("o", "r3").await;
+            let spent_before = reserved("p", "r5").await;
             s.commit_tan(spent_before.clone(), "r5".into(), NOW + 1)
                 .await
                 .unwrap();
@@ -678,10 +702,10 @@ mod tests {
             };
             let batch = vec![
                 item(&first, "r1"),
-                item(&h("second"), "r2"),
+                item(&first, "r1"),
                 item(&other, "r3"),
                 item(&spent_before, "r5"),
-                item(&h("third"), "r6"),
+                item(&h("nonexistent"), "r6"),
             ];
             let got =
                 s.db.transaction(move |conn| commit_tans(conn, &batch))
@@ -697,22 +721,18 @@ mod tests {
                     done("s"),
                     done("o"),
                     done("p"),
-                    Committed::NotReserved
+                    Committed::Unknown
                 ],
                 "{}",
                 db.label()
             );
-            assert!(
-                s.verify_tan(h("third"), NOW + 3).await.unwrap().is_none(),
-                "{}: voided",
-                db.label()
-            );
-            assert_eq!(
-                s.issue_tan(h("o"), h("o2"), NOW + 3, NOW + 3600, 3)
-                    .await
-                    .unwrap(),
-                TanIssue::AlreadyRedeemed
-            );
+            for tan in [first, other, spent_before] {
+                assert!(
+                    s.verify_tan(tan, NOW + 3).await.unwrap().is_none(),
+                    "{}",
+                    db.label()
+                );
+            }
         }
     }
 
