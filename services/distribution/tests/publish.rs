@@ -937,3 +937,53 @@ async fn app_configuration_directory_test_does_not_write_app_config_if_validatio
         );
     }
 }
+
+/// cwa-server `DateIndexingDecoratorTest.excludesCurrentDateFromIndex`: the date index (of the
+/// country and of `EUR`) lists yesterday, not the day still open.
+#[tokio::test]
+async fn date_indexing_decorator_test_excludes_current_date_from_index() {
+    let h = hour_of("2026-11-19T00:00:00Z");
+    let source = InMemory::default();
+    for byte in 1..=5u8 {
+        source.push(key(byte, day_start_interval(h, 1), h));
+    }
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), settings());
+        publisher.run(at("2026-11-20T00:00:30Z")).await.unwrap();
+        for region in [DE, EUR] {
+            let dates = json(&tree, &format!("{region}/date")).await;
+            let dates = dates.as_array().unwrap();
+            assert!(dates.contains(&"2026-11-19".into()), "{name} {region}");
+            assert!(!dates.contains(&"2026-11-20".into()), "{name} {region}");
+        }
+    }
+}
+
+/// cwa-server `DateIndexingDecoratorTest.excludesDatesThatExceedTheMaximumNumberOfKeys`: with
+/// at most one key per package, no day qualifies and the date index is empty (for the country
+/// and `EUR`); the hours serve instead.
+#[tokio::test]
+async fn date_indexing_decorator_test_excludes_dates_that_exceed_the_maximum_number_of_keys() {
+    let source = InMemory::default();
+    for (byte, at_hour) in [(1u8, "2026-11-19T06:00:00Z"), (2, "2026-11-19T10:00:00Z")] {
+        let h = hour_of(at_hour);
+        source.push(key(byte, day_start_interval(h, 1), h));
+    }
+    let mut one = settings();
+    one.min_keys_per_hour = 1;
+    one.max_keys_per_package = 1;
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), one.clone());
+        let report = publisher.run(at("2026-11-20T00:00:30Z")).await.unwrap();
+        assert!(report.days_over_cap.contains(&"2026-11-19".to_owned()));
+        for region in [DE, EUR] {
+            assert_eq!(
+                json(&tree, &format!("{region}/date")).await,
+                serde_json::json!([]),
+                "{name} {region}"
+            );
+            let six = key_bytes(&package(&tree, &format!("{region}/date/2026-11-19/hour/6")).await);
+            assert_eq!(six, [vec![1u8; 16]], "{name} {region}");
+        }
+    }
+}
