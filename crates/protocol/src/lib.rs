@@ -46,7 +46,8 @@ pub mod config {
 }
 
 /// The mapping between the two key metadata fields a report may lack, exactly CWA's: submission
-/// derives the missing one, distribution uses it for the padding of hours without real keys.
+/// derives the missing one. And [`metadata::TrlEncoding`]: how distribution encodes the risk
+/// level into the fields an ENF v2 app reads.
 pub mod metadata {
     /// CWA's `trl-from-dsos` map (cwa-server, `common/persistence/src/main/resources/
     /// derivation-maps.yaml`), copied unchanged: days since onset of symptoms → transmission
@@ -362,6 +363,87 @@ pub mod metadata {
         }
     }
 
+    /// How distribution encodes a key's transmission risk level into the two fields an app with
+    /// Exposure Notification v2 reads (CWA's `EnfParameterAdapter` with its
+    /// `TransmissionRiskLevelEncoding`, cwa-server `services/distribution`): every published key
+    /// carries, for its risk level, this days-since-onset value and this report type. The stored
+    /// key is unchanged; only the published copy is encoded.
+    ///
+    /// The app turns them back into the level (CWA's `trlEncoding` of the app configuration):
+    /// days since onset → infectiousness (1 standard, 2 high), level = infectiousness offset
+    /// (standard 1, high 2) + report type offset (recursive 0, self report 2, clinical
+    /// diagnosis 4, confirmed test 6).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TrlEncoding {
+        /// Days since onset of symptoms for levels 1..=8 (index 0 is level 1): 1 or 2.
+        days_since_onset: [i32; 8],
+        /// Report type (`gaen.TemporaryExposureKey.ReportType`) for levels 1..=8.
+        report_type: [i32; 8],
+    }
+
+    /// Why an encoding is refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum InvalidEncoding {
+        #[error("needs one value for each transmission risk level 1 to 8, got {0}")]
+        Levels(usize),
+        #[error(
+            "days since onset must be 1 or 2 (the values ENF v2 maps to an infectiousness), got {0}"
+        )]
+        DaysSinceOnset(i32),
+        #[error("{0} is not a report type (0 to 5)")]
+        ReportType(i32),
+    }
+
+    impl TrlEncoding {
+        /// CWA's table (cwa-server `main-config/transmission-risk-encoding.yaml`), unchanged:
+        ///
+        /// | risk level | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |
+        /// |---|---|---|---|---|---|---|---|---|
+        /// | days since onset | 1 | 2 | 1 | 2 | 1 | 2 | 1 | 2 |
+        /// | report type | 4 | 4 | 3 | 3 | 2 | 2 | 1 | 1 |
+        pub const CWA: Self = Self {
+            days_since_onset: [1, 2, 1, 2, 1, 2, 1, 2],
+            report_type: [4, 4, 3, 3, 2, 2, 1, 1],
+        };
+
+        /// An encoding from the values for levels 1 to 8, in order; checked as CWA checks it
+        /// (every level mapped, days since onset 1 or 2, report types of the enum).
+        pub fn new(days_since_onset: &[i32], report_type: &[i32]) -> Result<Self, InvalidEncoding> {
+            let days_since_onset: [i32; 8] = days_since_onset
+                .try_into()
+                .map_err(|_| InvalidEncoding::Levels(days_since_onset.len()))?;
+            let report_type: [i32; 8] = report_type
+                .try_into()
+                .map_err(|_| InvalidEncoding::Levels(report_type.len()))?;
+            if let Some(bad) = days_since_onset.iter().find(|d| !(1..=2).contains(*d)) {
+                return Err(InvalidEncoding::DaysSinceOnset(*bad));
+            }
+            if let Some(bad) = report_type
+                .iter()
+                .find(|r| crate::gaen::temporary_exposure_key::ReportType::try_from(**r).is_err())
+            {
+                return Err(InvalidEncoding::ReportType(*bad));
+            }
+            Ok(Self {
+                days_since_onset,
+                report_type,
+            })
+        }
+
+        /// (days since onset, report type) published for a key of risk level `trl`; `None` for
+        /// a level outside 1..=8 (CWA refuses to publish such a key).
+        pub fn encode(&self, trl: i32) -> Option<(i32, i32)> {
+            let i = usize::try_from(trl.checked_sub(1)?).ok()?;
+            Some((*self.days_since_onset.get(i)?, *self.report_type.get(i)?))
+        }
+    }
+
+    impl Default for TrlEncoding {
+        fn default() -> Self {
+            Self::CWA
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -394,6 +476,73 @@ pub mod metadata {
             assert_eq!(dsos_from_trl(1), 3986);
             assert_eq!(dsos_from_trl(5), 4000);
             assert_eq!(dsos_from_trl(8), 3997);
+        }
+
+        /// cwa-server `EnfParameterAdapterComponentTest.dsosAndReportTypeOfKeysShouldBeAdapted`:
+        /// CWA's default table.
+        #[test]
+        fn enf_parameter_adapter_component_test_dsos_and_report_type_of_keys_should_be_adapted() {
+            for (trl, dsos, report_type) in [
+                (1, 1, 4),
+                (2, 2, 4),
+                (3, 1, 3),
+                (4, 2, 3),
+                (5, 1, 2),
+                (6, 2, 2),
+                (7, 1, 1),
+                (8, 2, 1),
+            ] {
+                assert_eq!(
+                    TrlEncoding::CWA.encode(trl),
+                    Some((dsos, report_type)),
+                    "TRL {trl}"
+                );
+            }
+            assert_eq!(TrlEncoding::default(), TrlEncoding::CWA);
+        }
+
+        /// cwa-server `EnfParameterAdapterUnitTest.dsosAndReportTypeOfKeysShouldBeAdapted` and
+        /// `TransmissionRiskLevelEncodingTest.shouldDeriveDsosBasedOnMappingWhenProvided` /
+        /// `shouldDeriveReportTypeBasedOnMappingWhenProvided`: another table is used as given,
+        /// and a level it does not map has no encoding.
+        #[test]
+        fn transmission_risk_level_encoding_test_should_derive_based_on_mapping_when_provided() {
+            let table =
+                TrlEncoding::new(&[1, 2, 2, 2, 2, 1, 2, 1], &[1, 2, 3, 4, 1, 2, 3, 4]).unwrap();
+            for (trl, dsos, report_type) in [(1, 1, 1), (3, 2, 3), (5, 2, 1), (8, 1, 4)] {
+                assert_eq!(table.encode(trl), Some((dsos, report_type)), "TRL {trl}");
+            }
+            assert_eq!(table.encode(6).map(|e| e.0), Some(1));
+            assert_eq!(table.encode(5).map(|e| e.1), Some(1));
+            for trl in [9, 0, -1, i32::MIN, i32::MAX] {
+                assert_eq!(table.encode(trl), None, "TRL {trl}");
+            }
+        }
+
+        /// cwa-server `TransmissionRiskLevelEncodingTest.shouldValidateTransmissionRiskLevelKeys`,
+        /// `shouldValidateDaysSinceSymptomsValues` and `shouldValidateReportTypeValues`.
+        #[test]
+        fn transmission_risk_level_encoding_test_should_validate_levels_dsos_and_report_types() {
+            let dsos = [1, 2, 2, 2, 2, 1, 2, 1];
+            let report_types = [1, 2, 3, 4, 1, 2, 3, 4];
+            assert_eq!(
+                TrlEncoding::new(&[1, 3], &[3]),
+                Err(InvalidEncoding::Levels(2)),
+                "not every level mapped"
+            );
+            assert_eq!(
+                TrlEncoding::new(&[3, 4, 2, 2, 2, 1, 2, 1], &report_types),
+                Err(InvalidEncoding::DaysSinceOnset(3))
+            );
+            assert_eq!(
+                TrlEncoding::new(&dsos, &[-2, 6, 2, 2, 2, 1, 2, 1]),
+                Err(InvalidEncoding::ReportType(-2))
+            );
+            assert_eq!(
+                TrlEncoding::new(&dsos, &[1, 6, 2, 2, 2, 1, 2, 1]),
+                Err(InvalidEncoding::ReportType(6))
+            );
+            assert!(TrlEncoding::new(&dsos, &report_types).is_ok());
         }
     }
 }

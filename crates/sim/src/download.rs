@@ -1,6 +1,8 @@
 //! What a phone downloads: the indexes, every day package of the last 14 days (the hour
-//! packages of days without one: today, and days over the package cap), and the application
-//! configuration — each verified with the published public key before anything in it is used.
+//! packages of days without one: today, and days over the package cap) of its country and of the
+//! common package `EUR` when the country index lists it (a CWA app downloads `EUR`), and the
+//! application configuration — each verified with the published public key before anything in
+//! it is used.
 
 use super::app::{Client, ClientError};
 use openwarn_export::{Package, Verifier};
@@ -29,6 +31,9 @@ pub struct Downloaded {
 }
 
 type Verified = Result<Arc<Vec<TemporaryExposureKey>>, String>;
+
+/// CWA's common package: every country's keys, what a CWA app downloads.
+pub const COMMON_PACKAGE: &str = "EUR";
 
 /// A phone's download that could not go on (a package that fails verification is not an error:
 /// it is [`Rejected`]).
@@ -107,20 +112,26 @@ impl Downloads {
                 country: cc,
             });
         }
-        let base = format!("diagnosis-keys/country/{cc}/date");
-        let days: Vec<String> = self.client.index(&base).await?.unwrap_or_default();
         let today = i64::try_from(now / 86_400).unwrap_or(i64::MAX);
         let mut paths = Vec::new();
-        for day in (today - 13..=today).map(date) {
-            if days.contains(&day) {
-                paths.push(format!("{base}/{day}"));
-            } else {
-                let hours: Vec<u32> = self
-                    .client
-                    .index(&format!("{base}/{day}/hour"))
-                    .await?
-                    .unwrap_or_default();
-                paths.extend(hours.iter().map(|h| format!("{base}/{day}/hour/{h}")));
+        let mut regions = vec![cc.clone()];
+        if countries.iter().any(|c| c == COMMON_PACKAGE) {
+            regions.push(COMMON_PACKAGE.to_owned());
+        }
+        for region in regions {
+            let base = format!("diagnosis-keys/country/{region}/date");
+            let days: Vec<String> = self.client.index(&base).await?.unwrap_or_default();
+            for day in (today - 13..=today).map(date) {
+                if days.contains(&day) {
+                    paths.push(format!("{base}/{day}"));
+                } else {
+                    let hours: Vec<u32> = self
+                        .client
+                        .index(&format!("{base}/{day}/hour"))
+                        .await?
+                        .unwrap_or_default();
+                    paths.extend(hours.iter().map(|h| format!("{base}/{day}/hour/{h}")));
+                }
             }
         }
         let mut got = Downloaded::default();

@@ -109,7 +109,9 @@ pub fn encounter(
 }
 
 /// The exposures of every phone: each key of `keys` that phone `p` accepted (`accepted[p]`) is
-/// expanded into its identifiers once, and matched against what each phone heard.
+/// expanded into its identifiers once, and matched against what each phone heard. Each
+/// exposure's risk level is the one the CWA app reads from the published key
+/// ([`risk::transmission_risk_level`]); a key the app drops matches nothing.
 #[must_use]
 pub fn exposures(
     phones: &[Phone],
@@ -127,7 +129,10 @@ pub fn exposures(
         let Some((tek, intervals)) = heard_intervals_of(key, &heard.intervals) else {
             continue;
         };
-        let trl = key.transmission_risk_level.unwrap_or(0);
+        // As the CWA app reads it: from the encoded days since onset and report type.
+        let Some(trl) = risk::transmission_risk_level(key) else {
+            continue;
+        };
         for (p, scans) in matching_scans(phones, &heard, accepted, &tek, intervals) {
             result[p].push(exposure(&scans, trl, config, today));
         }
@@ -259,6 +264,21 @@ mod tests {
         risk::seed_configuration()
     }
 
+    /// Keys as distribution publishes them: report type and days since onset encoded from the
+    /// risk level (CWA's table).
+    fn published(keys: Vec<TemporaryExposureKey>) -> Vec<(TemporaryExposureKey, Vec<bool>)> {
+        keys.into_iter()
+            .map(|mut k| {
+                let (dsos, report_type) = openwarn_protocol::metadata::TrlEncoding::CWA
+                    .encode(k.transmission_risk_level.unwrap_or(0))
+                    .unwrap();
+                k.days_since_onset_of_symptoms = Some(dsos);
+                k.report_type = Some(report_type);
+                (k, vec![true; 3])
+            })
+            .collect()
+    }
+
     fn phones() -> Vec<Phone> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         (0..3)
@@ -273,11 +293,7 @@ mod tests {
         encounter(&mut phones, 0, 1, start, 60, 40);
         encounter(&mut phones, 0, 2, start + 7200, 10, 70);
         assert_eq!(phones[1].heard.len(), 12);
-        let keys: Vec<_> = phones[0]
-            .diagnosis_keys()
-            .into_iter()
-            .map(|k| (k, vec![true; 3]))
-            .collect();
+        let keys = published(phones[0].diagnosis_keys());
         let found = exposures(&phones, &keys, &config(), NOW);
         assert!(found[0].is_empty(), "a phone does not match its own keys");
         assert_eq!(found[1].len(), 1);
@@ -303,15 +319,32 @@ mod tests {
     fn other_keys_match_nothing() {
         let mut phones = phones();
         encounter(&mut phones, 0, 1, NOW - 86_400, 30, 40);
-        let keys: Vec<_> = phones[2]
-            .diagnosis_keys()
-            .into_iter()
-            .map(|k| (k, vec![true; 3]))
-            .collect();
+        let keys = published(phones[2].diagnosis_keys());
         assert!(
             exposures(&phones, &keys, &config(), NOW)
                 .iter()
                 .all(Vec::is_empty)
         );
+    }
+
+    /// What makes the simulator show that risk comes from the encoded fields: the same keys
+    /// published with the values the phone submitted (confirmed test, no days since onset) are
+    /// dropped as the CWA app drops them, and warn nobody.
+    #[test]
+    fn keys_published_with_the_submitted_values_warn_nobody() {
+        let mut phones = phones();
+        let start = NOW / 86_400 * 86_400 - 2 * 86_400 + 12 * 3600;
+        encounter(&mut phones, 0, 1, start, 60, 40);
+        let raw: Vec<_> = phones[0]
+            .diagnosis_keys()
+            .into_iter()
+            .map(|k| (k, vec![true; 3]))
+            .collect();
+        assert!(exposures(&phones, &raw, &config(), NOW)[1].is_empty());
+        let encoded = published(phones[0].diagnosis_keys());
+        let found = exposures(&phones, &encoded, &config(), NOW);
+        assert_eq!(found[1].len(), 1);
+        assert_eq!(found[1][0].transmission_risk_level, 8);
+        assert_eq!(risk::assess(&config(), &found[1]).level, risk::Level::High);
     }
 }

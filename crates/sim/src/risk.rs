@@ -11,6 +11,44 @@
 
 use openwarn_protocol::config::v1::ApplicationConfiguration;
 use openwarn_protocol::config::v1::risk_score_parameters as params;
+use openwarn_protocol::gaen::TemporaryExposureKey;
+use openwarn_protocol::gaen::temporary_exposure_key::ReportType;
+
+/// The transmission risk level of a published key as a CWA app with Exposure Notification v2
+/// computes it: it never reads the key's `transmission_risk_level` (ENF v2 does not pass it on),
+/// only what distribution encoded into `days_since_onset_of_symptoms` and `report_type`.
+///
+/// - ENF maps days since onset to an infectiousness with the app configuration's
+///   `daysSinceOnsetToInfectiousness` (CWA: 1 → standard, 2 → high; every other value → none;
+///   a key without the field: `infectiousnessWhenDaysSinceOnsetMissing`, CWA 0 = none). A key
+///   of infectiousness none is dropped: it matches nothing.
+/// - A key without a report type gets `reportTypeWhenMissing` (CWA 1, confirmed test); a revoked
+///   key is dropped.
+/// - The app adds the offsets of its `trlEncoding` (CWA: infectiousness standard 1, high 2;
+///   report type recursive 0, self report 2, clinical diagnosis 4, confirmed test 6).
+///
+/// The values are CWA's published ones (cwa-server `main-config/v2/diagnosis-keys-data-mapping
+/// .yaml` and `risk-calculation-parameters.yaml`); they decode distribution's default encoding
+/// (`openwarn_protocol::metadata::TrlEncoding::CWA`) back to the submitted level. `None`: the
+/// key is dropped.
+#[must_use]
+pub fn transmission_risk_level(key: &TemporaryExposureKey) -> Option<i32> {
+    let infectiousness_offset = match key.days_since_onset_of_symptoms? {
+        1 => 1,
+        2 => 2,
+        _ => return None,
+    };
+    let report_type =
+        ReportType::try_from(key.report_type.unwrap_or(ReportType::ConfirmedTest as i32)).ok()?;
+    let report_type_offset = match report_type {
+        ReportType::Recursive => 0,
+        ReportType::SelfReport => 2,
+        ReportType::ConfirmedClinicalDiagnosis => 4,
+        ReportType::ConfirmedTest | ReportType::Unknown => 6,
+        ReportType::Revoked => return None,
+    };
+    Some(infectiousness_offset + report_type_offset)
+}
 
 /// Minutes one scan stands for: phones scan about every 5 minutes.
 pub const SCAN_MINUTES: u32 = 5;
@@ -377,6 +415,52 @@ mod tests {
         assert!((low.score - 20.0).abs() < 1e-9, "{low:?}");
         let two = assess(&config(), &[exposure(10, 40, 1, 1), exposure(5, 40, 1, 1)]);
         assert_eq!(two.bucket_minutes, [15, 0, 0]);
+    }
+
+    /// The app's decoding inverts distribution's default encoding for every level (cwa-server
+    /// `EnfParameterAdapterComponentTest`'s table, read the other way): TRL 1 is published as
+    /// (1, RECURSIVE) and read back as 1, TRL 8 as (2, CONFIRMED_TEST) and read back as 8.
+    #[test]
+    fn trl_is_decoded_from_days_since_onset_and_report_type_as_the_cwa_app_does() {
+        use openwarn_protocol::metadata::TrlEncoding;
+        for trl in 1..=8 {
+            let (dsos, report_type) = TrlEncoding::CWA.encode(trl).unwrap();
+            let published = TemporaryExposureKey {
+                // What the phone submitted is not what the app reads.
+                transmission_risk_level: Some(1),
+                days_since_onset_of_symptoms: Some(dsos),
+                report_type: Some(report_type),
+                ..TemporaryExposureKey::default()
+            };
+            assert_eq!(transmission_risk_level(&published), Some(trl), "TRL {trl}");
+        }
+    }
+
+    /// Keys published with the values the phone submitted (a confirmed test, days since onset
+    /// as submission derives them from the level, e.g. 3997 for TRL 8, or none at all) are
+    /// dropped by the app: a distribution that did not encode would warn nobody.
+    #[test]
+    fn keys_published_with_the_submitted_values_are_dropped() {
+        for dsos in [None, Some(3997), Some(3986), Some(-1), Some(0), Some(3)] {
+            let raw = TemporaryExposureKey {
+                transmission_risk_level: Some(8),
+                days_since_onset_of_symptoms: dsos,
+                report_type: Some(1),
+                ..TemporaryExposureKey::default()
+            };
+            assert_eq!(transmission_risk_level(&raw), None, "{dsos:?}");
+        }
+        let revoked = TemporaryExposureKey {
+            days_since_onset_of_symptoms: Some(2),
+            report_type: Some(ReportType::Revoked as i32),
+            ..TemporaryExposureKey::default()
+        };
+        assert_eq!(transmission_risk_level(&revoked), None);
+        let no_report_type = TemporaryExposureKey {
+            days_since_onset_of_symptoms: Some(2),
+            ..TemporaryExposureKey::default()
+        };
+        assert_eq!(transmission_risk_level(&no_report_type), Some(8));
     }
 
     #[test]

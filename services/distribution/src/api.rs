@@ -10,10 +10,17 @@ use utoipa::openapi::{
 };
 
 /// The published paths, with the example path that decides their kind.
-const PATHS: [(&str, &str, &str); 6] = [
+const PATHS: [(&str, &str, &str); 9] = [
+    ("/version", "The API versions, `[\"v1\"]`", "version"),
+    (
+        "/version/{version}",
+        "The description of one API version: this OpenAPI document",
+        "version/v1",
+    ),
     (
         "/version/{version}/diagnosis-keys/country",
-        "The countries with keys, e.g. `[\"DE\"]`",
+        "The origin country and the common package `EUR` (every country's keys), e.g. \
+         `[\"DE\",\"EUR\"]`",
         "version/v1/diagnosis-keys/country",
     ),
     (
@@ -41,6 +48,11 @@ const PATHS: [(&str, &str, &str); 6] = [
         "The app's configuration: a signed zip (`export.bin`, `export.sig`)",
         "version/v1/configuration/country/DE/app_config",
     ),
+    (
+        "/version/{version}/configuration/app_config",
+        "The origin country's app configuration at CWA's country-less path (the same signed zip)",
+        "version/v1/configuration/app_config",
+    ),
 ];
 
 fn parameter(name: &str, description: &str) -> Parameter {
@@ -63,7 +75,10 @@ pub fn api() -> OpenApi {
         let mut operation = OperationBuilder::new().summary(Some(summary));
         for (name, description) in [
             ("version", "`v1`"),
-            ("country", "ISO 3166-1 alpha-2 code, e.g. `DE`"),
+            (
+                "country",
+                "ISO 3166-1 alpha-2 code, e.g. `DE`, or `EUR` (the common package)",
+            ),
             ("date", "`YYYY-MM-DD` (UTC)"),
             ("hour", "0 to 23 (UTC)"),
         ] {

@@ -27,6 +27,7 @@ use openwarn_bootstrap::lifecycle::{BindError, Routes, RunningService};
 use openwarn_domain::CountryCode;
 use openwarn_export::{KeyInfo, Signer};
 use openwarn_mtls::TlsError;
+use openwarn_protocol::metadata::TrlEncoding;
 use publish::{AppConfigSource, Publisher, Report, Settings};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,6 +142,25 @@ pub struct Config {
     /// A key still valid when submitted is published once it has been expired this long.
     #[arg(long, env = "OPENWARN_EMBARGO", default_value = "2h", value_parser = parse_duration)]
     pub embargo: Duration,
+    /// Days since onset of symptoms published for transmission risk levels 1 to 8 (in order; 1
+    /// or 2 each): with OPENWARN_TRL_REPORT_TYPES, how each key's risk level is encoded for
+    /// apps with Exposure Notification v2. CWA's table by default.
+    #[arg(
+        long,
+        env = "OPENWARN_TRL_DAYS_SINCE_ONSET",
+        value_delimiter = ',',
+        default_value = "1,2,1,2,1,2,1,2"
+    )]
+    pub trl_days_since_onset: Vec<i32>,
+    /// Report types published for transmission risk levels 1 to 8 (in order; 1 confirmed test,
+    /// 2 clinical diagnosis, 3 self report, 4 recursive). CWA's table by default.
+    #[arg(
+        long,
+        env = "OPENWARN_TRL_REPORT_TYPES",
+        value_delimiter = ',',
+        default_value = "4,4,3,3,2,2,1,1"
+    )]
+    pub trl_report_types: Vec<i32>,
     #[arg(long, env = "OPENWARN_HOUR_RETENTION", default_value = "2d", value_parser = parse_duration)]
     pub hour_retention: Duration,
     #[arg(long, env = "OPENWARN_DAY_RETENTION", default_value = "14d", value_parser = parse_duration)]
@@ -264,8 +284,25 @@ pub fn tree(config: &Config) -> Result<Tree, ConfigError> {
     }
 }
 
+/// The encoding of risk levels the configuration names (CWA's by default).
+pub fn trl_encoding(config: &Config) -> Result<TrlEncoding, ConfigError> {
+    use openwarn_protocol::metadata::InvalidEncoding;
+    TrlEncoding::new(&config.trl_days_since_onset, &config.trl_report_types).map_err(|e| {
+        let setting = match e {
+            InvalidEncoding::DaysSinceOnset(_) => "OPENWARN_TRL_DAYS_SINCE_ONSET",
+            InvalidEncoding::ReportType(_) => "OPENWARN_TRL_REPORT_TYPES",
+            InvalidEncoding::Levels(_) if config.trl_days_since_onset.len() != 8 => {
+                "OPENWARN_TRL_DAYS_SINCE_ONSET"
+            }
+            InvalidEncoding::Levels(_) => "OPENWARN_TRL_REPORT_TYPES",
+        };
+        ConfigError::new(setting, e.to_string())
+    })
+}
+
 /// Everything a run needs, from the configuration.
 pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
+    let trl_encoding = trl_encoding(config)?;
     if config.min_keys_per_hour > config.max_keys_per_package {
         return Err(ConfigError::new(
             "OPENWARN_MIN_KEYS_PER_HOUR",
@@ -334,6 +371,7 @@ pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
             day_retention: config.day_retention,
             padding_secret: padding_secret.into_bytes(),
             lease_ttl: Duration::from_secs(15 * 60),
+            trl_encoding,
         },
         kv,
         app_config,

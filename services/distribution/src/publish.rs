@@ -16,6 +16,7 @@ use futures::StreamExt;
 use openwarn_domain::CountryCode;
 use openwarn_export::{Batch, Package, Signer};
 use openwarn_kv::{KvError, KvStore};
+use openwarn_protocol::metadata::TrlEncoding;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -24,6 +25,15 @@ use std::time::{Duration, Instant};
 
 /// The lease every run takes.
 pub const LEASE: &str = "distribution-run";
+
+/// The common package beside the origin country's (CWA's `eu-package-name`): its own date and
+/// hour packages with the union of every country's keys, listed in the country index. OpenWarn
+/// receives keys only from its own submission service, so the union holds the same keys as the
+/// country's packages (region `EUR` in their headers); an unchanged CWA app downloads it.
+pub const EU_PACKAGE: &str = "EUR";
+
+/// The API versions the tree serves (`/version`).
+pub const VERSIONS: [&str; 1] = ["v1"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -51,6 +61,8 @@ pub struct Settings {
     pub padding_secret: Vec<u8>,
     /// How long a run may hold the lease before another may take over (a crashed run's lease).
     pub lease_ttl: Duration,
+    /// How each key's risk level is encoded into its report type and days since onset.
+    pub trl_encoding: TrlEncoding,
 }
 
 /// Where the application configuration comes from: read again at every run, so an edited file
@@ -221,39 +233,52 @@ impl Publisher {
         &self.tree
     }
 
-    fn base(&self) -> String {
-        format!(
-            "version/v1/diagnosis-keys/country/{}",
-            self.settings.country
-        )
+    /// The regions packages are published for, in the order of the country index: the origin
+    /// country and the common package [`EU_PACKAGE`] (as CWA's index, sorted).
+    pub fn regions(&self) -> [String; 2] {
+        [self.settings.country.to_string(), EU_PACKAGE.to_owned()]
     }
 
-    pub fn day_path(&self, day: i64) -> String {
-        format!("{}/date/{}", self.base(), date(day))
+    fn base(region: &str) -> String {
+        format!("version/v1/diagnosis-keys/country/{region}")
     }
 
-    pub fn hour_index_path(&self, day: i64) -> String {
-        format!("{}/hour", self.day_path(day))
+    pub fn day_path(region: &str, day: i64) -> String {
+        format!("{}/date/{}", Self::base(region), date(day))
     }
 
-    pub fn hour_path(&self, hour: i64) -> String {
+    pub fn hour_index_path(region: &str, day: i64) -> String {
+        format!("{}/hour", Self::day_path(region, day))
+    }
+
+    pub fn hour_path(region: &str, hour: i64) -> String {
         format!(
             "{}/{}",
-            self.hour_index_path(hour.div_euclid(24)),
+            Self::hour_index_path(region, hour.div_euclid(24)),
             hour.rem_euclid(24)
         )
     }
 
-    pub fn date_index_path(&self) -> String {
-        format!("{}/date", self.base())
+    pub fn date_index_path(region: &str) -> String {
+        format!("{}/date", Self::base(region))
     }
 
+    /// The app configuration of the origin country, where the app reads it.
     pub fn app_config_path(&self) -> String {
         format!(
             "version/v1/configuration/country/{}/app_config",
             self.settings.country
         )
     }
+
+    /// The same configuration without a country (CWA's `configuration/app_config`).
+    pub const APP_CONFIG_PATH: &str = "version/v1/configuration/app_config";
+    /// The countries with an app configuration (`["DE"]`; the common package has none).
+    pub const APP_CONFIG_INDEX_PATH: &str = "version/v1/configuration/country";
+    /// The API versions (`["v1"]`).
+    pub const VERSION_INDEX_PATH: &str = "version";
+    /// The description of API version 1: the OpenAPI document of the tree ([`crate::api`]).
+    pub const VERSION_V1_PATH: &str = "version/v1";
 
     /// Publishes as of `now` (seconds since the epoch), unless another run holds the lease.
     pub async fn run(&self, now: i64) -> Result<Report, PublishError> {
@@ -304,8 +329,8 @@ impl Publisher {
         })
     }
 
-    async fn published(&self) -> Result<Published, TreeError> {
-        let prefix = format!("{}/date/", self.base());
+    async fn published(&self, region: &str) -> Result<Published, TreeError> {
+        let prefix = format!("{}/date/", Self::base(region));
         let mut published = Published::default();
         for path in self.tree.list(&prefix).await? {
             let Some(rest) = path.strip_prefix(&prefix) else {
@@ -340,35 +365,65 @@ impl Publisher {
     async fn run_holding_lease(&self, now: i64) -> Result<Report, PublishError> {
         let mut report = Report::new(now);
         let window = Window::new(now, &self.settings);
-        let published = self.published().await?;
-        let (mut want_hours, want_days) = window.missing(&published);
-        let mut needed = want_hours.clone();
-        for day in &want_days {
-            needed.extend(day * 24..day * 24 + 24);
+        // Each region's packages are a function of the same keys: what one region misses is
+        // built from the keys streamed once for all.
+        let regions = self.regions();
+        let mut states = Vec::with_capacity(regions.len());
+        let mut needed = BTreeSet::new();
+        for region in &regions {
+            let published = self.published(region).await?;
+            let (want_hours, want_days) = window.missing(&published);
+            needed.extend(want_hours.iter().copied());
+            for day in &want_days {
+                needed.extend(day * 24..day * 24 + 24);
+            }
+            states.push((published, want_hours, want_days));
         }
 
         let mut hours = self.collect(&needed, &mut report).await?;
         self.pad(&mut hours);
-        let day_packages =
-            self.days_under_cap(&want_days, &hours, &published, &mut want_hours, &mut report);
-        let hours_written = self
-            .write_hour_packages(&want_hours, &hours, &mut report)
-            .await?;
-        let days_written = self
-            .write_day_packages(&day_packages, &hours, &mut report)
-            .await?;
+        let mut over_cap = BTreeSet::new();
+        let mut written = Vec::with_capacity(regions.len());
+        for (region, (published, want_hours, want_days)) in regions.iter().zip(&mut states) {
+            let day_packages =
+                self.days_under_cap(want_days, &hours, published, want_hours, &mut over_cap);
+            let hours_written = self
+                .write_hour_packages(region, want_hours, &hours, &mut report)
+                .await?;
+            let days_written = self
+                .write_day_packages(region, &day_packages, &hours, &mut report)
+                .await?;
+            written.push((hours_written, days_written));
+        }
         drop(hours);
+        report.days_over_cap = over_cap.into_iter().map(date).collect();
 
         report.app_config = Some(self.publish_app_config().await?);
-        self.apply_retention(
-            &window,
-            &published,
-            &days_written,
-            &hours_written,
-            &mut report,
-        )
-        .await?;
+        for (region, ((published, _, _), (hours_written, days_written))) in
+            regions.iter().zip(states.iter().zip(&written))
+        {
+            self.apply_retention(
+                region,
+                &window,
+                published,
+                days_written,
+                hours_written,
+                &mut report,
+            )
+            .await?;
+        }
+        self.write_top_indexes().await?;
         Ok(report)
+    }
+
+    /// The report's name of a package: `YYYY-MM-DD[/H]` for the origin country, prefixed with
+    /// the region for the others (`EUR/YYYY-MM-DD/H`).
+    fn report_name(&self, region: &str, name: String) -> String {
+        if region == self.settings.country.as_str() {
+            name
+        } else {
+            format!("{region}/{name}")
+        }
     }
 
     /// Pads every hour with fake keys up to the minimum, deterministically.
@@ -376,26 +431,32 @@ impl Publisher {
         let s = &self.settings;
         for (hour, keys) in hours {
             keys::sort_and_dedup(keys);
-            keys::pad(keys, *hour, s.min_keys_per_hour, &s.padding_secret);
+            keys::pad(
+                keys,
+                *hour,
+                s.min_keys_per_hour,
+                &s.padding_secret,
+                &s.trl_encoding,
+            );
             keys::sort_and_dedup(keys);
         }
     }
 
     /// The wanted days that get a day package (closed days); a day above the cap keeps its hours
-    /// instead: it is reported, and its hours not yet published become wanted.
+    /// instead: it is added to `over_cap`, and its hours not yet published become wanted.
     fn days_under_cap(
         &self,
         want_days: &[i64],
         hours: &BTreeMap<i64, Vec<Key>>,
         published: &Published,
         want_hours: &mut BTreeSet<i64>,
-        report: &mut Report,
+        over_cap: &mut BTreeSet<i64>,
     ) -> Vec<i64> {
         let mut day_packages = Vec::new();
         for &day in want_days {
             let count: usize = (day * 24..day * 24 + 24).map(|h| hours[&h].len()).sum();
             if count > self.settings.max_keys_per_package {
-                report.days_over_cap.push(date(day));
+                over_cap.insert(day);
                 want_hours
                     .extend((day * 24..day * 24 + 24).filter(|h| !published.hours.contains(h)));
                 continue;
@@ -406,17 +467,18 @@ impl Publisher {
     }
 
     /// The batch of a package covering `[start, end)` (seconds since the epoch).
-    fn batch(&self, start: i64, end: i64) -> Batch {
+    fn batch(region: &str, start: i64, end: i64) -> Batch {
         Batch {
             start_timestamp: u64::try_from(start).unwrap_or(0),
             end_timestamp: u64::try_from(end).unwrap_or(0),
-            region: self.settings.country.to_string(),
+            region: region.to_owned(),
         }
     }
 
     /// Writes the package of every wanted hour; the hours that exist now.
     async fn write_hour_packages(
         &self,
+        region: &str,
         want_hours: &BTreeSet<i64>,
         hours: &BTreeMap<i64, Vec<Key>>,
         report: &mut Report,
@@ -424,16 +486,15 @@ impl Publisher {
         let mut written = BTreeSet::new();
         for &hour in want_hours {
             let keys = &hours[&hour];
-            let batch = self.batch(hour * 3600, (hour + 1) * 3600);
+            let batch = Self::batch(region, hour * 3600, (hour + 1) * 3600);
             if self
-                .write_package(&self.hour_path(hour), &batch, keys)
+                .write_package(&Self::hour_path(region, hour), &batch, keys)
                 .await?
                 == Created::New
             {
-                report.hours_published.push(format!(
-                    "{}/{}",
-                    date(hour.div_euclid(24)),
-                    hour.rem_euclid(24)
+                report.hours_published.push(self.report_name(
+                    region,
+                    format!("{}/{}", date(hour.div_euclid(24)), hour.rem_euclid(24)),
                 ));
                 report.keys_published += keys.len() as u64;
             }
@@ -445,6 +506,7 @@ impl Publisher {
     /// Writes the package of every day given, from its 24 hours; the days that exist now.
     async fn write_day_packages(
         &self,
+        region: &str,
         days: &[i64],
         hours: &BTreeMap<i64, Vec<Key>>,
         report: &mut Report,
@@ -456,13 +518,15 @@ impl Publisher {
                 keys.extend_from_slice(&hours[&h]);
             }
             keys::sort_and_dedup(&mut keys);
-            let batch = self.batch(day * 86_400, (day + 1) * 86_400);
+            let batch = Self::batch(region, day * 86_400, (day + 1) * 86_400);
             if self
-                .write_package(&self.day_path(day), &batch, &keys)
+                .write_package(&Self::day_path(region, day), &batch, &keys)
                 .await?
                 == Created::New
             {
-                report.days_published.push(date(day));
+                report
+                    .days_published
+                    .push(self.report_name(region, date(day)));
                 report.keys_published += keys.len() as u64;
             }
             written.insert(day);
@@ -473,6 +537,7 @@ impl Publisher {
     /// Rewrites the indexes from what exists now, minus what retention removes; then removes it.
     async fn apply_retention(
         &self,
+        region: &str,
         window: &Window,
         published: &Published,
         days_written: &BTreeSet<i64>,
@@ -500,16 +565,16 @@ impl Publisher {
         for h in &expired_hours {
             all_hours.remove(h);
         }
-        self.write_indexes(&all_days, &all_hours, &published.hour_indexes)
+        self.write_indexes(region, &all_days, &all_hours, &published.hour_indexes)
             .await?;
         for h in &expired_hours {
-            self.tree.delete(&self.hour_path(*h)).await?;
+            self.tree.delete(&Self::hour_path(region, *h)).await?;
         }
         for d in &expired_days {
-            self.tree.delete(&self.day_path(*d)).await?;
+            self.tree.delete(&Self::day_path(region, *d)).await?;
         }
-        report.hours_deleted = expired_hours.len();
-        report.days_deleted = expired_days.len();
+        report.hours_deleted += expired_hours.len();
+        report.days_deleted += expired_days.len();
         Ok(())
     }
 
@@ -536,7 +601,7 @@ impl Publisher {
         while let Some(batch) = stream.next().await {
             for wire in batch? {
                 report.keys_streamed += 1;
-                let Some(key) = Key::from_wire(&wire) else {
+                let Some(key) = Key::from_wire(&wire, &self.settings.trl_encoding) else {
                     continue;
                 };
                 let hour = key.distribution_hour(wire.submission_hour, embargo);
@@ -578,9 +643,15 @@ impl Publisher {
             }
         };
         let zip = Package::signed(config, &self.signers, 1, 1).to_zip()?;
+        // The country-less copy first: the country's path (the one the app reads) decides
+        // whether the next run finds the configuration published.
+        let copied = self
+            .replace_if_changed(Self::APP_CONFIG_PATH, zip.clone())
+            .await?;
         if self
             .replace_if_changed(&self.app_config_path(), zip)
             .await?
+            || copied
         {
             Ok(AppConfigOutcome::Published)
         } else {
@@ -602,18 +673,40 @@ impl Publisher {
         Ok(true)
     }
 
+    /// The indexes above the regions: the country index (the origin country and the common
+    /// package, sorted as CWA sorts it), the countries with an app configuration, the API
+    /// versions and the description of version 1.
+    async fn write_top_indexes(&self) -> Result<(), TreeError> {
+        let json = |v: serde_json::Value| v.to_string().into_bytes();
+        let mut regions = self.regions();
+        regions.sort();
+        self.replace_if_changed(
+            "version/v1/diagnosis-keys/country",
+            json(serde_json::json!(regions)),
+        )
+        .await?;
+        self.replace_if_changed(
+            Self::APP_CONFIG_INDEX_PATH,
+            json(serde_json::json!([self.settings.country])),
+        )
+        .await?;
+        self.replace_if_changed(Self::VERSION_INDEX_PATH, json(serde_json::json!(VERSIONS)))
+            .await?;
+        let description = serde_json::to_vec(&crate::api::api())
+            .map_err(|e| TreeError::Config(format!("API description: {e}")))?;
+        self.replace_if_changed(Self::VERSION_V1_PATH, description)
+            .await?;
+        Ok(())
+    }
+
     async fn write_indexes(
         &self,
+        region: &str,
         days: &BTreeSet<i64>,
         hours: &BTreeSet<i64>,
         had_hour_index: &BTreeSet<i64>,
     ) -> Result<(), TreeError> {
         let json = |v: serde_json::Value| v.to_string().into_bytes();
-        self.replace_if_changed(
-            "version/v1/diagnosis-keys/country",
-            json(serde_json::json!([self.settings.country])),
-        )
-        .await?;
         let mut by_day: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for h in hours {
             by_day
@@ -622,14 +715,22 @@ impl Publisher {
                 .push(h.rem_euclid(24));
         }
         for (day, list) in &by_day {
-            self.replace_if_changed(&self.hour_index_path(*day), json(serde_json::json!(list)))
-                .await?;
+            self.replace_if_changed(
+                &Self::hour_index_path(region, *day),
+                json(serde_json::json!(list)),
+            )
+            .await?;
         }
         let dates: Vec<String> = days.iter().map(|d| date(*d)).collect();
-        self.replace_if_changed(&self.date_index_path(), json(serde_json::json!(dates)))
-            .await?;
+        self.replace_if_changed(
+            &Self::date_index_path(region),
+            json(serde_json::json!(dates)),
+        )
+        .await?;
         for day in had_hour_index.iter().filter(|d| !by_day.contains_key(d)) {
-            self.tree.delete(&self.hour_index_path(*day)).await?;
+            self.tree
+                .delete(&Self::hour_index_path(region, *day))
+                .await?;
         }
         Ok(())
     }

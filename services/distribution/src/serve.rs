@@ -45,7 +45,7 @@ const MAX_SEGMENT: usize = 32;
 /// A CDN path: `version/…`, plain segments only, bounded in length.
 fn valid(path: &str) -> bool {
     path.len() <= MAX_PATH
-        && path.starts_with("version/")
+        && (path == "version" || path.starts_with("version/"))
         && path.split('/').all(|seg| {
             !seg.is_empty()
                 && seg.len() <= MAX_SEGMENT
@@ -129,9 +129,13 @@ mod tests {
             "version/v1/diagnosis-keys/country/DE/date/2026-11-23/hour/5"
         ));
         assert!(valid("version/v1/configuration/country/DE/app_config"));
+        assert!(valid("version"));
+        assert!(valid("version/v1"));
         for bad in [
             "",
             "etc/passwd",
+            "versions",
+            "version/",
             "version/../x",
             "version//v1",
             "version/v1/_object",

@@ -37,19 +37,30 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// From a CDN path: the indexes end in `country`, `date` or `hour`; the app configuration
-    /// changes; everything else is an immutable package.
+    /// From a CDN path: the indexes end in `country`, `date` or `hour`, the API versions are
+    /// `version` and the description of one `version/v1`; they and the app configuration
+    /// change; everything else is an immutable package.
     pub fn of(path: &str) -> Self {
+        if Self::is_json(path) {
+            return Self::Mutable;
+        }
         match path.rsplit('/').next() {
-            Some("country" | "date" | "hour" | "app_config") => Self::Mutable,
+            Some("app_config") => Self::Mutable,
             _ => Self::Package,
         }
     }
 
+    fn is_json(path: &str) -> bool {
+        path == "version"
+            || path == "version/v1"
+            || matches!(path.rsplit('/').next(), Some("country" | "date" | "hour"))
+    }
+
     pub fn content_type(path: &str) -> &'static str {
-        match path.rsplit('/').next() {
-            Some("country" | "date" | "hour") => "application/json",
-            _ => "application/zip",
+        if Self::is_json(path) {
+            "application/json"
+        } else {
+            "application/zip"
         }
     }
 

@@ -83,6 +83,7 @@ fn settings() -> Settings {
         day_retention: Duration::from_secs(14 * 86_400),
         padding_secret: b"test-padding-secret".to_vec(),
         lease_ttl: Duration::from_secs(60),
+        trl_encoding: openwarn_protocol::metadata::TrlEncoding::CWA,
     }
 }
 
@@ -162,8 +163,13 @@ async fn exists(tree: &Tree, path: &str) -> bool {
     tree.get(path).await.unwrap().is_some()
 }
 
+/// Every object of the tree: those under `version/`, and `version` itself (which a local tree
+/// lists under its own prefix and S3 does not).
 async fn snapshot(tree: &Tree) -> BTreeMap<String, Vec<u8>> {
     let mut all = BTreeMap::new();
+    if let Some(object) = tree.get("version").await.unwrap() {
+        all.insert("version".to_owned(), object.bytes.to_vec());
+    }
     for path in tree.list("version").await.unwrap() {
         let bytes = tree.get(&path).await.unwrap().unwrap().bytes.to_vec();
         all.insert(path, bytes);
@@ -182,6 +188,7 @@ fn key_bytes(package: &Package) -> Vec<Vec<u8>> {
 }
 
 const DE: &str = "version/v1/diagnosis-keys/country/DE";
+const EUR: &str = "version/v1/diagnosis-keys/country/EUR";
 
 #[tokio::test]
 async fn closed_hours_are_published_padded_sorted_and_signed_with_embargo() {
@@ -233,20 +240,24 @@ async fn closed_hours_are_published_padded_sorted_and_signed_with_embargo() {
             !bytes.contains(&vec![0x50; 16]),
             "{name}: the open hour is not published"
         );
-        // Padding copies the metadata of real keys.
+        // Padding copies the metadata of real keys: TRL 6, published as (2, CLINICAL_DIAGNOSIS).
         for k in &export.keys {
             assert_eq!(k.rolling_start_interval_number(), day_start_interval(h9, 2));
             assert_eq!(k.transmission_risk_level(), 6);
+            assert_eq!(
+                (k.days_since_onset_of_symptoms(), k.report_type() as i32),
+                (2, 2)
+            );
         }
 
         // A closed hour without keys still gets a signed package, all padding.
         let empty = package(&tree, &format!("{DE}/date/2026-11-20/hour/3")).await;
         assert_eq!(key_bytes(&empty).len(), 140, "{name}");
 
-        // Indexes.
+        // Indexes: the country and the common package (CWA's `EUR`).
         assert_eq!(
             json(&tree, "version/v1/diagnosis-keys/country").await,
-            serde_json::json!(["DE"])
+            serde_json::json!(["DE", "EUR"])
         );
         assert_eq!(
             json(&tree, &format!("{DE}/date/2026-11-20/hour")).await,
@@ -359,7 +370,7 @@ async fn a_run_killed_half_way_resumes_without_gaps_or_duplicates() {
         // What a run leaves when killed after some packages: packages are written one by one
         // (each atomically), the indexes only after all of them.
         for (i, (path, bytes)) in expected.iter().enumerate() {
-            let is_package = !["country", "date", "hour", "app_config"]
+            let is_package = !["country", "date", "hour", "app_config", "version", "v1"]
                 .iter()
                 .any(|end| path.ends_with(end));
             if is_package && i % 3 == 0 {
@@ -378,7 +389,10 @@ async fn a_run_killed_half_way_resumes_without_gaps_or_duplicates() {
         );
         // Every real key is in exactly one hour package.
         let mut seen = BTreeMap::new();
-        for path in expected.keys().filter(|p| p.contains("/hour/")) {
+        for path in expected
+            .keys()
+            .filter(|p| p.starts_with(DE) && p.contains("/hour/"))
+        {
             for k in key_bytes(&package(&tree, path).await) {
                 *seen.entry(k).or_insert(0) += 1;
             }
@@ -428,7 +442,8 @@ async fn concurrent_runs_cannot_both_publish() {
         assert_eq!(skipped, 1, "{kv_name}: exactly one run holds the lease");
         let published: usize = reports.iter().map(|r| r.hours_published.len()).sum();
         assert_eq!(
-            published, 48, /* the closed hours of the two-day hour window */
+            published,
+            2 * 48, /* the closed hours of the two-day hour window, for DE and EUR */
             "{kv_name}"
         );
         // The lease is given back: the next run goes ahead.
@@ -489,10 +504,16 @@ async fn retention_deletes_old_hours_and_days_and_updates_the_indexes() {
 
         let report = publisher.run(at("2026-11-21T10:00:30Z")).await.unwrap();
         assert_eq!(
-            report.hours_deleted, 24,
-            "{name}: one day of hours aged out"
+            report.hours_deleted,
+            2 * 24,
+            "{name}: one day of hours aged out, for DE and EUR"
         );
-        assert_eq!(report.days_deleted, 1, "{name}");
+        assert_eq!(report.days_deleted, 2, "{name}");
+        for region in [DE, EUR] {
+            assert!(!exists(&tree, &format!("{region}/date/2026-11-06")).await);
+            assert!(!exists(&tree, &format!("{region}/date/2026-11-19/hour/9")).await);
+            assert!(exists(&tree, &format!("{region}/date/2026-11-19/hour/10")).await);
+        }
         assert!(!exists(&tree, &format!("{DE}/date/2026-11-19/hour/9")).await);
         assert!(exists(&tree, &format!("{DE}/date/2026-11-19/hour/10")).await);
         assert!(
@@ -668,5 +689,301 @@ async fn a_path_can_be_a_package_and_a_directory_and_packages_are_never_replaced
         assert!(exists(&tree, &format!("{day}/hour/1")).await, "{name}");
         tree.delete(&day).await.unwrap(); // deleting what is gone is fine
         assert!(!exists(&tree, &format!("{DE}/nothing")).await);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ported from cwa-server's distribution tests (services/distribution/src/test/…)
+// ---------------------------------------------------------------------------------------------
+
+/// cwa-server `DiagnosisKeysStructureProvider` hands every key to `EnfParameterAdapter.adaptKeys`
+/// before bundling (`EnfParameterAdapterComponentTest.dsosAndReportTypeOfKeysShouldBeAdapted`):
+/// every published key — real or padding, in hour and day packages, of DE and EUR — carries its
+/// risk level unchanged and the days since onset and report type CWA's table gives that level,
+/// whatever the phone submitted.
+#[tokio::test]
+async fn enf_parameter_adapter_component_test_published_keys_are_adapted() {
+    use openwarn_protocol::metadata::TrlEncoding;
+    let h = hour_of("2026-11-20T09:00:00Z");
+    let source = InMemory::default();
+    for trl in 1..=8u8 {
+        let mut k = key(trl, day_start_interval(h, 3), h);
+        k.transmission_risk_level = i32::from(trl);
+        // As submitted: a confirmed test, days since onset derived by submission (CWA's map).
+        k.report_type = 1;
+        k.days_since_onset_of_symptoms = openwarn_protocol::metadata::dsos_from_trl(i32::from(trl));
+        source.push(k);
+    }
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), settings());
+        publisher.run(at("2026-11-21T00:00:30Z")).await.unwrap();
+        for region in [DE, EUR] {
+            for path in [
+                format!("{region}/date/2026-11-20/hour/9"),
+                format!("{region}/date/2026-11-20/hour/3"), // padding only
+                format!("{region}/date/2026-11-20"),
+            ] {
+                let export = package(&tree, &path).await.export().unwrap();
+                assert!(!export.keys.is_empty());
+                for k in &export.keys {
+                    let trl = k.transmission_risk_level();
+                    assert!((1..=8).contains(&trl), "{name} {path}");
+                    assert_eq!(
+                        Some((k.days_since_onset_of_symptoms(), k.report_type() as i32)),
+                        TrlEncoding::CWA.encode(trl),
+                        "{name} {path}: TRL {trl}"
+                    );
+                }
+            }
+        }
+        // The real keys keep their levels: TRL 1 → (1, RECURSIVE), TRL 8 → (2, CONFIRMED_TEST).
+        let export = package(&tree, &format!("{DE}/date/2026-11-20/hour/9"))
+            .await
+            .export()
+            .unwrap();
+        for (byte, trl, dsos, report_type) in [(1u8, 1, 1, 4), (3, 3, 1, 3), (8, 8, 2, 1)] {
+            let k = export
+                .keys
+                .iter()
+                .find(|k| k.key_data() == [byte; 16])
+                .unwrap_or_else(|| panic!("{name}: key {byte}"));
+            assert_eq!(
+                (
+                    k.transmission_risk_level(),
+                    k.days_since_onset_of_symptoms(),
+                    k.report_type() as i32
+                ),
+                (trl, dsos, report_type),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// A table other than CWA's, as configured, is what the packages carry.
+#[tokio::test]
+async fn a_configured_encoding_is_what_the_packages_carry() {
+    let h = hour_of("2026-11-20T09:00:00Z");
+    let source = InMemory::default();
+    source.push(key(0x11, day_start_interval(h, 3), h)); // TRL 6
+    let mut custom = settings();
+    custom.trl_encoding = openwarn_protocol::metadata::TrlEncoding::new(
+        &[1, 2, 2, 2, 2, 1, 2, 1],
+        &[1, 2, 3, 4, 1, 2, 3, 4],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = Tree::local(dir.path()).unwrap();
+    publisher(&tree, Arc::new(source), custom)
+        .run(at("2026-11-20T10:00:30Z"))
+        .await
+        .unwrap();
+    let export = package(&tree, &format!("{DE}/date/2026-11-20/hour/9"))
+        .await
+        .export()
+        .unwrap();
+    let k = export
+        .keys
+        .iter()
+        .find(|k| k.key_data() == [0x11; 16])
+        .unwrap();
+    assert_eq!(
+        (
+            k.transmission_risk_level(),
+            k.days_since_onset_of_symptoms(),
+            k.report_type() as i32
+        ),
+        (6, 1, 2)
+    );
+}
+
+/// cwa-server `DiagnosisKeysDirectoryTest.checkBuildsTheCorrectDirectoryStructureForOneCountry`
+/// (and `…WhenNoKeys`): the country index lists the origin country and `EUR`; each has its date
+/// index, and for every day its hour index and hour packages; `EUR` holds the union of all
+/// countries' keys (`DiagnosisKeyBundler.populateEuPackageWithDistributableDiagnosisKeys`),
+/// signed with region `EUR`.
+#[tokio::test]
+async fn diagnosis_keys_directory_test_builds_the_correct_structure_for_one_country_and_eur() {
+    let h = hour_of("2026-11-20T09:00:00Z");
+    let source = InMemory::default();
+    for byte in [0x30, 0x10, 0x20] {
+        source.push(key(byte, day_start_interval(h, 2), h));
+    }
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), settings());
+        let report = publisher.run(at("2026-11-21T03:00:30Z")).await.unwrap();
+        assert!(
+            report
+                .hours_published
+                .contains(&"EUR/2026-11-20/9".to_owned())
+                && report.hours_published.contains(&"2026-11-20/9".to_owned()),
+            "{name}: {:?}",
+            report.hours_published
+        );
+        assert!(report.days_published.contains(&"EUR/2026-11-20".to_owned()));
+        assert_eq!(
+            json(&tree, "version/v1/diagnosis-keys/country").await,
+            serde_json::json!(["DE", "EUR"]),
+            "{name}"
+        );
+        assert_eq!(
+            json(&tree, &format!("{EUR}/date")).await,
+            json(&tree, &format!("{DE}/date")).await,
+            "{name}"
+        );
+        for day in ["2026-11-20", "2026-11-21"] {
+            assert_eq!(
+                json(&tree, &format!("{EUR}/date/{day}/hour")).await,
+                json(&tree, &format!("{DE}/date/{day}/hour")).await,
+                "{name}: {day}"
+            );
+        }
+        for path in ["2026-11-20/hour/9", "2026-11-20/hour/17", "2026-11-20"] {
+            let de = package(&tree, &format!("{DE}/date/{path}")).await;
+            let eur = package(&tree, &format!("{EUR}/date/{path}")).await;
+            let (de, eur) = (de.export().unwrap(), eur.export().unwrap());
+            assert_eq!(de.region(), "DE");
+            assert_eq!(eur.region(), "EUR", "{name}: {path}");
+            assert_eq!(
+                (eur.start_timestamp(), eur.end_timestamp()),
+                (de.start_timestamp(), de.end_timestamp())
+            );
+            assert_eq!(
+                eur.keys, de.keys,
+                "{name}: {path}: the union of one country"
+            );
+        }
+        let eur_keys = key_bytes(&package(&tree, &format!("{EUR}/date/2026-11-20/hour/9")).await);
+        for real in [0x10, 0x20, 0x30] {
+            assert!(eur_keys.contains(&vec![real; 16]), "{name}");
+        }
+        // CWA publishes no app configuration for the common package.
+        assert!(
+            !exists(&tree, "version/v1/configuration/country/EUR/app_config").await,
+            "{name}"
+        );
+    }
+}
+
+/// cwa-server `AppConfigurationDirectoryTest.createsCorrectFiles` (as of "Country app config
+/// replicated to configuration", #962, which the distribution OpenAPI file still describes) and
+/// `CwaApiStructureProvider.getDirectory`: `configuration/country` lists the origin country,
+/// the configuration is at `configuration/country/DE/app_config` and, the same signed archive,
+/// at `configuration/app_config`; `version` lists `v1`, and `version/v1` describes it (OpenAPI).
+#[tokio::test]
+async fn app_configuration_directory_test_creates_correct_files() {
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(InMemory::default()), settings());
+        publisher.run(at("2026-11-20T10:00:30Z")).await.unwrap();
+        assert_eq!(
+            json(&tree, "version/v1/configuration/country").await,
+            serde_json::json!(["DE"]),
+            "{name}"
+        );
+        let country = app_config(&tree, "version/v1/configuration/country/DE/app_config").await;
+        let plain = app_config(&tree, "version/v1/configuration/app_config").await;
+        assert_eq!(plain, country, "{name}: one configuration, two paths");
+        assert_eq!(
+            json(&tree, "version").await,
+            serde_json::json!(["v1"]),
+            "{name}"
+        );
+        let description = json(&tree, "version/v1").await;
+        assert!(
+            description["openapi"].as_str().unwrap().starts_with('3'),
+            "{name}"
+        );
+        assert!(
+            description["paths"]
+                .as_object()
+                .unwrap()
+                .contains_key("/version/{version}/diagnosis-keys/country"),
+            "{name}"
+        );
+    }
+}
+
+/// cwa-server `AppConfigurationDirectoryTest.doesNotWriteAppConfigIfValidationFails`: an
+/// invalid configuration is at neither path, and the country index is there still.
+#[tokio::test]
+async fn app_configuration_directory_test_does_not_write_app_config_if_validation_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app_config.json");
+    std::fs::write(
+        &file,
+        openwarn_distribution::appconfig::DEFAULT_JSON.replace("\"upper\": 63", "\"upper\": 20"),
+    )
+    .unwrap();
+    for (name, tree) in stores().trees {
+        let publisher = Publisher::new(
+            tree.clone(),
+            Arc::new(InMemory::default()),
+            vec![signer()],
+            settings(),
+            Arc::new(MemoryStore::default()),
+            AppConfigSource::File(file.clone()),
+        );
+        let report = publisher.run(at("2026-11-20T10:00:30Z")).await.unwrap();
+        assert!(
+            matches!(report.app_config, Some(AppConfigOutcome::Refused(_))),
+            "{name}"
+        );
+        assert!(!exists(&tree, "version/v1/configuration/app_config").await);
+        assert!(!exists(&tree, "version/v1/configuration/country/DE/app_config").await);
+        assert_eq!(
+            json(&tree, "version/v1/configuration/country").await,
+            serde_json::json!(["DE"]),
+            "{name}"
+        );
+    }
+}
+
+/// cwa-server `DateIndexingDecoratorTest.excludesCurrentDateFromIndex`: the date index (of the
+/// country and of `EUR`) lists yesterday, not the day still open.
+#[tokio::test]
+async fn date_indexing_decorator_test_excludes_current_date_from_index() {
+    let h = hour_of("2026-11-19T00:00:00Z");
+    let source = InMemory::default();
+    for byte in 1..=5u8 {
+        source.push(key(byte, day_start_interval(h, 1), h));
+    }
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), settings());
+        publisher.run(at("2026-11-20T00:00:30Z")).await.unwrap();
+        for region in [DE, EUR] {
+            let dates = json(&tree, &format!("{region}/date")).await;
+            let dates = dates.as_array().unwrap();
+            assert!(dates.contains(&"2026-11-19".into()), "{name} {region}");
+            assert!(!dates.contains(&"2026-11-20".into()), "{name} {region}");
+        }
+    }
+}
+
+/// cwa-server `DateIndexingDecoratorTest.excludesDatesThatExceedTheMaximumNumberOfKeys`: with
+/// at most one key per package, no day qualifies and the date index is empty (for the country
+/// and `EUR`); the hours serve instead.
+#[tokio::test]
+async fn date_indexing_decorator_test_excludes_dates_that_exceed_the_maximum_number_of_keys() {
+    let source = InMemory::default();
+    for (byte, at_hour) in [(1u8, "2026-11-19T06:00:00Z"), (2, "2026-11-19T10:00:00Z")] {
+        let h = hour_of(at_hour);
+        source.push(key(byte, day_start_interval(h, 1), h));
+    }
+    let mut one = settings();
+    one.min_keys_per_hour = 1;
+    one.max_keys_per_package = 1;
+    for (name, tree) in stores().trees {
+        let publisher = publisher(&tree, Arc::new(source.clone()), one.clone());
+        let report = publisher.run(at("2026-11-20T00:00:30Z")).await.unwrap();
+        assert!(report.days_over_cap.contains(&"2026-11-19".to_owned()));
+        for region in [DE, EUR] {
+            assert_eq!(
+                json(&tree, &format!("{region}/date")).await,
+                serde_json::json!([]),
+                "{name} {region}"
+            );
+            let six = key_bytes(&package(&tree, &format!("{region}/date/2026-11-19/hour/6")).await);
+            assert_eq!(six, [vec![1u8; 16]], "{name} {region}");
+        }
     }
 }

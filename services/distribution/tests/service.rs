@@ -92,6 +92,7 @@ async fn publish(tree: Tree) -> Signer {
             day_retention: Duration::from_secs(14 * 86_400),
             padding_secret: b"secret".to_vec(),
             lease_ttl: Duration::from_secs(60),
+            trl_encoding: openwarn_protocol::metadata::TrlEncoding::CWA,
         },
         Arc::new(openwarn_kv::MemoryStore::default()),
         AppConfigSource::Default,
@@ -134,6 +135,14 @@ async fn a_tree_in_s3_is_served_from_the_store() {
     assert_eq!(index.status(), 200);
     assert_eq!(index.headers()["content-type"], "application/json");
     assert_eq!(index.headers()["cache-control"], "public, max-age=300");
+    // `version` is an object and the prefix of every other: S3 holds both.
+    let versions = client
+        .get(format!("http://{}/version", service.addr("http")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.headers()["content-type"], "application/json");
+    assert_eq!(versions.text().await.unwrap(), "[\"v1\"]");
     let url = format!("{base}/diagnosis-keys/country/DE/date/2026-11-20/hour/9");
     let package = client.get(&url).send().await.unwrap();
     assert_eq!(package.status(), 200);
@@ -311,7 +320,45 @@ async fn the_tree_is_served_with_cdn_headers() {
             .text()
             .await
             .unwrap(),
-        "[\"DE\"]"
+        "[\"DE\",\"EUR\"]"
+    );
+    // The paths above the packages CWA's apps and tools read: the API versions, the description
+    // of v1, the country-less app configuration.
+    let root = format!("http://{}", service.addr("http"));
+    for (path, content_type, cache) in [
+        ("version", "application/json", "public, max-age=300"),
+        ("version/v1", "application/json", "public, max-age=300"),
+        (
+            "version/v1/configuration/app_config",
+            "application/zip",
+            "public, max-age=300",
+        ),
+        (
+            "version/v1/configuration/country",
+            "application/json",
+            "public, max-age=300",
+        ),
+        (
+            "version/v1/diagnosis-keys/country/EUR/date/2026-11-20/hour/9",
+            "application/zip",
+            "public, max-age=31536000, immutable",
+        ),
+    ] {
+        let response = client.get(format!("{root}/{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        assert_eq!(response.headers()["cache-control"], cache, "{path}");
+    }
+    assert_eq!(
+        client
+            .get(format!("{root}/version"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "[\"v1\"]"
     );
 
     for missing in [
@@ -395,7 +442,7 @@ async fn invalid_settings_are_named() {
     assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
     assert!(err.to_string().contains("--country"), "{err}");
 
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["--signing-keys="], "OPENWARN_SIGNING_KEYS"),
         (&["--signing-keys=v1"], "OPENWARN_SIGNING_KEYS"),
         (
@@ -414,6 +461,22 @@ async fn invalid_settings_are_named() {
             "OPENWARN_MIN_KEYS_PER_HOUR",
         ),
         (&["--hour-retention=10m"], "OPENWARN_HOUR_RETENTION"),
+        (
+            &["--trl-days-since-onset=1,2,3,2,1,2,1,2"],
+            "OPENWARN_TRL_DAYS_SINCE_ONSET",
+        ),
+        (
+            &["--trl-days-since-onset=1,2"],
+            "OPENWARN_TRL_DAYS_SINCE_ONSET",
+        ),
+        (
+            &["--trl-report-types=4,4,3,3,2,2,1,6"],
+            "OPENWARN_TRL_REPORT_TYPES",
+        ),
+        (
+            &["--trl-report-types=4,4,3,3,2,2,1,1,1"],
+            "OPENWARN_TRL_REPORT_TYPES",
+        ),
     ];
     for (given, setting) in cases {
         let names: Vec<&str> = given.iter().map(|a| a.split('=').next().unwrap()).collect();
