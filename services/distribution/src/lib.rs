@@ -166,7 +166,7 @@ pub struct Config {
     #[arg(long, env = "OPENWARN_DAY_RETENTION", default_value = "14d", value_parser = parse_duration)]
     pub day_retention: Duration,
     /// Publish every hour, this long after the hour (time for in-flight submissions to commit),
-    /// and once at start-up. Off for a process that only serves, or runs as a CronJob.
+    /// and once at start-up. Off for a process that only serves.
     #[arg(long, env = "OPENWARN_SCHEDULE", default_value_t = true, action = clap::ArgAction::Set)]
     pub schedule: bool,
     #[arg(long, env = "OPENWARN_RUN_DELAY", default_value = "1m", value_parser = parse_duration)]
@@ -302,6 +302,14 @@ pub fn trl_encoding(config: &Config) -> Result<TrlEncoding, ConfigError> {
 
 /// Everything a run needs, from the configuration.
 pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
+    publisher_with(config, &config.tls.load()?).await
+}
+
+/// [`publisher`] with the internal TLS files already loaded (the service watches them).
+async fn publisher_with(
+    config: &Config,
+    tls: &openwarn_mtls::TlsFiles,
+) -> Result<Publisher, Error> {
     let trl_encoding = trl_encoding(config)?;
     if config.min_keys_per_hour > config.max_keys_per_package {
         return Err(ConfigError::new(
@@ -337,7 +345,6 @@ pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
         Some(path) => AppConfigSource::File(path.clone()),
         None => AppConfigSource::Default,
     };
-    let tls = config.tls.load()?;
     let channel = tls
         .grpc_channel(&config.submission_url, &config.submission_server_name)
         .map_err(|e| ConfigError::new("OPENWARN_SUBMISSION_URL", e.to_string()))?;
@@ -378,7 +385,7 @@ pub async fn publisher(config: &Config) -> Result<Publisher, Error> {
     ))
 }
 
-/// One run as of `now` (default: the current time), then exit: the Kubernetes CronJob's command.
+/// One run as of `now` (default: the current time), then exit (tests, replays).
 pub async fn run_once(config: Config, now: Option<i64>) -> Result<Report, Error> {
     let publisher = publisher(&config).await?;
     let report = publisher
@@ -389,8 +396,10 @@ pub async fn run_once(config: Config, now: Option<i64>) -> Result<Report, Error>
 
 /// Starts the service: the tree's HTTP server (embedded mode), the admin port, the hourly runs.
 pub async fn start(config: Config) -> Result<RunningService, Error> {
-    let publisher = Arc::new(publisher(&config).await?);
+    let tls = config.tls.load()?;
+    let publisher = Arc::new(publisher_with(&config, &tls).await?);
     let mut service = RunningService::new(NAME);
+    service.watch_tls(vec![Arc::new(tls)], config.tls.reload_interval);
     if config.serve_tree {
         service
             .serve_http_on(
@@ -481,7 +490,7 @@ pub fn parse_now(s: &str) -> Result<i64, String> {
 /// published tree is distribution's only state).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Publish once and exit (the Kubernetes CronJob; tests). Prints the run's report as JSON.
+    /// Publish once and exit (tests, replays). Prints the run's report as JSON.
     RunOnce(RunOnce),
 }
 
