@@ -88,7 +88,8 @@ pub struct Config {
     /// Largest submission body, in bytes.
     #[arg(long, env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 100 * 1024)]
     pub max_body_bytes: usize,
-    /// Keys are deleted this long after submission.
+    /// Keys are deleted once the day they refer to (their rolling start) is this long ago —
+    /// however recently they were submitted.
     #[arg(long, env = "OPENWARN_KEY_RETENTION", default_value = "14d", value_parser = parse_duration)]
     pub key_retention: Duration,
     /// How often the retention job runs.
@@ -188,11 +189,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         tans::commit_pending(pending.clone(), retries.clone())
     });
 
-    let keep_hours = i64::try_from(config.key_retention.as_secs() / 3600).unwrap_or(i64::MAX);
+    let keep = i64::try_from(config.key_retention.as_secs()).unwrap_or(i64::MAX);
     service.spawn_periodic(config.retention_interval, move || {
         let store = store.clone();
         async move {
-            let cutoff = openwarn_bootstrap::lifecycle::unix_now() / 3600 - keep_hours;
+            // In 10-minute intervals, as rolling starts count.
+            let cutoff = openwarn_bootstrap::lifecycle::unix_now().saturating_sub(keep) / 600;
+            let cutoff = i32::try_from(cutoff).unwrap_or(i32::MAX);
             match store.apply_retention(cutoff).await {
                 Ok(deleted) => {
                     metrics::counter!("openwarn_diagnosis_keys_deleted_total")

@@ -395,11 +395,14 @@ impl Store {
     }
 
     /// Deletes keys submitted before `cutoff_hour`. Idempotent. Returns how many were deleted.
-    pub async fn apply_retention(&self, cutoff_hour: i64) -> Result<usize, DbError> {
+    pub async fn apply_retention(&self, cutoff_interval: i32) -> Result<usize, DbError> {
         self.db
             .run(move |conn| {
-                diesel::delete(dk::diagnosis_keys.filter(dk::submission_hour.lt(cutoff_hour)))
-                    .execute(conn)
+                diesel::delete(
+                    dk::diagnosis_keys
+                        .filter(dk::rolling_start_interval_number.lt(cutoff_interval)),
+                )
+                .execute(conn)
             })
             .await
     }
@@ -649,15 +652,37 @@ mod tests {
         }
     }
 
+    /// Keys go when the day they refer to is past the retention, whenever they were submitted:
+    /// a key for day 0 submitted late (hour 500) goes before one for day 2 submitted early.
     #[tokio::test]
-    async fn retention_deletes_old_keys_idempotently() {
+    async fn retention_deletes_keys_by_the_day_they_refer_to() {
         for db in databases() {
             let s = store(db.url()).await;
-            put(&s, &submission(&[1], 0), 10).await;
-            put(&s, &submission(&[2], 0), 20).await;
-            assert_eq!(s.apply_retention(15).await.unwrap(), 1);
-            assert_eq!(s.apply_retention(15).await.unwrap(), 0);
-            assert_eq!(s.count().await.unwrap(), 1, "{}", db.label());
+            let day = |d: i32, byte: u8| {
+                let mut sub = submission(&[byte], 0);
+                sub.keys[0].rolling_start_interval_number = 144 * (20_000 + d);
+                sub
+            };
+            put(&s, &day(0, 1), 500).await;
+            put(&s, &day(2, 2), 10).await;
+            put(&s, &day(1, 3), 20).await;
+            // The clock moves to day 16 of the keys: retention (14 days) cuts at day 2.
+            let cutoff = 144 * (20_000 + 2);
+            assert_eq!(
+                s.apply_retention(cutoff).await.unwrap(),
+                2,
+                "{}",
+                db.label()
+            );
+            assert_eq!(s.apply_retention(cutoff).await.unwrap(), 0);
+            let left = s.keys_page(0, 1_000, None, 10).await.unwrap();
+            assert_eq!(left.len(), 1, "{}", db.label());
+            assert_eq!(
+                left[0].key_data[0],
+                2,
+                "{}: the key of day 2 stays",
+                db.label()
+            );
         }
     }
 }

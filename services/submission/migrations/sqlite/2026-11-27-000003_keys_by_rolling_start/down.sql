@@ -1,0 +1,1 @@
+DROP INDEX diagnosis_keys_by_rolling_start;
