@@ -47,7 +47,8 @@ pub struct Store {
 /// Binds: the redeemed code, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
 /// row changed.
 const MARK_REDEEMED_PG: &str = "\
-UPDATE test_results SET result = $1, lab_id = NULL, sample_collected_at = NULL,
+UPDATE test_results SET result = CASE WHEN test_results.result BETWEEN $4 AND $5 THEN $6 ELSE $1 END,
+    lab_id = NULL, sample_collected_at = NULL,
     redeemed_at = v.now, updated_at = v.now
 FROM UNNEST($2::text[], $3::int8[]) AS v(hashed_guid, now)
 WHERE test_results.hashed_guid = v.hashed_guid AND test_results.redeemed_at IS NULL
@@ -73,6 +74,9 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
                             .collect::<Vec<_>>(),
                     )
                     .bind::<Array<BigInt>, _>(batch.iter().map(|(_, now)| *now).collect::<Vec<_>>())
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickPending))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
                     .load::<Changed>(pg)?
                     .into_iter()
                     .map(|c| c.hashed_guid)
@@ -86,16 +90,7 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
         // One by one, inside the batch's write transaction.
         AnyConnection::Sqlite(_) => batch
             .iter()
-            .map(|(hashed_guid, now)| {
-                diesel::update(
-                    t::test_results
-                        .filter(t::hashed_guid.eq(hashed_guid.as_str()))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set(redeemed_values(*now))
-                .execute(conn)
-                .map(|n| n > 0)
-            })
+            .map(|(hashed_guid, now)| redeem_one(conn, hashed_guid.as_str(), *now))
             .collect(),
     }
 }
@@ -195,14 +190,20 @@ impl Store {
                     t::test_results.filter(t::created_at.lt(now.saturating_sub(delete_after))),
                 )
                 .execute(conn)?;
-                let redeemed = diesel::update(
+                let due = || {
                     t::test_results
                         .filter(t::created_at.lt(now.saturating_sub(redeem_after)))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set(redeemed_values(now))
-                .execute(conn)?;
-                Ok((redeemed, deleted))
+                        .filter(t::redeemed_at.is_null())
+                };
+                let quick = i16::from(TestResult::QuickPending)..=i16::from(TestResult::QuickRedeemed);
+                // A rapid test's result reads 9 once redeemed, any other 4.
+                let rapid = diesel::update(due().filter(t::result.between(*quick.start(), *quick.end())))
+                    .set(redeemed_values(now, TestResult::QuickRedeemed))
+                    .execute(conn)?;
+                let other = diesel::update(due())
+                    .set(redeemed_values(now, TestResult::Redeemed))
+                    .execute(conn)?;
+                Ok((rapid + other, deleted))
             })
             .await
     }
@@ -232,9 +233,31 @@ impl Store {
     }
 }
 
+/// Marks one unredeemed result redeemed (a rapid test's reads 9, any other 4). Whether it changed.
+fn redeem_one(conn: &mut AnyConnection, hashed_guid: &str, now: i64) -> QueryResult<bool> {
+    let unredeemed = t::test_results
+        .filter(t::hashed_guid.eq(hashed_guid))
+        .filter(t::redeemed_at.is_null());
+    let current = unredeemed
+        .select(t::result)
+        .first::<i16>(conn)
+        .optional()?;
+    let Some(current) = current else {
+        return Ok(false);
+    };
+    let redeemed = TestResult::try_from(current)
+        .map(TestResult::redeemed)
+        .unwrap_or(TestResult::Redeemed);
+    diesel::update(unredeemed)
+        .set(redeemed_values(now, redeemed))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
 #[allow(clippy::type_complexity)]
 fn redeemed_values(
     now: i64,
+    redeemed: TestResult,
 ) -> (
     diesel::dsl::Eq<t::result, i16>,
     diesel::dsl::Eq<t::lab_id, Option<String>>,
@@ -243,7 +266,7 @@ fn redeemed_values(
     diesel::dsl::Eq<t::updated_at, i64>,
 ) {
     (
-        t::result.eq(i16::from(TestResult::Redeemed)),
+        t::result.eq(i16::from(redeemed)),
         t::lab_id.eq(None::<String>),
         t::sample_collected_at.eq(None::<i64>),
         t::redeemed_at.eq(Some(now)),

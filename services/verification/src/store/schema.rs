@@ -8,6 +8,7 @@ diesel::table! {
         tans_issued -> Integer,
         tan_redeemed_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        hashed_guid_dob -> Nullable<Text>,
     }
 }
 

@@ -1,0 +1,2 @@
+DROP INDEX app_sessions_hashed_guid_dob;
+ALTER TABLE app_sessions DROP COLUMN hashed_guid_dob;

@@ -1,0 +1,4 @@
+-- The date-of-birth-bound id of a GUID registration (CWA's `keyDob`, `x` + 63 lowercase hex), if
+-- the app sent one. Unique: like a hashed GUID, it registers at most once.
+ALTER TABLE app_sessions ADD COLUMN hashed_guid_dob TEXT;
+CREATE UNIQUE INDEX app_sessions_hashed_guid_dob ON app_sessions (hashed_guid_dob);
