@@ -44,13 +44,14 @@ pub struct Store {
 }
 
 /// Marks a batch of results redeemed in one statement (as [`redeemed_values`] does for one).
-/// Binds: the redeemed code, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
+/// Binds: the rapid tests' first and last code and their redeemed code, the redeemed code of
+/// other tests, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
 /// row changed.
 const MARK_REDEEMED_PG: &str = "\
-UPDATE test_results SET result = CASE WHEN test_results.result BETWEEN $4 AND $5 THEN $6 ELSE $1 END,
+UPDATE test_results SET result = CASE WHEN test_results.result BETWEEN $1 AND $2 THEN $3 ELSE $4 END,
     lab_id = NULL, sample_collected_at = NULL,
     redeemed_at = v.now, updated_at = v.now
-FROM UNNEST($2::text[], $3::int8[]) AS v(hashed_guid, now)
+FROM UNNEST($5::text[], $6::int8[]) AS v(hashed_guid, now)
 WHERE test_results.hashed_guid = v.hashed_guid AND test_results.redeemed_at IS NULL
 RETURNING test_results.hashed_guid";
 
@@ -66,6 +67,9 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
             use diesel::sql_types::{Array, BigInt, SmallInt, Text};
             let mut changed: std::collections::HashSet<String> =
                 openwarn_db::prepared(MARK_REDEEMED_PG)
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickPending))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
                     .bind::<SmallInt, _>(i16::from(TestResult::Redeemed))
                     .bind::<Array<Text>, _>(
                         batch
@@ -74,9 +78,6 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
                             .collect::<Vec<_>>(),
                     )
                     .bind::<Array<BigInt>, _>(batch.iter().map(|(_, now)| *now).collect::<Vec<_>>())
-                    .bind::<SmallInt, _>(i16::from(TestResult::QuickPending))
-                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
-                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
                     .load::<Changed>(pg)?
                     .into_iter()
                     .map(|c| c.hashed_guid)
@@ -380,6 +381,39 @@ mod tests {
                     sample_collected_at: Some(1_700_000_000)
                 }
             );
+        }
+    }
+
+    /// A rapid test's result reads 9 (CWA's QUICK_REDEEMED) once redeemed, by a mark or by
+    /// retention, and any other 4; on both backends (PostgreSQL marks in one statement).
+    #[tokio::test]
+    async fn a_redeemed_rapid_test_reads_quick_redeemed() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.save_lab_results(
+                None,
+                vec![
+                    lab(1, TestResult::QuickPositive),
+                    lab(2, TestResult::Positive),
+                    lab(3, TestResult::QuickNegative),
+                    lab(4, TestResult::Negative),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+            let (a, b) = tokio::join!(s.mark_redeemed(guid(1), 150), s.mark_redeemed(guid(2), 150));
+            assert!(a.unwrap() && b.unwrap());
+            assert_eq!(s.apply_retention(1000, 500, 5000).await.unwrap(), (2, 0));
+            for (n, expected) in [
+                (1, TestResult::QuickRedeemed),
+                (2, TestResult::Redeemed),
+                (3, TestResult::QuickRedeemed),
+                (4, TestResult::Redeemed),
+            ] {
+                let r = s.get_or_create_pending(guid(n), 2000).await.unwrap();
+                assert_eq!(r.result, expected, "{} {n}", db.label());
+            }
         }
     }
 
