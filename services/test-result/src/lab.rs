@@ -512,7 +512,7 @@ async fn post_results(
             {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 7, "sc": 1700000000}
         ]}))),
         ("204 a pending rapid test bound to a date of birth" = (value = json!({"testResults": [
-            {"id": "x4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 5}
+            {"id": "x84a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 5}
         ]}))),
         ("400 invalid_request" = (summary = "A PCR code on the rapid-test route (field `testResults[0].result`)", value = json!({"testResults": [
             {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 4}
