@@ -399,10 +399,14 @@ async fn fetch_result(state: &AppState, results: &TestResults, r: TokenRequest) 
     match (session.source, session.hashed_guid) {
         // The session knows first that its TAN was redeemed: test-result is told off the
         // submission's path, and a poll right after the upload must not read positive. A rapid
-        // test reads 9 then, any other 4 (test-result is asked which kind of test it was).
-        (Source::Guid, Some(hashed_guid)) if session.tan_redeemed => {
-            let kind = results.get(&hashed_guid).await?.result;
-            body.insert("testResult".into(), i32::from(kind.redeemed()).into());
+        // test reads 9 then (CWA's QUICK_REDEEMED), any other 4.
+        (Source::Guid, Some(_)) if session.tan_redeemed => {
+            let redeemed = if session.rapid_test {
+                TestResult::QuickRedeemed
+            } else {
+                TestResult::Redeemed
+            };
+            body.insert("testResult".into(), i32::from(redeemed).into());
         }
         (Source::Guid, Some(hashed_guid)) => {
             let result =
@@ -465,6 +469,13 @@ async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> 
         let result = guid_result(results, hashed_guid, session.hashed_guid_dob.as_ref()).await?;
         if !result.result.is_positive() {
             return Err(ApiError::bad_request("result_not_positive"));
+        }
+        if result.result.is_rapid_test() && !session.rapid_test {
+            state
+                .store
+                .mark_rapid_test(token_hash.clone())
+                .await
+                .map_err(|e| db_error(&e))?;
         }
     }
     let now = unix_now();

@@ -109,6 +109,7 @@ impl Store {
                     Option<i64>,
                     i64,
                     Option<String>,
+                    i16,
                 );
                 for row in s::app_sessions
                     .order(s::token_hash)

@@ -9,6 +9,7 @@ diesel::table! {
         tan_redeemed_at -> Nullable<BigInt>,
         created_at -> BigInt,
         hashed_guid_dob -> Nullable<Text>,
+        rapid_test -> SmallInt,
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Session {
     /// The date-of-birth-bound id the app registered with the hashed GUID (CWA's `keyDob`), if
     /// any: the result of the test is the lab's result for both, and they must agree.
     pub hashed_guid_dob: Option<HashedGuid>,
+    /// Its TAN was issued for a positive rapid antigen test: once redeemed it reads 9, not 4.
+    pub rapid_test: bool,
     pub tans_issued: i32,
     pub tan_redeemed: bool,
 }
@@ -87,6 +89,20 @@ impl Store {
             .await
     }
 
+    /// Records that the session's TAN is issued for a positive rapid antigen test (before it is
+    /// issued), so that the session reads CWA's QUICK_REDEEMED once redeemed without asking
+    /// test-result. Idempotent.
+    pub async fn mark_rapid_test(&self, token_hash: String) -> Result<(), DbError> {
+        self.db
+            .run(move |conn| {
+                diesel::update(s::app_sessions.find(&token_hash))
+                    .set(s::rapid_test.eq(1))
+                    .execute(conn)
+                    .map(drop)
+            })
+            .await
+    }
+
     pub async fn session(&self, token_hash: String) -> Result<Option<Session>, DbError> {
         self.db
             .run(move |conn| find_session(conn, &token_hash))
@@ -119,14 +135,16 @@ pub(super) fn find_session(
             s::tans_issued,
             s::tan_redeemed_at,
             s::hashed_guid_dob,
+            s::rapid_test,
         ))
-        .first::<(i16, Option<String>, i32, Option<i64>, Option<String>)>(conn)
+        .first::<(i16, Option<String>, i32, Option<i64>, Option<String>, i16)>(conn)
         .optional()?
-        .map(|(source, hashed_guid, tans_issued, redeemed, dob)| {
+        .map(|(source, hashed_guid, tans_issued, redeemed, dob, rapid_test)| {
             Ok(Session {
                 source: Source::from_code(source),
                 hashed_guid: stored_guid(hashed_guid)?,
                 hashed_guid_dob: stored_guid(dob)?,
+                rapid_test: rapid_test != 0,
                 tans_issued,
                 tan_redeemed: redeemed.is_some(),
             })
@@ -197,6 +215,9 @@ mod tests {
             }
             assert!(s.session(h("t2")).await.unwrap().is_none());
             assert_eq!(s.dump().await.unwrap().len(), 1, "nothing else stored");
+            assert!(!session.rapid_test);
+            s.mark_rapid_test(h("t1")).await.unwrap();
+            assert!(s.session(h("t1")).await.unwrap().unwrap().rapid_test);
             assert_eq!(
                 register("t3", hashed_guid("g2"), Some(dob("d2"))).await.unwrap(),
                 Registered::Created
