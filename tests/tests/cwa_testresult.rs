@@ -85,8 +85,7 @@ async fn insert_invalid_id_should_return_bad_request() {
 async fn insert_invalid_result_should_return_bad_request() {
     on_every_backend(|chain| async move {
         let id = "a".repeat(64);
-        let body =
-            expect_status(&chain, "lab", &json!({"testResults": [{"id": id}]}), 400).await;
+        let body = expect_status(&chain, "lab", &json!({"testResults": [{"id": id}]}), 400).await;
         assert_eq!(body["field"], "testResults[0].result");
         let body = expect_status(&chain, "lab", &one(&id, 10, None, None), 400).await;
         assert_eq!(body["field"], "testResults[0].result");
@@ -132,14 +131,23 @@ async fn insert_valid_and_get_should_return_ok_with_lab_id() {
 async fn insert_valid_dob_hash_should_return_no_content_with_lab_id() {
     on_every_backend(|chain| async move {
         let dob_id = format!("x{}", "b".repeat(63));
-        expect_status(&chain, "lab", &one(&dob_id, 1, None, Some(&"l".repeat(64))), 204).await;
+        expect_status(
+            &chain,
+            "lab",
+            &one(&dob_id, 1, None, Some(&"l".repeat(64))),
+            204,
+        )
+        .await;
         assert_eq!(get(&chain, &dob_id).await.0, 1);
         assert_eq!(get(&chain, &dob_id.to_uppercase()).await.0, 1);
         let upper = "ABCDEF0123456789".repeat(4);
         expect_status(&chain, "lab", &one(&upper, 2, None, None), 204).await;
         assert_eq!(get(&chain, &upper.to_lowercase()).await.0, 2);
         assert_eq!(get(&chain, &upper).await.0, 2);
-        for bad in [format!("y{}", "b".repeat(63)), format!("bx{}", "b".repeat(62))] {
+        for bad in [
+            format!("y{}", "b".repeat(63)),
+            format!("bx{}", "b".repeat(62)),
+        ] {
             let body = expect_status(&chain, "lab", &one(&bad, 1, None, None), 400).await;
             assert_eq!(body["field"], "testResults[0].id");
         }
@@ -168,13 +176,22 @@ async fn quick_insert_valid_with_cs_should_return_no_content_and_query_result() 
         let id = "b".repeat(64);
         let sc = now() - 120;
         expect_status(&chain, "quicktest", &one(&id, 5, None, None), 204).await;
-        expect_status(&chain, "quicktest", &one(&id, 5, Some(sc), Some(&"l".repeat(64))), 204)
-            .await;
+        expect_status(
+            &chain,
+            "quicktest",
+            &one(&id, 5, Some(sc), Some(&"l".repeat(64))),
+            204,
+        )
+        .await;
         assert_eq!(
             get(&chain, &sha256_hex(&id)).await,
             (5, Some(sc), Some("l".repeat(64)))
         );
-        assert_eq!(get(&chain, &id).await.0, 0, "not stored under the id posted");
+        assert_eq!(
+            get(&chain, &id).await.0,
+            0,
+            "not stored under the id posted"
+        );
         chain
     })
     .await;
@@ -224,8 +241,13 @@ async fn pocnat_insert_valid_with_cs_should_return_no_content_and_query_result()
         let dob_id = format!("x{}", "b".repeat(63));
         let sc = now() - 30;
         expect_status(&chain, "pocnat", &one(&id, 10, None, None), 204).await;
-        expect_status(&chain, "pocnat", &one(&id, 10, Some(sc), Some(&"l".repeat(64))), 204)
-            .await;
+        expect_status(
+            &chain,
+            "pocnat",
+            &one(&id, 10, Some(sc), Some(&"l".repeat(64))),
+            204,
+        )
+        .await;
         expect_status(&chain, "pocnat", &one(&dob_id, 12, Some(sc), None), 204).await;
         assert_eq!(
             get(&chain, &sha256_hex(&id)).await,
@@ -259,9 +281,13 @@ async fn a_sample_time_in_milliseconds_is_refused_as_in_the_future() {
     on_every_backend(|chain| async move {
         let millis = now() * 1000;
         for (route, code) in [("quicktest", 5), ("pocnat", 10), ("lab", 1)] {
-            let body =
-                expect_status(&chain, route, &one(&"b".repeat(64), code, Some(millis), None), 400)
-                    .await;
+            let body = expect_status(
+                &chain,
+                route,
+                &one(&"b".repeat(64), code, Some(millis), None),
+                400,
+            )
+            .await;
             assert_eq!(body["field"], "testResults[0].sc", "{route}");
         }
         chain

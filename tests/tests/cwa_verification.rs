@@ -77,8 +77,14 @@ async fn call_get_registration_token_by_guid_and_dob_hash() {
             .iter()
             .find(|r| r.starts_with("app_sessions"))
             .expect("a session");
-        assert!(session.contains(&format!("Some(\"{hash}\")")), "{label}: {session}");
-        assert!(session.contains(&format!("Some(\"{dob}\")")), "{label}: {session}");
+        assert!(
+            session.contains(&format!("Some(\"{hash}\")")),
+            "{label}: {session}"
+        );
+        assert!(
+            session.contains(&format!("Some(\"{dob}\")")),
+            "{label}: {session}"
+        );
         chain
     })
     .await;
@@ -97,10 +103,26 @@ async fn call_get_registration_token_by_guid_and_dob_hash_and_afterwards() {
         let (_, other_hash, other_dob) = test_ids(3);
         for (case, key, key_dob) in [
             ("without dob hash", hash.as_str(), None),
-            ("with another dob hash", hash.as_str(), Some(other_dob.as_str())),
-            ("use dob hash again", other_hash.as_str(), Some(dob.as_str())),
-            ("use dob hash again, other case", other_hash.as_str(), Some(&*dob.to_uppercase())),
-            ("the guid hash as another's dob hash", other_hash.as_str(), Some(hash.as_str())),
+            (
+                "with another dob hash",
+                hash.as_str(),
+                Some(other_dob.as_str()),
+            ),
+            (
+                "use dob hash again",
+                other_hash.as_str(),
+                Some(dob.as_str()),
+            ),
+            (
+                "use dob hash again, other case",
+                other_hash.as_str(),
+                Some(&*dob.to_uppercase()),
+            ),
+            (
+                "the guid hash as another's dob hash",
+                other_hash.as_str(),
+                Some(hash.as_str()),
+            ),
         ] {
             let again = chain.register_guid(key, key_dob).await;
             assert_eq!(
@@ -108,7 +130,10 @@ async fn call_get_registration_token_by_guid_and_dob_hash_and_afterwards() {
                 (400, Some("already_registered")),
                 "{label}: {case}"
             );
-            assert_eq!(again.len, first.len, "{label}: {case}: padded like a success");
+            assert_eq!(
+                again.len, first.len,
+                "{label}: {case}: padded like a success"
+            );
         }
         assert_eq!(chain.tables().await, before, "{label}: nothing stored");
         token_of(&chain.register_guid(&other_hash, Some(&other_dob)).await);
@@ -125,7 +150,11 @@ async fn call_get_registration_token_by_dob_hash() {
     on_every_backend(|chain, label| async move {
         let (_, hash, dob) = test_ids(4);
         let reply = chain.register_guid(&dob, None).await;
-        assert_eq!((reply.status, reply.error()), (400, Some("invalid_key")), "{label}");
+        assert_eq!(
+            (reply.status, reply.error()),
+            (400, Some("invalid_key")),
+            "{label}"
+        );
         for bad in ["x12", &format!("z{}", &dob[1..]), &format!("{dob}0")] {
             let reply = chain.register_guid(&hash, Some(bad)).await;
             assert_eq!(
@@ -140,7 +169,10 @@ async fn call_get_registration_token_by_dob_hash() {
                 &json!({"key": "ABCDEFGHIJ", "keyType": "TELETAN", "keyDob": "x12"}),
             )
             .await;
-        assert_eq!((reply.status, reply.error()), (400, Some("invalid_key_dob")));
+        assert_eq!(
+            (reply.status, reply.error()),
+            (400, Some("invalid_key_dob"))
+        );
         assert!(chain.tables().await.is_empty(), "{label}: nothing stored");
         chain
     })
@@ -155,7 +187,10 @@ async fn call_get_test_state_with_dob_registration_token() {
         let (_, hash, dob) = test_ids(5);
         let token = token_of(&chain.register_guid(&hash, Some(&dob)).await);
         let pending = poll(&chain, &token).await;
-        assert_eq!((pending.status, pending.body["testResult"].as_i64()), (200, Some(0)));
+        assert_eq!(
+            (pending.status, pending.body["testResult"].as_i64()),
+            (200, Some(0))
+        );
         lab_posts(&chain, "lab", &hash, 2).await;
         lab_posts(&chain, "lab", &dob, 2).await;
         let positive = poll(&chain, &token).await;
@@ -174,8 +209,7 @@ async fn call_get_test_state_with_dob_registration_token() {
 /// for the date-of-birth id differs (or there is none: test-result answers pending) → 403,
 /// padded to the length of a success. No TAN either (stricter than CWA, which checks only here).
 #[tokio::test]
-async fn call_get_test_state_with_dob_registration_token_and_trs_responds_with_different_results()
-{
+async fn call_get_test_state_with_dob_registration_token_and_trs_responds_with_different_results() {
     on_every_backend(|chain, label| async move {
         let (_, hash, dob) = test_ids(6);
         let token = token_of(&chain.register_guid(&hash, Some(&dob)).await);
@@ -224,20 +258,30 @@ async fn call_generate_tan_for_quick_test() {
         let token = token_of(&chain.register_guid(&registered, None).await);
         assert_eq!(poll(&chain, &token).await.body["testResult"], 5, "{label}");
         let refused = tan(&chain, &token).await;
-        assert_eq!((refused.status, refused.error()), (400, Some("result_not_positive")));
+        assert_eq!(
+            (refused.status, refused.error()),
+            (400, Some("result_not_positive"))
+        );
         lab_posts(&chain, "quicktest", &qr_hash, 7).await;
         assert_eq!(poll(&chain, &token).await.body["testResult"], 7);
         let issued = tan(&chain, &token).await;
         assert_eq!(issued.status, 201, "{label}: {:?}", issued.body);
         chain.spend_tan(issued.body["tan"].as_str().unwrap()).await;
-        assert_eq!(poll(&chain, &token).await.body["testResult"], 9, "{label}: redeemed");
+        assert_eq!(
+            poll(&chain, &token).await.body["testResult"],
+            9,
+            "{label}: redeemed"
+        );
 
         let negative_hash = sha256_hex(uuid::Uuid::new_v4().to_string());
         lab_posts(&chain, "quicktest", &negative_hash, 6).await;
         let token = token_of(&chain.register_guid(&sha256_hex(&negative_hash), None).await);
         assert_eq!(poll(&chain, &token).await.body["testResult"], 6);
         let refused = tan(&chain, &token).await;
-        assert_eq!((refused.status, refused.error()), (400, Some("result_not_positive")));
+        assert_eq!(
+            (refused.status, refused.error()),
+            (400, Some("result_not_positive"))
+        );
         chain
     })
     .await;
@@ -255,7 +299,11 @@ async fn call_generate_tan_for_pocnat_test() {
         let issued = tan(&chain, &token).await;
         assert_eq!(issued.status, 201, "{label}: {:?}", issued.body);
         chain.spend_tan(issued.body["tan"].as_str().unwrap()).await;
-        assert_eq!(poll(&chain, &token).await.body["testResult"], 4, "{label}: redeemed");
+        assert_eq!(
+            poll(&chain, &token).await.body["testResult"],
+            4,
+            "{label}: redeemed"
+        );
         chain
     })
     .await;
@@ -275,7 +323,10 @@ async fn ids_in_either_case_meet() {
         let token = token_of(&chain.register_guid(&hash.to_uppercase(), None).await);
         assert_eq!(poll(&chain, &token).await.body["testResult"], 1, "{label}");
         let again = chain.register_guid(&hash, None).await;
-        assert_eq!((again.status, again.error()), (400, Some("already_registered")));
+        assert_eq!(
+            (again.status, again.error()),
+            (400, Some("already_registered"))
+        );
         chain
     })
     .await;

@@ -84,7 +84,10 @@ mod tests {
         let upper: HashedGuid = "AB".repeat(32).parse().unwrap();
         assert_eq!(upper.as_str(), "ab".repeat(32));
         assert!(!upper.is_dob_bound());
-        for dob in [format!("x{}", "b".repeat(63)), format!("X{}", "B".repeat(63))] {
+        for dob in [
+            format!("x{}", "b".repeat(63)),
+            format!("X{}", "B".repeat(63)),
+        ] {
             let id: HashedGuid = dob.parse().unwrap();
             assert_eq!(id.as_str(), format!("x{}", "b".repeat(63)));
             assert!(id.is_dob_bound());

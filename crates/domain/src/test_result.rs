@@ -190,7 +190,10 @@ mod tests {
             .filter(|r| r.is_positive())
             .collect();
         assert_eq!(positive, [TestResult::Positive, TestResult::QuickPositive]);
-        assert_eq!(TestResult::QuickPositive.redeemed(), TestResult::QuickRedeemed);
+        assert_eq!(
+            TestResult::QuickPositive.redeemed(),
+            TestResult::QuickRedeemed
+        );
         assert_eq!(TestResult::Positive.redeemed(), TestResult::Redeemed);
         assert_eq!(TestResult::Pending.redeemed(), TestResult::Redeemed);
         assert!(!TestResult::QuickNegative.is_lab_result());

@@ -809,7 +809,9 @@ mod tests {
             format!("x{}", "b".repeat(63))
         );
         assert_eq!(
-            field_of(json!({"testResults": [{"id": "A".repeat(64), "result": 1}, {"id": "a".repeat(64), "result": 2}]})),
+            field_of(
+                json!({"testResults": [{"id": "A".repeat(64), "result": 1}, {"id": "a".repeat(64), "result": 2}]})
+            ),
             "testResults[1].id",
             "the same id in two cases is the same id"
         );
@@ -879,15 +881,27 @@ mod tests {
             assert_eq!(results[0].hashed_guid.as_str(), sha256_hex(id('b')));
         }
         for code in [0, 1, 2, 3, 4, 10, 12, -5] {
-            assert_eq!(quick(code).unwrap_err().field, "testResults[0].result", "{code}");
+            assert_eq!(
+                quick(code).unwrap_err().field,
+                "testResults[0].result",
+                "{code}"
+            );
         }
         for code in 10..=14 {
             let (_, results) = pocnat(code).unwrap();
-            assert_eq!(i64::from(results[0].result), code - 10, "stored as its PCR code");
+            assert_eq!(
+                i64::from(results[0].result),
+                code - 10,
+                "stored as its PCR code"
+            );
             assert_eq!(results[0].hashed_guid.as_str(), sha256_hex(id('b')));
         }
         for code in [0, 2, 4, 5, 7, 9, 15] {
-            assert_eq!(pocnat(code).unwrap_err().field, "testResults[0].result", "{code}");
+            assert_eq!(
+                pocnat(code).unwrap_err().field,
+                "testResults[0].result",
+                "{code}"
+            );
         }
         for code in [0, 4, 5, 7, 9, 12] {
             assert!(check(body(code)).is_err(), "{code} on the PCR route");

@@ -196,11 +196,13 @@ impl Store {
                         .filter(t::created_at.lt(now.saturating_sub(redeem_after)))
                         .filter(t::redeemed_at.is_null())
                 };
-                let quick = i16::from(TestResult::QuickPending)..=i16::from(TestResult::QuickRedeemed);
+                let quick =
+                    i16::from(TestResult::QuickPending)..=i16::from(TestResult::QuickRedeemed);
                 // A rapid test's result reads 9 once redeemed, any other 4.
-                let rapid = diesel::update(due().filter(t::result.between(*quick.start(), *quick.end())))
-                    .set(redeemed_values(now, TestResult::QuickRedeemed))
-                    .execute(conn)?;
+                let rapid =
+                    diesel::update(due().filter(t::result.between(*quick.start(), *quick.end())))
+                        .set(redeemed_values(now, TestResult::QuickRedeemed))
+                        .execute(conn)?;
                 let other = diesel::update(due())
                     .set(redeemed_values(now, TestResult::Redeemed))
                     .execute(conn)?;
@@ -239,10 +241,7 @@ fn redeem_one(conn: &mut AnyConnection, hashed_guid: &str, now: i64) -> QueryRes
     let unredeemed = t::test_results
         .filter(t::hashed_guid.eq(hashed_guid))
         .filter(t::redeemed_at.is_null());
-    let current = unredeemed
-        .select(t::result)
-        .first::<i16>(conn)
-        .optional()?;
+    let current = unredeemed.select(t::result).first::<i16>(conn).optional()?;
     let Some(current) = current else {
         return Ok(false);
     };

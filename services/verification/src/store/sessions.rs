@@ -139,16 +139,18 @@ pub(super) fn find_session(
         ))
         .first::<(i16, Option<String>, i32, Option<i64>, Option<String>, i16)>(conn)
         .optional()?
-        .map(|(source, hashed_guid, tans_issued, redeemed, dob, rapid_test)| {
-            Ok(Session {
-                source: Source::from_code(source),
-                hashed_guid: stored_guid(hashed_guid)?,
-                hashed_guid_dob: stored_guid(dob)?,
-                rapid_test: rapid_test != 0,
-                tans_issued,
-                tan_redeemed: redeemed.is_some(),
-            })
-        })
+        .map(
+            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test)| {
+                Ok(Session {
+                    source: Source::from_code(source),
+                    hashed_guid: stored_guid(hashed_guid)?,
+                    hashed_guid_dob: stored_guid(dob)?,
+                    rapid_test: rapid_test != 0,
+                    tans_issued,
+                    tan_redeemed: redeemed.is_some(),
+                })
+            },
+        )
         .transpose()
 }
 
@@ -194,7 +196,9 @@ mod tests {
                 s.register_guid_with_dob(h(t), g, d, NOW)
             };
             assert_eq!(
-                register("t1", hashed_guid("g1"), Some(dob("d1"))).await.unwrap(),
+                register("t1", hashed_guid("g1"), Some(dob("d1")))
+                    .await
+                    .unwrap(),
                 Registered::Created
             );
             let session = s.session(h("t1")).await.unwrap().unwrap();
@@ -219,7 +223,9 @@ mod tests {
             s.mark_rapid_test(h("t1")).await.unwrap();
             assert!(s.session(h("t1")).await.unwrap().unwrap().rapid_test);
             assert_eq!(
-                register("t3", hashed_guid("g2"), Some(dob("d2"))).await.unwrap(),
+                register("t3", hashed_guid("g2"), Some(dob("d2")))
+                    .await
+                    .unwrap(),
                 Registered::Created
             );
         }
