@@ -117,7 +117,8 @@ fn db_error(e: &openwarn_db::DbError) -> ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = RegistrationTokenRequest)]
 struct RegistrationRequest {
-    /// `GUID`: SHA-256 of the QR code's GUID, 64 lowercase hex characters. `TELETAN`: the
+    /// `GUID`: SHA-256 of the QR code's GUID, 64 hex characters (either case; stored lowercase).
+    /// For a rapid test, the SHA-256 of the QR code's hash. `TELETAN`: the
     /// 10-character teleTAN.
     #[schema(required = true)]
     key: Option<String>,

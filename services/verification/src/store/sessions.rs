@@ -53,9 +53,22 @@ impl Store {
     ) -> Result<Registered, DbError> {
         self.db
             .transaction(move |conn| {
-                let ids: Vec<&str> = std::iter::once(hashed_guid.as_str())
+                let mut ids: Vec<&str> = std::iter::once(hashed_guid.as_str())
                     .chain(hashed_guid_dob.as_ref().map(HashedGuid::as_str))
                     .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                // PostgreSQL (read committed): concurrent registrations naming the same id wait
+                // for each other, so that an id cannot slip in under the other column between
+                // the check and the insert (the unique indexes cover each column only). In
+                // sorted order: no deadlock. SQLite serialises writers anyway.
+                if let AnyConnection::Postgresql(pg) = conn {
+                    for id in &ids {
+                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                            .bind::<diesel::sql_types::Text, _>(*id)
+                            .execute(pg)?;
+                    }
+                }
                 let taken = s::app_sessions
                     .filter(
                         s::hashed_guid
@@ -228,6 +241,38 @@ mod tests {
                     .unwrap(),
                 Registered::Created
             );
+        }
+    }
+
+    /// Two registrations that name each other's GUID as their date-of-birth id, at the same
+    /// time: exactly one of each pair registers (on PostgreSQL the check and the insert of
+    /// either could otherwise both pass, each id being in a different column).
+    #[tokio::test]
+    async fn crosswise_registrations_at_the_same_time_register_once() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let mut attempts = tokio::task::JoinSet::new();
+            for i in 0..20 {
+                let (a, b) = (hashed_guid(&format!("a{i}")), hashed_guid(&format!("b{i}")));
+                for (t, guid, dob) in [("ta", a.clone(), b.clone()), ("tb", b, a)] {
+                    let s = s.clone();
+                    attempts.spawn(async move {
+                        let outcome = s
+                            .register_guid_with_dob(h(&format!("{t}{i}")), guid, Some(dob), NOW)
+                            .await
+                            .unwrap();
+                        (i, outcome)
+                    });
+                }
+            }
+            let mut created = [0; 20];
+            while let Some(joined) = attempts.join_next().await {
+                let (i, outcome) = joined.unwrap();
+                if outcome == Registered::Created {
+                    created[i] += 1;
+                }
+            }
+            assert_eq!(created, [1; 20], "{}", db.label());
         }
     }
 }
