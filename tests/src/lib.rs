@@ -25,6 +25,7 @@ use openwarn_testkit::{TestDatabase, config, https_client};
 use std::net::SocketAddr;
 use tonic::transport::Channel;
 
+pub mod cwa;
 pub mod portal;
 
 /// Certificates the tests issue: one per service, one for a gRPC caller standing in for

@@ -582,7 +582,7 @@ async fn the_lab_api_takes_only_allow_listed_certificates_and_valid_batches() {
         );
 
         let lab = chain.lab_client(Some("lab"));
-        let bad = json!({"labId": "l", "testResults": [{"id": "A".repeat(64), "result": 1}]});
+        let bad = json!({"labId": "l", "testResults": [{"id": format!("y{}", "a".repeat(63)), "result": 1}]});
         let r = lab.post(chain.lab_url()).json(&bad).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 400);
         let body: Value = r.json().await.unwrap();

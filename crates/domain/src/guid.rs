@@ -4,9 +4,12 @@ use crate::ParseError;
 use std::fmt;
 use std::str::FromStr;
 
-/// The SHA-256 of a QR-code GUID, as 64 lowercase hex characters (upper-case hex is refused, not
-/// normalised: the app and labs send lowercase). Linkable to one person's test, so `Debug` does
-/// not show it; [`Self::as_str`] gives it where it goes to the database or over gRPC.
+/// The id of a test: the SHA-256 of a QR-code GUID (64 hex characters), or a date-of-birth-bound
+/// id (`x` and the last 63 hex characters of the SHA-256 of the GUID and the date of birth), as
+/// CWA's pattern `^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$` allows. Either case is accepted and stored
+/// lowercase, so a result posted in one case is found by a poll in the other. Linkable to one
+/// person's test, so `Debug` does not show it; [`Self::as_str`] gives it where it goes to the
+/// database or over gRPC.
 #[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct HashedGuid(String);
@@ -14,7 +17,8 @@ pub struct HashedGuid(String);
 fn is_hashed_guid(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_hexdigit() || (i == 0 && (b == b'x' || b == b'X')))
 }
 
 impl HashedGuid {
@@ -25,6 +29,11 @@ impl HashedGuid {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+
+    /// Whether this is a date-of-birth-bound id (`x` + 63 hex), not a plain SHA-256.
+    pub fn is_dob_bound(&self) -> bool {
+        self.0.starts_with('x')
     }
 }
 
@@ -39,7 +48,7 @@ impl TryFrom<String> for HashedGuid {
 
     fn try_from(s: String) -> Result<Self, ParseError> {
         if is_hashed_guid(&s) {
-            Ok(Self(s))
+            Ok(Self(s.to_ascii_lowercase()))
         } else {
             Err(ParseError::HashedGuid)
         }
@@ -51,7 +60,7 @@ impl TryFrom<&str> for HashedGuid {
 
     fn try_from(s: &str) -> Result<Self, ParseError> {
         if is_hashed_guid(s) {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.to_ascii_lowercase()))
         } else {
             Err(ParseError::HashedGuid)
         }
@@ -71,7 +80,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashed_guids_are_64_lowercase_hex() {
+    fn cwas_pattern_in_either_case_is_stored_lowercase() {
+        let upper: HashedGuid = "AB".repeat(32).parse().unwrap();
+        assert_eq!(upper.as_str(), "ab".repeat(32));
+        assert!(!upper.is_dob_bound());
+        for dob in [
+            format!("x{}", "b".repeat(63)),
+            format!("X{}", "B".repeat(63)),
+        ] {
+            let id: HashedGuid = dob.parse().unwrap();
+            assert_eq!(id.as_str(), format!("x{}", "b".repeat(63)));
+            assert!(id.is_dob_bound());
+        }
+        for bad in [
+            format!("bx{}", "b".repeat(62)),
+            format!("y{}", "b".repeat(63)),
+            format!("x{}", "b".repeat(62)),
+            format!("xx{}", "b".repeat(62)),
+        ] {
+            assert!(bad.parse::<HashedGuid>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashed_guids_are_64_hex() {
         let ok = "ab".repeat(32);
         assert_eq!(ok.parse::<HashedGuid>().unwrap().as_str(), ok);
         assert_eq!(
@@ -81,7 +113,6 @@ mod tests {
             "0123456789abcdef".repeat(4)
         );
         for bad in [
-            "AB".repeat(32),
             "ab".repeat(31),
             "ab".repeat(33),
             "zz".repeat(32),

@@ -15,18 +15,30 @@ pub enum TestResult {
     Invalid = 3,
     /// Its TAN was used: keys were submitted. From then on no lab can change it.
     Redeemed = 4,
+    /// Rapid antigen test (CWA's `QUICK_*` codes, posted to `/api/v1/quicktest/results`): no
+    /// result yet.
+    QuickPending = 5,
+    QuickNegative = 6,
+    QuickPositive = 7,
+    QuickInvalid = 8,
+    QuickRedeemed = 9,
 }
 
 impl TestResult {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 10] = [
         Self::Pending,
         Self::Negative,
         Self::Positive,
         Self::Invalid,
         Self::Redeemed,
+        Self::QuickPending,
+        Self::QuickNegative,
+        Self::QuickPositive,
+        Self::QuickInvalid,
+        Self::QuickRedeemed,
     ];
 
-    /// The contract's code (0 to 4).
+    /// The contract's code (0 to 9).
     pub const fn code(self) -> i16 {
         self as i16
     }
@@ -35,6 +47,33 @@ impl TestResult {
     /// redeemed).
     pub const fn is_lab_result(self) -> bool {
         matches!(self, Self::Negative | Self::Positive | Self::Invalid)
+    }
+
+    /// Whether this is a rapid antigen test's result (codes 5 to 9).
+    pub const fn is_rapid_test(self) -> bool {
+        matches!(
+            self,
+            Self::QuickPending
+                | Self::QuickNegative
+                | Self::QuickPositive
+                | Self::QuickInvalid
+                | Self::QuickRedeemed
+        )
+    }
+
+    /// Whether a TAN may be issued for it: positive, PCR or rapid test (as CWA's TAN controller
+    /// decides).
+    pub const fn is_positive(self) -> bool {
+        matches!(self, Self::Positive | Self::QuickPositive)
+    }
+
+    /// What this result reads once its TAN was used: redeemed, of the same kind of test.
+    pub const fn redeemed(self) -> Self {
+        if self.is_rapid_test() {
+            Self::QuickRedeemed
+        } else {
+            Self::Redeemed
+        }
     }
 }
 
@@ -119,11 +158,11 @@ mod tests {
             assert_eq!(TestResult::try_from(i32::from(r)), Ok(r));
             assert_eq!(TestResult::try_from(i64::from(r)), Ok(r));
         }
-        for bad in [-1i64, 5, 100, i64::MAX, i64::MIN] {
+        for bad in [-1i64, 10, 100, i64::MAX, i64::MIN] {
             assert_eq!(TestResult::try_from(bad), Err(ParseError::TestResult(bad)));
         }
         assert!(TestResult::try_from(-1i16).is_err());
-        assert!(TestResult::try_from(5i32).is_err());
+        assert!(TestResult::try_from(10i32).is_err());
     }
 
     #[test]
@@ -143,13 +182,31 @@ mod tests {
     }
 
     #[test]
+    fn rapid_tests_have_cwas_quick_codes() {
+        assert_eq!(i16::from(TestResult::QuickPending), 5);
+        assert_eq!(i16::from(TestResult::QuickRedeemed), 9);
+        let positive: Vec<TestResult> = TestResult::ALL
+            .into_iter()
+            .filter(|r| r.is_positive())
+            .collect();
+        assert_eq!(positive, [TestResult::Positive, TestResult::QuickPositive]);
+        assert_eq!(
+            TestResult::QuickPositive.redeemed(),
+            TestResult::QuickRedeemed
+        );
+        assert_eq!(TestResult::Positive.redeemed(), TestResult::Redeemed);
+        assert_eq!(TestResult::Pending.redeemed(), TestResult::Redeemed);
+        assert!(!TestResult::QuickNegative.is_lab_result());
+    }
+
+    #[test]
     fn serde_uses_the_code() {
         assert_eq!(serde_json::to_string(&TestResult::Positive).unwrap(), "2");
         assert_eq!(
             serde_json::from_str::<TestResult>("4").unwrap(),
             TestResult::Redeemed
         );
-        assert!(serde_json::from_str::<TestResult>("5").is_err());
+        assert!(serde_json::from_str::<TestResult>("10").is_err());
         assert!(serde_json::from_str::<TestResult>("\"2\"").is_err());
     }
 }

@@ -11,6 +11,11 @@ impl From<TestResult> for Wire {
             TestResult::Positive => Self::Positive,
             TestResult::Invalid => Self::Invalid,
             TestResult::Redeemed => Self::Redeemed,
+            TestResult::QuickPending => Self::QuickPending,
+            TestResult::QuickNegative => Self::QuickNegative,
+            TestResult::QuickPositive => Self::QuickPositive,
+            TestResult::QuickInvalid => Self::QuickInvalid,
+            TestResult::QuickRedeemed => Self::QuickRedeemed,
         }
     }
 }
@@ -23,6 +28,11 @@ impl From<Wire> for TestResult {
             Wire::Positive => Self::Positive,
             Wire::Invalid => Self::Invalid,
             Wire::Redeemed => Self::Redeemed,
+            Wire::QuickPending => Self::QuickPending,
+            Wire::QuickNegative => Self::QuickNegative,
+            Wire::QuickPositive => Self::QuickPositive,
+            Wire::QuickInvalid => Self::QuickInvalid,
+            Wire::QuickRedeemed => Self::QuickRedeemed,
         }
     }
 }
@@ -39,6 +49,6 @@ mod tests {
             assert_eq!(TestResult::from(wire), r);
             assert_eq!(Wire::try_from(i32::from(r)), Ok(wire));
         }
-        assert!(Wire::try_from(5).is_err());
+        assert!(Wire::try_from(10).is_err());
     }
 }

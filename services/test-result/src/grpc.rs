@@ -23,8 +23,11 @@ pub struct Grpc {
 pub const MAX_MARKS_PER_CALL: usize = 1000;
 
 fn checked(hashed_guid: String) -> Result<HashedGuid, Status> {
-    HashedGuid::try_from(hashed_guid)
-        .map_err(|_| Status::invalid_argument("hashed_guid must be 64 lowercase hex characters"))
+    HashedGuid::try_from(hashed_guid).map_err(|_| {
+        Status::invalid_argument(
+            "hashed_guid must match ^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$ (read as lower case)",
+        )
+    })
 }
 
 #[tonic::async_trait]

@@ -1,11 +1,13 @@
-//! The lab API: `POST /api/v1/lab/results` `{"labId", "testResults": [{"id", "result", "sc"?}]}` → 204.
+//! The lab API: `POST /api/v1/lab/results` (PCR), `/api/v1/quicktest/results` (rapid antigen
+//! tests) and `/api/v1/pocnat/results` (point-of-care NAT), each
+//! `{"labId"?, "testResults": [{"id", "result", "sc"?}]}` → 204.
 
 use crate::store::{LabResult, Store};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use openwarn_bootstrap::http::{ApiError, read_body};
 use openwarn_bootstrap::lifecycle::{PeerCertificate, Routes};
-use openwarn_domain::{HashedGuid, TestResult};
+use openwarn_domain::{HashedGuid, TestResult, sha256_hex};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -23,12 +25,74 @@ pub struct LabState {
     pub client_certificates: bool,
 }
 
+/// The three routes labs post to, with CWA's result codes and id rules for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/api/v1/lab/results`: results 1 to 3; the id is stored as posted (lowercased).
+    Pcr,
+    /// `/api/v1/quicktest/results`: results 5 to 9 (CWA's `QUICK_*` codes, pending and redeemed
+    /// included, as CWA accepts them); the id stored is the SHA-256 of the id posted, as CWA's
+    /// `convertQuickTest` does (the app registers the SHA-256 of the QR code's hash).
+    QuickTest,
+    /// `/api/v1/pocnat/results`: results 10 to 14, stored as their PCR codes 0 to 4 (CWA stores
+    /// 10 to 14 and answers the app 0 to 4); the id stored is the SHA-256 of the id posted.
+    PocNat,
+}
+
+impl Kind {
+    /// The result a lab's code stands for on this route, if the route accepts it.
+    pub fn result(self, code: i64) -> Option<TestResult> {
+        let result = match self {
+            Self::Pcr => TestResult::try_from(code)
+                .ok()
+                .filter(|r| r.is_lab_result())?,
+            Self::QuickTest => TestResult::try_from(code)
+                .ok()
+                .filter(|r| r.is_rapid_test())?,
+            Self::PocNat if (10..=14).contains(&code) => TestResult::try_from(code - 10).ok()?,
+            Self::PocNat => return None,
+        };
+        Some(result)
+    }
+
+    fn result_rule(self) -> &'static str {
+        match self {
+            Self::Pcr => "must be 1 (negative), 2 (positive) or 3 (invalid)",
+            Self::QuickTest => {
+                "must be 5 (pending), 6 (negative), 7 (positive), 8 (invalid) or 9 (redeemed)"
+            }
+            Self::PocNat => {
+                "must be 10 (pending), 11 (negative), 12 (positive), 13 (invalid) or 14 (redeemed)"
+            }
+        }
+    }
+
+    /// The id the result is stored under, from the id the lab posted (already checked against
+    /// CWA's pattern).
+    fn stored_id(self, posted: &str, checked: HashedGuid) -> HashedGuid {
+        match self {
+            Self::Pcr => checked,
+            // A SHA-256 in lowercase hex always parses.
+            Self::QuickTest | Self::PocNat => {
+                HashedGuid::try_from(sha256_hex(posted)).unwrap_or(checked)
+            }
+        }
+    }
+}
+
 pub fn routes(state: LabState) -> Routes {
     let state = web::Data::new(state);
     Routes::new(move |config| {
         config
             .app_data(state.clone())
-            .service(web::resource("/api/v1/lab/results").route(web::post().to(post_results)));
+            .service(web::resource("/api/v1/lab/results").route(web::post().to(post_results)))
+            .service(
+                web::resource("/api/v1/quicktest/results")
+                    .route(web::post().to(post_quicktest_results)),
+            )
+            .service(
+                web::resource("/api/v1/pocnat/results").route(web::post().to(post_pocnat_results)),
+            );
     })
 }
 
@@ -56,11 +120,84 @@ struct LabResultList {
     reason = "describes the request in the API description; parsed as JSON"
 )]
 struct LabTestResult {
-    /// SHA-256 of the GUID printed on the test's QR code: 64 lowercase hex characters.
-    #[schema(pattern = "^[a-f0-9]{64}$")]
+    /// SHA-256 of the GUID printed on the test's QR code (64 hex characters), or the
+    /// date-of-birth-bound id (`x` + 63 hex). Either case; stored lowercase.
+    #[schema(pattern = "^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$")]
     id: String,
     /// 1 negative, 2 positive, 3 invalid.
     #[schema(minimum = 1, maximum = 3)]
+    result: i32,
+    /// When the sample was collected, Unix seconds (not in the future). Without it, the time the
+    /// result arrives is stored (as CWA does).
+    sc: Option<i64>,
+}
+
+/// A batch of rapid antigen test results (CWA's `QuickTestResultList`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct QuickTestResultList {
+    /// Names the lab or test centre (1 to 64 printable characters). Optional, as in CWA.
+    #[schema(min_length = 1, max_length = 64)]
+    lab_id: Option<String>,
+    /// 1 to the batch limit (default 1,000) results, each test id at most once.
+    #[schema(min_items = 1)]
+    test_results: Vec<QuickTestResult>,
+}
+
+/// One rapid antigen test result.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct QuickTestResult {
+    /// The hash of the rapid test's QR code (64 hex characters, or `x` + 63 hex when bound to a
+    /// date of birth), either case. Stored as its SHA-256, which is what the app registers.
+    #[schema(pattern = "^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$")]
+    id: String,
+    /// 5 pending, 6 negative, 7 positive, 8 invalid, 9 redeemed.
+    #[schema(minimum = 5, maximum = 9)]
+    result: i32,
+    /// When the sample was collected, Unix seconds (not in the future). Without it, the time the
+    /// result arrives is stored (as CWA does).
+    sc: Option<i64>,
+}
+
+/// A batch of point-of-care NAT results (CWA's `PocNatResultList`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct PocNatResultList {
+    /// Names the lab or test centre (1 to 64 printable characters). Optional, as on the other
+    /// routes.
+    #[schema(min_length = 1, max_length = 64)]
+    lab_id: Option<String>,
+    /// 1 to the batch limit (default 1,000) results, each test id at most once.
+    #[schema(min_items = 1)]
+    test_results: Vec<PocNatResult>,
+}
+
+/// One point-of-care NAT result.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the request in the API description; parsed as JSON"
+)]
+struct PocNatResult {
+    /// The hash of the test's QR code (64 hex characters, or `x` + 63 hex), either case. Stored
+    /// as its SHA-256, which is what the app registers.
+    #[schema(pattern = "^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$")]
+    id: String,
+    /// 10 pending, 11 negative, 12 positive, 13 invalid, 14 redeemed; the app reads them as the
+    /// PCR codes 0 to 4, as from CWA.
+    #[schema(minimum = 10, maximum = 14)]
     result: i32,
     /// When the sample was collected, Unix seconds (not in the future). Without it, the time the
     /// result arrives is stored (as CWA does).
@@ -97,7 +234,8 @@ pub fn api() -> utoipa::openapi::OpenApi {
             title = "OpenWarn test-result: lab API",
             description = "How a laboratory posts test results, so that the app of a person \
 tested can fetch theirs. Wire-compatible with the Corona-Warn-App test result server's \
-`/api/v1/lab/results` (differences: docs/API-COMPATIBILITY.md).\n\n\
+`/api/v1/lab/results`, `/api/v1/quicktest/results` (rapid antigen tests) and \
+`/api/v1/pocnat/results` (point-of-care NAT) (differences: docs/API-COMPATIBILITY.md).\n\n\
 **Connecting.** HTTPS with a client certificate. A lab is onboarded by the SHA-256 fingerprint \
 of its certificate (whatever CA issued it): the operator adds the fingerprint to the allow-list. \
 A connection without an allow-listed certificate is refused in the TLS handshake; no HTTP answer \
@@ -113,8 +251,17 @@ with `field` and `reason`), `malformed_json` (400), `unreadable_body` (400), \
 application/json`), `dependency_unavailable` (503, retry later with backoff), \
 `internal_error` (500).",
         ),
-        paths(post_results),
-        components(schemas(LabResultList, LabTestResult, InvalidBatch, LabError))
+        paths(post_results, post_quicktest_results, post_pocnat_results),
+        components(schemas(
+            LabResultList,
+            LabTestResult,
+            QuickTestResultList,
+            QuickTestResult,
+            PocNatResultList,
+            PocNatResult,
+            InvalidBatch,
+            LabError
+        ))
     )]
     struct Api;
     Api::openapi()
@@ -238,6 +385,7 @@ pub fn validate(
     body: &Value,
     now: i64,
     max_batch: usize,
+    kind: Kind,
 ) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
     let obj = body
         .as_object()
@@ -278,31 +426,27 @@ pub fn validate(
         let entry = entry
             .as_object()
             .ok_or_else(|| invalid(format!("testResults[{i}]"), "must be an object"))?;
-        let id = match entry
-            .get("id")
-            .map(|v| v.as_str().map(HashedGuid::try_from))
-        {
-            Some(Some(Ok(id))) => id,
-            Some(_) => {
-                return Err(invalid(
-                    at("id"),
-                    "must be 64 lowercase hex characters (SHA-256 of the GUID)",
-                ));
-            }
+        let id = match entry.get("id").map(|v| v.as_str()) {
+            Some(Some(posted)) => match HashedGuid::try_from(posted) {
+                Ok(checked) => kind.stored_id(posted, checked),
+                Err(_) => {
+                    return Err(invalid(
+                        at("id"),
+                        "must match ^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$ (a SHA-256 in hex, or x and \
+                         63 hex for a date-of-birth-bound id)",
+                    ));
+                }
+            },
+            Some(None) => return Err(invalid(at("id"), "must be a string")),
             None => return Err(invalid(at("id"), "is required")),
         };
         let result = match entry
             .get("result")
             .and_then(Value::as_i64)
-            .and_then(|r| TestResult::try_from(r).ok())
+            .and_then(|r| kind.result(r))
         {
-            Some(r) if r.is_lab_result() => r,
-            _ => {
-                return Err(invalid(
-                    at("result"),
-                    "must be 1 (negative), 2 (positive) or 3 (invalid)",
-                ));
-            }
+            Some(r) => r,
+            None => return Err(invalid(at("result"), kind.result_rule())),
         };
         let sc = match entry.get("sc") {
             None | Some(Value::Null) => None,
@@ -338,7 +482,7 @@ pub fn validate(
         ("400 invalid_request" = (summary = "A result outside 1..3 (field `testResults[0].result`)", value = json!({"labId": "lab-berlin-1", "testResults": [
             {"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 7}
         ]}))),
-        ("400 invalid_request (id)" = (summary = "An id that is not a SHA-256 in lowercase hex", value = json!({"labId": "lab-berlin-1", "testResults": [{"id": "ABC", "result": 1}]}))),
+        ("400 invalid_request (id)" = (summary = "An id that matches neither a SHA-256 in hex nor a date-of-birth-bound id", value = json!({"labId": "lab-berlin-1", "testResults": [{"id": "ABC", "result": 1}]}))),
         ("400 invalid_request (labId)" = (summary = "An empty labId (it is optional, but not empty)", value = json!({"labId": "", "testResults": [{"id": "8c5f3b1e2a4d6c7b9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d", "result": 1}]}))),
     )),
     responses(
@@ -357,6 +501,77 @@ async fn post_results(
     request: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
+    post(&state, &request, body, Kind::Pcr).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/quicktest/results",
+    request_body(content = QuickTestResultList, examples(
+        ("204 a positive rapid test" = (value = json!({"labId": "test-centre-7", "testResults": [
+            {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 7, "sc": 1700000000}
+        ]}))),
+        ("204 a pending rapid test bound to a date of birth" = (value = json!({"testResults": [
+            {"id": "x84a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 5}
+        ]}))),
+        ("400 invalid_request" = (summary = "A PCR code on the rapid-test route (field `testResults[0].result`)", value = json!({"testResults": [
+            {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 4}
+        ]}))),
+    )),
+    responses(
+        (status = 204, description = "Every result of the batch is stored"),
+        (status = 400, description = "`invalid_request`: nothing stored; `field` names the first offending field", body = InvalidBatch),
+        (status = 403, description = "`client_certificate_required` (see `/api/v1/lab/results`)", body = LabError),
+        (status = 413, description = "`payload_too_large`: body over the size limit", body = LabError),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = LabError),
+        (status = 500, description = "`internal_error`: not stored; report it", body = LabError),
+        (status = 503, description = "`dependency_unavailable`: not stored; retry later with backoff", body = LabError),
+    ),
+)]
+async fn post_quicktest_results(
+    state: web::Data<LabState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    post(&state, &request, body, Kind::QuickTest).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/pocnat/results",
+    request_body(content = PocNatResultList, examples(
+        ("204 a positive point-of-care NAT" = (value = json!({"labId": "test-centre-7", "testResults": [
+            {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 12}
+        ]}))),
+        ("400 invalid_request" = (summary = "A rapid-test code on the PoC-NAT route (field `testResults[0].result`)", value = json!({"testResults": [
+            {"id": "7c4a8d09ca3762af61e59520943dc26494f8941b7c4a8d09ca3762af61e59520", "result": 7}
+        ]}))),
+    )),
+    responses(
+        (status = 204, description = "Every result of the batch is stored"),
+        (status = 400, description = "`invalid_request`: nothing stored; `field` names the first offending field", body = InvalidBatch),
+        (status = 403, description = "`client_certificate_required` (see `/api/v1/lab/results`)", body = LabError),
+        (status = 413, description = "`payload_too_large`: body over the size limit", body = LabError),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = LabError),
+        (status = 500, description = "`internal_error`: not stored; report it", body = LabError),
+        (status = 503, description = "`dependency_unavailable`: not stored; retry later with backoff", body = LabError),
+    ),
+)]
+async fn post_pocnat_results(
+    state: web::Data<LabState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    post(&state, &request, body, Kind::PocNat).await
+}
+
+/// Every lab route: the same checks of the connection and the body, the route's result codes.
+async fn post(
+    state: &LabState,
+    request: &HttpRequest,
+    body: web::Payload,
+    kind: Kind,
+) -> HttpResponse {
     // The TLS handshake admitted only allow-listed certificates; a connection without one never
     // reaches a handler. Checked here too, so that a misconfigured listener fails closed.
     let lab_certificate = request.conn_data::<PeerCertificate>();
@@ -364,7 +579,7 @@ async fn post_results(
         return ApiError::new(StatusCode::FORBIDDEN, "client_certificate_required")
             .error_response();
     }
-    let bytes = match read_body(&request, body, state.max_body_bytes, "application/json").await {
+    let bytes = match read_body(request, body, state.max_body_bytes, "application/json").await {
         Ok(bytes) => bytes,
         Err(e) => return e.error_response(),
     };
@@ -376,7 +591,7 @@ async fn post_results(
         Err(e) => return e.response(),
     };
     let now = openwarn_bootstrap::lifecycle::unix_now();
-    let (lab_id, mut results) = match validate(&value, now, state.max_batch) {
+    let (lab_id, mut results) = match validate(&value, now, state.max_batch, kind) {
         Ok(v) => v,
         Err(e) => return e.response(),
     };
@@ -392,6 +607,7 @@ async fn post_results(
             // The certificate's fingerprint names the onboarded lab (it is public, not a secret).
             let certificate = lab_certificate.map(|c| openwarn_mtls::fingerprint(&c.0));
             tracing::info!(
+                route = ?kind,
                 received = count,
                 stored,
                 lab_certificate = certificate.as_deref().map(|f| &f[..16]),
@@ -421,7 +637,7 @@ mod tests {
     }
 
     fn check(body: Value) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
-        validate(&body, NOW, 3)
+        validate(&body, NOW, 3, Kind::Pcr)
     }
 
     fn field_of(body: Value) -> String {
@@ -579,9 +795,29 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_64_lowercase_hex_and_unique() {
+    fn ids_follow_cwas_pattern_are_stored_lowercase_and_unique() {
+        // CWA's TestResultControllerTest#insertValidDobHashShouldReturnNoContentWithLabId: a
+        // date-of-birth-bound id (`x` + 63 hex) is a valid id.
+        let (_, results) = check(json!({"testResults": [
+            {"id": "A".repeat(64), "result": 1},
+            {"id": format!("X{}", "B".repeat(63)), "result": 2},
+        ]}))
+        .unwrap();
+        assert_eq!(results[0].hashed_guid.as_str(), "a".repeat(64));
+        assert_eq!(
+            results[1].hashed_guid.as_str(),
+            format!("x{}", "b".repeat(63))
+        );
+        assert_eq!(
+            field_of(
+                json!({"testResults": [{"id": "A".repeat(64), "result": 1}, {"id": "a".repeat(64), "result": 2}]})
+            ),
+            "testResults[1].id",
+            "the same id in two cases is the same id"
+        );
         for bad in [
-            json!("A".repeat(64)),
+            json!(format!("y{}", "a".repeat(63))),
+            json!(format!("ax{}", "a".repeat(62))),
             json!("a".repeat(63)),
             json!("g".repeat(64)),
             json!(5),
@@ -628,6 +864,52 @@ mod tests {
                     .is_ok()
             );
         }
+    }
+
+    /// CWA's TestResultControllerTest#quickInsertValidShouldReturnNoContent,
+    /// #quickInsertInValidShouldReturnUnprocessableEntity (4 on the rapid-test route is 400),
+    /// #pocnatInsertValidShouldReturnNoContent and #pocnatInsertInValidShouldReturnUnprocessableEntity;
+    /// ids are stored as the SHA-256 of the id posted (CWA's convertQuickTest/convertPocNat).
+    #[test]
+    fn rapid_test_and_pocnat_routes_take_cwas_codes_and_hash_the_id() {
+        let body = |code: i64| json!({"testResults": [{"id": id('b'), "result": code}]});
+        let quick = |code| validate(&body(code), NOW, 3, Kind::QuickTest);
+        let pocnat = |code| validate(&body(code), NOW, 3, Kind::PocNat);
+        for code in 5..=9 {
+            let (_, results) = quick(code).unwrap();
+            assert_eq!(i64::from(results[0].result), code);
+            assert_eq!(results[0].hashed_guid.as_str(), sha256_hex(id('b')));
+        }
+        for code in [0, 1, 2, 3, 4, 10, 12, -5] {
+            assert_eq!(
+                quick(code).unwrap_err().field,
+                "testResults[0].result",
+                "{code}"
+            );
+        }
+        for code in 10..=14 {
+            let (_, results) = pocnat(code).unwrap();
+            assert_eq!(
+                i64::from(results[0].result),
+                code - 10,
+                "stored as its PCR code"
+            );
+            assert_eq!(results[0].hashed_guid.as_str(), sha256_hex(id('b')));
+        }
+        for code in [0, 2, 4, 5, 7, 9, 15] {
+            assert_eq!(
+                pocnat(code).unwrap_err().field,
+                "testResults[0].result",
+                "{code}"
+            );
+        }
+        for code in [0, 4, 5, 7, 9, 12] {
+            assert!(check(body(code)).is_err(), "{code} on the PCR route");
+        }
+        // Hashed as posted, as CWA hashes it: the app hashes the QR code's string itself.
+        let upper = json!({"testResults": [{"id": "B".repeat(64), "result": 7}]});
+        let (_, results) = validate(&upper, NOW, 3, Kind::QuickTest).unwrap();
+        assert_eq!(results[0].hashed_guid.as_str(), sha256_hex("B".repeat(64)));
     }
 
     #[test]

@@ -44,12 +44,14 @@ pub struct Store {
 }
 
 /// Marks a batch of results redeemed in one statement (as [`redeemed_values`] does for one).
-/// Binds: the redeemed code, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
+/// Binds: the rapid tests' first and last code and their redeemed code, the redeemed code of
+/// other tests, hashed GUIDs, nows (parallel arrays). Returns the hashed GUIDs whose
 /// row changed.
 const MARK_REDEEMED_PG: &str = "\
-UPDATE test_results SET result = $1, lab_id = NULL, sample_collected_at = NULL,
+UPDATE test_results SET result = CASE WHEN test_results.result BETWEEN $1 AND $2 THEN $3 ELSE $4 END,
+    lab_id = NULL, sample_collected_at = NULL,
     redeemed_at = v.now, updated_at = v.now
-FROM UNNEST($2::text[], $3::int8[]) AS v(hashed_guid, now)
+FROM UNNEST($5::text[], $6::int8[]) AS v(hashed_guid, now)
 WHERE test_results.hashed_guid = v.hashed_guid AND test_results.redeemed_at IS NULL
 RETURNING test_results.hashed_guid";
 
@@ -65,6 +67,9 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
             use diesel::sql_types::{Array, BigInt, SmallInt, Text};
             let mut changed: std::collections::HashSet<String> =
                 openwarn_db::prepared(MARK_REDEEMED_PG)
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickPending))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
+                    .bind::<SmallInt, _>(i16::from(TestResult::QuickRedeemed))
                     .bind::<SmallInt, _>(i16::from(TestResult::Redeemed))
                     .bind::<Array<Text>, _>(
                         batch
@@ -86,16 +91,7 @@ fn mark_redeemed(conn: &mut AnyConnection, batch: &[(HashedGuid, i64)]) -> Query
         // One by one, inside the batch's write transaction.
         AnyConnection::Sqlite(_) => batch
             .iter()
-            .map(|(hashed_guid, now)| {
-                diesel::update(
-                    t::test_results
-                        .filter(t::hashed_guid.eq(hashed_guid.as_str()))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set(redeemed_values(*now))
-                .execute(conn)
-                .map(|n| n > 0)
-            })
+            .map(|(hashed_guid, now)| redeem_one(conn, hashed_guid.as_str(), *now))
             .collect(),
     }
 }
@@ -195,14 +191,22 @@ impl Store {
                     t::test_results.filter(t::created_at.lt(now.saturating_sub(delete_after))),
                 )
                 .execute(conn)?;
-                let redeemed = diesel::update(
+                let due = || {
                     t::test_results
                         .filter(t::created_at.lt(now.saturating_sub(redeem_after)))
-                        .filter(t::redeemed_at.is_null()),
-                )
-                .set(redeemed_values(now))
-                .execute(conn)?;
-                Ok((redeemed, deleted))
+                        .filter(t::redeemed_at.is_null())
+                };
+                let quick =
+                    i16::from(TestResult::QuickPending)..=i16::from(TestResult::QuickRedeemed);
+                // A rapid test's result reads 9 once redeemed, any other 4.
+                let rapid =
+                    diesel::update(due().filter(t::result.between(*quick.start(), *quick.end())))
+                        .set(redeemed_values(now, TestResult::QuickRedeemed))
+                        .execute(conn)?;
+                let other = diesel::update(due())
+                    .set(redeemed_values(now, TestResult::Redeemed))
+                    .execute(conn)?;
+                Ok((rapid + other, deleted))
             })
             .await
     }
@@ -232,9 +236,28 @@ impl Store {
     }
 }
 
+/// Marks one unredeemed result redeemed (a rapid test's reads 9, any other 4). Whether it changed.
+fn redeem_one(conn: &mut AnyConnection, hashed_guid: &str, now: i64) -> QueryResult<bool> {
+    let unredeemed = t::test_results
+        .filter(t::hashed_guid.eq(hashed_guid))
+        .filter(t::redeemed_at.is_null());
+    let current = unredeemed.select(t::result).first::<i16>(conn).optional()?;
+    let Some(current) = current else {
+        return Ok(false);
+    };
+    let redeemed = TestResult::try_from(current)
+        .map(TestResult::redeemed)
+        .unwrap_or(TestResult::Redeemed);
+    diesel::update(unredeemed)
+        .set(redeemed_values(now, redeemed))
+        .execute(conn)
+        .map(|n| n > 0)
+}
+
 #[allow(clippy::type_complexity)]
 fn redeemed_values(
     now: i64,
+    redeemed: TestResult,
 ) -> (
     diesel::dsl::Eq<t::result, i16>,
     diesel::dsl::Eq<t::lab_id, Option<String>>,
@@ -243,7 +266,7 @@ fn redeemed_values(
     diesel::dsl::Eq<t::updated_at, i64>,
 ) {
     (
-        t::result.eq(i16::from(TestResult::Redeemed)),
+        t::result.eq(i16::from(redeemed)),
         t::lab_id.eq(None::<String>),
         t::sample_collected_at.eq(None::<i64>),
         t::redeemed_at.eq(Some(now)),
@@ -357,6 +380,39 @@ mod tests {
                     sample_collected_at: Some(1_700_000_000)
                 }
             );
+        }
+    }
+
+    /// A rapid test's result reads 9 (CWA's QUICK_REDEEMED) once redeemed, by a mark or by
+    /// retention, and any other 4; on both backends (PostgreSQL marks in one statement).
+    #[tokio::test]
+    async fn a_redeemed_rapid_test_reads_quick_redeemed() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            s.save_lab_results(
+                None,
+                vec![
+                    lab(1, TestResult::QuickPositive),
+                    lab(2, TestResult::Positive),
+                    lab(3, TestResult::QuickNegative),
+                    lab(4, TestResult::Negative),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+            let (a, b) = tokio::join!(s.mark_redeemed(guid(1), 150), s.mark_redeemed(guid(2), 150));
+            assert!(a.unwrap() && b.unwrap());
+            assert_eq!(s.apply_retention(1000, 500, 5000).await.unwrap(), (2, 0));
+            for (n, expected) in [
+                (1, TestResult::QuickRedeemed),
+                (2, TestResult::Redeemed),
+                (3, TestResult::QuickRedeemed),
+                (4, TestResult::Redeemed),
+            ] {
+                let r = s.get_or_create_pending(guid(n), 2000).await.unwrap();
+                assert_eq!(r.result, expected, "{} {n}", db.label());
+            }
         }
     }
 

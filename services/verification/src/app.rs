@@ -117,13 +117,20 @@ fn db_error(e: &openwarn_db::DbError) -> ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = RegistrationTokenRequest)]
 struct RegistrationRequest {
-    /// `GUID`: SHA-256 of the QR code's GUID, 64 lowercase hex characters. `TELETAN`: the
+    /// `GUID`: SHA-256 of the QR code's GUID, 64 hex characters (either case; stored lowercase).
+    /// For a rapid test, the SHA-256 of the QR code's hash. `TELETAN`: the
     /// 10-character teleTAN.
     #[schema(required = true)]
     key: Option<String>,
     #[serde(rename = "keyType")]
     #[schema(required = true, value_type = String, pattern = "^(GUID|TELETAN)$")]
     key_type: Option<String>,
+    /// With `GUID` only (ignored with `TELETAN`, as by CWA): the date-of-birth-bound id of the
+    /// test, `x` and the last 63 hex characters of the SHA-256 of the GUID and the date of birth
+    /// (`ddMMyyyy`). The test's result is then the lab's result for both ids, which must agree.
+    #[serde(rename = "keyDob")]
+    #[schema(pattern = "^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$")]
+    key_dob: Option<String>,
 }
 
 /// A registration token (the answer of `registrationToken`).
@@ -148,11 +155,12 @@ struct RegistrationTokenResponse {
     response_padding: String,
 }
 
-/// A test result: 0 pending, 1 negative, 2 positive, 3 invalid, 4 redeemed.
+/// A test result: 0 pending, 1 negative, 2 positive, 3 invalid, 4 redeemed; a rapid antigen
+/// test's: 5 pending, 6 negative, 7 positive, 8 invalid, 9 redeemed.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct TestResultResponse {
-    #[schema(minimum = 0, maximum = 4)]
+    #[schema(minimum = 0, maximum = 9)]
     test_result: i32,
     /// When the sample was collected (Unix seconds), if the lab said.
     sc: Option<i64>,
@@ -247,7 +255,8 @@ example returned.",
         ("201 registered with a GUID" = (summary = "The SHA-256 of a QR code's GUID", value = json!({"keyType": "GUID", "key": "75552e9d1e6ed4db4fa0b2b3a7e9f7ad9a3b5ea0dc4f2f0a2e0b8a0c0e7e4a5b"}))),
         ("400 invalid_key_type" = (value = json!({"keyType": "QRCODE", "key": "x"}))),
         ("400 missing_key" = (value = json!({"keyType": "GUID"}))),
-        ("400 invalid_key" = (summary = "Not 64 lowercase hex characters", value = json!({"keyType": "GUID", "key": "not-a-hash"}))),
+        ("400 invalid_key" = (summary = "Not 64 hex characters", value = json!({"keyType": "GUID", "key": "not-a-hash"}))),
+        ("400 invalid_key_dob" = (summary = "Not x and 63 hex characters", value = json!({"keyType": "GUID", "key": "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", "keyDob": "x12"}))),
         ("400 invalid_teletan" = (summary = "Wrong format or check character", value = json!({"keyType": "TELETAN", "key": "ABCDEFGHIJ"}))),
     )),
     responses(
@@ -272,16 +281,25 @@ async fn registration_token(
 
 async fn register(state: &AppState, request: RegistrationRequest) -> Outcome {
     let key = request.key.ok_or(ApiError::bad_request("missing_key"))?;
+    // CWA's pattern, checked with either key type (CWA validates the field before the type).
+    let key_dob = request
+        .key_dob
+        .map(HashedGuid::try_from)
+        .transpose()
+        .map_err(|_| ApiError::bad_request("invalid_key_dob"))?;
     let now = unix_now();
     let token = RegistrationToken::generate();
     let token_hash = token.hash();
     let outcome = match request.key_type.as_deref() {
         Some("GUID") => {
-            let hashed_guid =
-                HashedGuid::try_from(key).map_err(|_| ApiError::bad_request("invalid_key"))?;
+            // A SHA-256 (CWA: `^[0-9A-Fa-f]{64}$`), never a date-of-birth-bound id.
+            let hashed_guid = HashedGuid::try_from(key)
+                .ok()
+                .filter(|g| !g.is_dob_bound())
+                .ok_or(ApiError::bad_request("invalid_key"))?;
             state
                 .store
-                .register_guid(token_hash, hashed_guid, now)
+                .register_guid_with_dob(token_hash, hashed_guid, key_dob, now)
                 .await
         }
         Some("TELETAN") => {
@@ -338,6 +356,7 @@ async fn session_of(
     )),
     responses(
         (status = 200, description = "The test result", body = TestResultResponse),
+        (status = 403, description = "`dob_mismatch`: the lab's result for the date-of-birth-bound id registered with the GUID differs from its result for the GUID (or there is none): the date of birth is wrong. Padded like every answer.", body = PaddedError),
         Refused,
     ),
 )]
@@ -357,17 +376,42 @@ async fn test_result(
     .await
 }
 
+/// The lab's result for a GUID session. With a date-of-birth-bound id, as CWA's
+/// `ExternalTestStateController`: the result for that id must equal the GUID's (test-result
+/// answers pending for an id it has no result for), or the answer is 403 `dob_mismatch`.
+async fn guid_result(
+    results: &TestResults,
+    hashed_guid: &HashedGuid,
+    hashed_guid_dob: Option<&HashedGuid>,
+) -> Result<crate::testresults::Fetched, ApiError> {
+    let result = results.get(hashed_guid).await?;
+    if let Some(dob) = hashed_guid_dob {
+        let dob_result = results.get(dob).await?;
+        if dob_result.result != result.result {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "dob_mismatch"));
+        }
+    }
+    Ok(result)
+}
+
 async fn fetch_result(state: &AppState, results: &TestResults, r: TokenRequest) -> Outcome {
     let (_, session) = session_of(state, r.registration_token).await?;
     let mut body = Map::new();
     match (session.source, session.hashed_guid) {
         // The session knows first that its TAN was redeemed: test-result is told off the
-        // submission's path, and a poll right after the upload must not read positive.
+        // submission's path, and a poll right after the upload must not read positive. A rapid
+        // test reads 9 then (CWA's QUICK_REDEEMED), any other 4.
         (Source::Guid, Some(_)) if session.tan_redeemed => {
-            body.insert("testResult".into(), i32::from(TestResult::Redeemed).into());
+            let redeemed = if session.rapid_test {
+                TestResult::QuickRedeemed
+            } else {
+                TestResult::Redeemed
+            };
+            body.insert("testResult".into(), i32::from(redeemed).into());
         }
         (Source::Guid, Some(hashed_guid)) => {
-            let result = results.get(&hashed_guid).await?;
+            let result =
+                guid_result(results, &hashed_guid, session.hashed_guid_dob.as_ref()).await?;
             body.insert("testResult".into(), i32::from(result.result).into());
             if let Some(sc) = result.sample_collected_at {
                 body.insert("sc".into(), sc.into());
@@ -394,6 +438,7 @@ async fn fetch_result(state: &AppState, results: &TestResults, r: TokenRequest) 
     )),
     responses(
         (status = 201, description = "A TAN; valid for one upload until it expires", body = TanResponse),
+        (status = 403, description = "`dob_mismatch`: as for `testresult`, checked again before a TAN is issued. Padded like every answer.", body = PaddedError),
         Refused,
     ),
 )]
@@ -418,10 +463,20 @@ async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> 
         return Err(ApiError::bad_request("tan_quota_used"));
     }
     if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
-        // Re-checked now: a result can change (or be redeemed) after the app last polled.
-        let result = results.get(hashed_guid).await?;
-        if result.result != TestResult::Positive {
+        // Re-checked now: a result can change (or be redeemed) after the app last polled. A
+        // positive PCR or rapid test yields a TAN (CWA's `ExternalTanController`); with a
+        // date-of-birth-bound id, only when its result agrees (stricter than CWA, which checks
+        // the date of birth only when the result is polled).
+        let result = guid_result(results, hashed_guid, session.hashed_guid_dob.as_ref()).await?;
+        if !result.result.is_positive() {
             return Err(ApiError::bad_request("result_not_positive"));
+        }
+        if result.result.is_rapid_test() && !session.rapid_test {
+            state
+                .store
+                .mark_rapid_test(token_hash.clone())
+                .await
+                .map_err(|e| db_error(&e))?;
         }
     }
     let now = unix_now();

@@ -101,7 +101,16 @@ impl Store {
         self.db
             .run(|conn| {
                 let mut out = Vec::new();
-                type SessionRow = (String, Option<String>, i16, i32, Option<i64>, i64);
+                type SessionRow = (
+                    String,
+                    Option<String>,
+                    i16,
+                    i32,
+                    Option<i64>,
+                    i64,
+                    Option<String>,
+                    i16,
+                );
                 for row in s::app_sessions
                     .order(s::token_hash)
                     .load::<SessionRow>(conn)?

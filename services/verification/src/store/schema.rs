@@ -8,6 +8,8 @@ diesel::table! {
         tans_issued -> Integer,
         tan_redeemed_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        hashed_guid_dob -> Nullable<Text>,
+        rapid_test -> SmallInt,
     }
 }
 

@@ -10,6 +10,11 @@ use openwarn_domain::HashedGuid;
 pub struct Session {
     pub source: Source,
     pub hashed_guid: Option<HashedGuid>,
+    /// The date-of-birth-bound id the app registered with the hashed GUID (CWA's `keyDob`), if
+    /// any: the result of the test is the lab's result for both, and they must agree.
+    pub hashed_guid_dob: Option<HashedGuid>,
+    /// Its TAN was issued for a positive rapid antigen test: once redeemed it reads 9, not 4.
+    pub rapid_test: bool,
     pub tans_issued: i32,
     pub tan_redeemed: bool,
 }
@@ -17,7 +22,7 @@ pub struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registered {
     Created,
-    /// This hashed GUID already has a session.
+    /// This hashed GUID (or date-of-birth-bound id) already has a session, as either of its ids.
     AlreadyRegistered,
     /// The teleTAN is unknown, expired or already used.
     TeleTanRefused,
@@ -31,12 +36,59 @@ impl Store {
         hashed_guid: HashedGuid,
         now: i64,
     ) -> Result<Registered, DbError> {
+        self.register_guid_with_dob(token_hash, hashed_guid, None, now)
+            .await
+    }
+
+    /// A session for a hashed GUID and, optionally, its date-of-birth-bound id. As CWA's
+    /// `AppSessionService.generateRegistrationTokenByGuid`: refused when either id is already a
+    /// session's hashed GUID or date-of-birth-bound id (so the same date-of-birth id cannot bind
+    /// a second GUID, and a GUID cannot register again with another date of birth).
+    pub async fn register_guid_with_dob(
+        &self,
+        token_hash: String,
+        hashed_guid: HashedGuid,
+        hashed_guid_dob: Option<HashedGuid>,
+        now: i64,
+    ) -> Result<Registered, DbError> {
         self.db
-            .run(move |conn| {
+            .transaction(move |conn| {
+                let mut ids: Vec<&str> = std::iter::once(hashed_guid.as_str())
+                    .chain(hashed_guid_dob.as_ref().map(HashedGuid::as_str))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                // PostgreSQL (read committed): concurrent registrations naming the same id wait
+                // for each other, so that an id cannot slip in under the other column between
+                // the check and the insert (the unique indexes cover each column only). In
+                // sorted order: no deadlock. SQLite serialises writers anyway.
+                if let AnyConnection::Postgresql(pg) = conn {
+                    for id in &ids {
+                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                            .bind::<diesel::sql_types::Text, _>(*id)
+                            .execute(pg)?;
+                    }
+                }
+                let taken = s::app_sessions
+                    .filter(
+                        s::hashed_guid
+                            .eq_any(ids.clone())
+                            .or(s::hashed_guid_dob.eq_any(ids)),
+                    )
+                    .select(s::token_hash)
+                    .first::<String>(conn)
+                    .optional()?
+                    .is_some();
+                if taken {
+                    return Ok(Registered::AlreadyRegistered);
+                }
+                // The unique indexes refuse what a concurrent registration inserted meanwhile
+                // under the same column.
                 let inserted = diesel::insert_into(s::app_sessions)
                     .values((
                         s::token_hash.eq(&token_hash),
                         s::hashed_guid.eq(Some(hashed_guid.as_str())),
+                        s::hashed_guid_dob.eq(hashed_guid_dob.as_ref().map(HashedGuid::as_str)),
                         s::source.eq(Source::Guid.code()),
                         s::created_at.eq(now),
                     ))
@@ -46,6 +98,20 @@ impl Store {
                     Err(e) if is_unique_violation(&e) => Ok(Registered::AlreadyRegistered),
                     Err(e) => Err(e),
                 }
+            })
+            .await
+    }
+
+    /// Records that the session's TAN is issued for a positive rapid antigen test (before it is
+    /// issued), so that the session reads CWA's QUICK_REDEEMED once redeemed without asking
+    /// test-result. Idempotent.
+    pub async fn mark_rapid_test(&self, token_hash: String) -> Result<(), DbError> {
+        self.db
+            .run(move |conn| {
+                diesel::update(s::app_sessions.find(&token_hash))
+                    .set(s::rapid_test.eq(1))
+                    .execute(conn)
+                    .map(drop)
             })
             .await
     }
@@ -81,17 +147,23 @@ pub(super) fn find_session(
             s::hashed_guid,
             s::tans_issued,
             s::tan_redeemed_at,
+            s::hashed_guid_dob,
+            s::rapid_test,
         ))
-        .first::<(i16, Option<String>, i32, Option<i64>)>(conn)
+        .first::<(i16, Option<String>, i32, Option<i64>, Option<String>, i16)>(conn)
         .optional()?
-        .map(|(source, hashed_guid, tans_issued, redeemed)| {
-            Ok(Session {
-                source: Source::from_code(source),
-                hashed_guid: stored_guid(hashed_guid)?,
-                tans_issued,
-                tan_redeemed: redeemed.is_some(),
-            })
-        })
+        .map(
+            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test)| {
+                Ok(Session {
+                    source: Source::from_code(source),
+                    hashed_guid: stored_guid(hashed_guid)?,
+                    hashed_guid_dob: stored_guid(dob)?,
+                    rapid_test: rapid_test != 0,
+                    tans_issued,
+                    tan_redeemed: redeemed.is_some(),
+                })
+            },
+        )
         .transpose()
 }
 
@@ -123,6 +195,84 @@ mod tests {
             assert_eq!(session.source, Source::Guid);
             assert_eq!(session.hashed_guid, Some(hashed_guid("g")));
             assert!(s.session(h("t2")).await.unwrap().is_none());
+        }
+    }
+
+    /// CWA's VerificationApplicationExternalTest: callGetRegistrationTokenByGuidAndDobHash and the
+    /// three `...Afterwards` cases, at the store.
+    #[tokio::test]
+    async fn a_date_of_birth_id_binds_one_guid_and_each_id_registers_once() {
+        let dob = |n: &str| -> HashedGuid { format!("x{}", &h(n)[1..]).parse().unwrap() };
+        for db in databases() {
+            let s = store(db.url()).await;
+            let register = |t: &str, g: HashedGuid, d: Option<HashedGuid>| {
+                s.register_guid_with_dob(h(t), g, d, NOW)
+            };
+            assert_eq!(
+                register("t1", hashed_guid("g1"), Some(dob("d1")))
+                    .await
+                    .unwrap(),
+                Registered::Created
+            );
+            let session = s.session(h("t1")).await.unwrap().unwrap();
+            assert_eq!(session.hashed_guid_dob, Some(dob("d1")), "{}", db.label());
+            for (guid, date) in [
+                (hashed_guid("g1"), None),            // ...AndWithoutDobHashAfterwards
+                (hashed_guid("g1"), Some(dob("d2"))), // ...AndWithAnotherDobHashAfterwards
+                (hashed_guid("g2"), Some(dob("d1"))), // ...AndUseDobHashAgainAfterwards
+                (dob("d1"), None),                    // the date-of-birth id as a GUID
+                (hashed_guid("g3"), Some(hashed_guid("g1"))),
+            ] {
+                assert_eq!(
+                    register("t2", guid, date).await.unwrap(),
+                    Registered::AlreadyRegistered,
+                    "{}",
+                    db.label()
+                );
+            }
+            assert!(s.session(h("t2")).await.unwrap().is_none());
+            assert_eq!(s.dump().await.unwrap().len(), 1, "nothing else stored");
+            assert!(!session.rapid_test);
+            s.mark_rapid_test(h("t1")).await.unwrap();
+            assert!(s.session(h("t1")).await.unwrap().unwrap().rapid_test);
+            assert_eq!(
+                register("t3", hashed_guid("g2"), Some(dob("d2")))
+                    .await
+                    .unwrap(),
+                Registered::Created
+            );
+        }
+    }
+
+    /// Two registrations that name each other's GUID as their date-of-birth id, at the same
+    /// time: exactly one of each pair registers (on PostgreSQL the check and the insert of
+    /// either could otherwise both pass, each id being in a different column).
+    #[tokio::test]
+    async fn crosswise_registrations_at_the_same_time_register_once() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let mut attempts = tokio::task::JoinSet::new();
+            for i in 0..20 {
+                let (a, b) = (hashed_guid(&format!("a{i}")), hashed_guid(&format!("b{i}")));
+                for (t, guid, dob) in [("ta", a.clone(), b.clone()), ("tb", b, a)] {
+                    let s = s.clone();
+                    attempts.spawn(async move {
+                        let outcome = s
+                            .register_guid_with_dob(h(&format!("{t}{i}")), guid, Some(dob), NOW)
+                            .await
+                            .unwrap();
+                        (i, outcome)
+                    });
+                }
+            }
+            let mut created = [0; 20];
+            while let Some(joined) = attempts.join_next().await {
+                let (i, outcome) = joined.unwrap();
+                if outcome == Registered::Created {
+                    created[i] += 1;
+                }
+            }
+            assert_eq!(created, [1; 20], "{}", db.label());
         }
     }
 }
