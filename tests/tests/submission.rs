@@ -449,3 +449,61 @@ async fn every_answer_on_a_route_has_one_length_at_the_proxy() {
     }
     chain.shutdown().await;
 }
+
+/// A phone uploads twice with one registration: the past days' keys, then — the next day, once
+/// the phone releases it — the day's key, each with its own TAN (the second issued without asking
+/// the lab again: its result reads redeemed after the first upload). A third TAN is refused, and
+/// both uploads' keys reach distribution.
+#[tokio::test]
+async fn two_uploads_per_registration_and_no_third() {
+    for (db, kv) in openwarn_testkit::backends() {
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let phone = openwarn_testkit::http_client();
+        let (token, first_tan) = chain.positive_session(&phone, |e| chain.proxy_url(e)).await;
+        let upload = |tan: String, keys: usize, seed: u8| {
+            phone
+                .post(chain.proxy_url("diagnosis-keys"))
+                .header("content-type", "application/x-protobuf")
+                .header("cwa-authorization", tan)
+                .header("cwa-fake", "0")
+                .body(payload(keys, seed).encode_to_vec())
+                .send()
+        };
+        let tan = || {
+            phone
+                .post(chain.proxy_url("tan"))
+                .header("cwa-fake", "0")
+                .json(&serde_json::json!({"registrationToken": token}))
+                .send()
+        };
+        let first = upload(first_tan.clone(), 13, 1).await.unwrap();
+        assert_eq!(first.status().as_u16(), 200, "{}", db.label());
+        // The first TAN is spent.
+        assert_eq!(
+            upload(first_tan, 1, 9).await.unwrap().status().as_u16(),
+            403
+        );
+
+        let second = tan().await.unwrap();
+        assert_eq!(second.status().as_u16(), 201, "{}", db.label());
+        let second: Value = second.json().await.unwrap();
+        let second_tan = second["tan"].as_str().unwrap().to_owned();
+        let r = upload(second_tan.clone(), 1, 2).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", db.label());
+        assert_eq!(
+            upload(second_tan, 1, 9).await.unwrap().status().as_u16(),
+            403
+        );
+
+        let third = tan().await.unwrap();
+        assert_eq!(third.status().as_u16(), 400, "{}", db.label());
+        let third: Value = third.json().await.unwrap();
+        assert_eq!(third["error"], "tan_already_redeemed");
+
+        let keys = chain.streamed_keys().await;
+        assert_eq!(keys.len(), 14, "{}", db.label());
+        assert_eq!(keys.iter().filter(|k| k.key_data[1] == 1).count(), 13);
+        assert_eq!(keys.iter().filter(|k| k.key_data[1] == 2).count(), 1);
+        chain.shutdown().await;
+    }
+}

@@ -27,6 +27,8 @@ pub struct Limits {
     pub response_length: usize,
     pub tan_validity: Duration,
     pub max_tans_per_session: i32,
+    /// Uploads a registration's TANs may make.
+    pub max_uploads_per_session: i32,
 }
 
 /// The endpoints, by what their success answers (shared with the proxy, which answers fakes).
@@ -456,13 +458,16 @@ async fn tan(
 
 async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> Outcome {
     let (token_hash, session) = session_of(state, r.registration_token).await?;
-    if session.tan_redeemed {
+    if session.uploads >= state.limits.max_uploads_per_session {
         return Err(ApiError::bad_request("tan_already_redeemed"));
     }
     if session.tans_issued >= state.limits.max_tans_per_session {
         return Err(ApiError::bad_request("tan_quota_used"));
     }
-    if let (Source::Guid, Some(hashed_guid)) = (session.source, &session.hashed_guid) {
+    // After the first upload, the lab's result reads redeemed: that upload proved it positive.
+    if let (Source::Guid, Some(hashed_guid), false) =
+        (session.source, &session.hashed_guid, session.tan_redeemed)
+    {
         // Re-checked now: a result can change (or be redeemed) after the app last polled. A
         // positive PCR or rapid test yields a TAN (CWA's `ExternalTanController`); with a
         // date-of-birth-bound id, only when its result agrees (stricter than CWA, which checks
@@ -491,6 +496,7 @@ async fn issue_tan(state: &AppState, results: &TestResults, r: TokenRequest) -> 
             now,
             expires_at,
             state.limits.max_tans_per_session,
+            state.limits.max_uploads_per_session,
         )
         .await
         .map_err(|e| db_error(&e))?;

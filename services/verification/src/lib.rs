@@ -101,6 +101,14 @@ pub struct Config {
         default_value_t = 3
     )]
     pub tans_per_registration: i32,
+    /// Uploads one registration's TANs may make: a phone uploads twice — the past days' keys,
+    /// then the day's key the next day, once the phone releases it. Each upload spends one TAN.
+    #[arg(
+        long = "uploads-per-registration",
+        env = "OPENWARN_UPLOADS_PER_REGISTRATION",
+        default_value_t = 2
+    )]
+    pub uploads_per_registration: i32,
     /// How long a TAN reservation holds before it lapses by itself.
     #[arg(long = "tan-reservation-ttl", env = "OPENWARN_TAN_RESERVATION_TTL", default_value = "2m", value_parser = parse_duration)]
     pub tan_reservation_ttl: Duration,
@@ -152,6 +160,12 @@ pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 
 fn check(config: &Config) -> Result<(), ConfigError> {
+    if config.uploads_per_registration < 1 {
+        return Err(ConfigError::new(
+            "OPENWARN_UPLOADS_PER_REGISTRATION",
+            "must be at least 1",
+        ));
+    }
     if config.tans_per_registration < 1 {
         return Err(ConfigError::new(
             "OPENWARN_TANS_PER_REGISTRATION",
@@ -218,6 +232,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
             response_length: config.response_length,
             tan_validity: config.tan_validity,
             max_tans_per_session: config.tans_per_registration,
+            max_uploads_per_session: config.uploads_per_registration,
         },
     );
     // Only the proxy calls this port: mutual TLS with the internal CA.

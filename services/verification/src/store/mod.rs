@@ -110,6 +110,7 @@ impl Store {
                     i64,
                     Option<String>,
                     i16,
+                    i32,
                 );
                 for row in s::app_sessions
                     .order(s::token_hash)
@@ -181,7 +182,7 @@ pub(super) mod testing {
         );
         let tan = h(&format!("tan-{name}"));
         assert_eq!(
-            s.issue_tan(h(name), tan.clone(), NOW, NOW + 3600, 3)
+            s.issue_tan(h(name), tan.clone(), NOW, NOW + 3600, 3, 1)
                 .await
                 .unwrap(),
             TanIssue::Issued

@@ -10,6 +10,7 @@ diesel::table! {
         created_at -> BigInt,
         hashed_guid_dob -> Nullable<Text>,
         rapid_test -> SmallInt,
+        uploads -> Integer,
     }
 }
 

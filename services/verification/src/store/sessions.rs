@@ -16,7 +16,10 @@ pub struct Session {
     /// Its TAN was issued for a positive rapid antigen test: once redeemed it reads 9, not 4.
     pub rapid_test: bool,
     pub tans_issued: i32,
+    /// A TAN of the session was spent: an upload was made (the lab's result is redeemed).
     pub tan_redeemed: bool,
+    /// How many uploads the session's TANs made.
+    pub uploads: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,11 +152,20 @@ pub(super) fn find_session(
             s::tan_redeemed_at,
             s::hashed_guid_dob,
             s::rapid_test,
+            s::uploads,
         ))
-        .first::<(i16, Option<String>, i32, Option<i64>, Option<String>, i16)>(conn)
+        .first::<(
+            i16,
+            Option<String>,
+            i32,
+            Option<i64>,
+            Option<String>,
+            i16,
+            i32,
+        )>(conn)
         .optional()?
         .map(
-            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test)| {
+            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test, uploads)| {
                 Ok(Session {
                     source: Source::from_code(source),
                     hashed_guid: stored_guid(hashed_guid)?,
@@ -161,6 +173,7 @@ pub(super) fn find_session(
                     rapid_test: rapid_test != 0,
                     tans_issued,
                     tan_redeemed: redeemed.is_some(),
+                    uploads,
                 })
             },
         )

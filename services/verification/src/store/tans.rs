@@ -11,7 +11,7 @@ use openwarn_domain::HashedGuid;
 pub enum TanIssue {
     Issued,
     UnknownSession,
-    /// An earlier TAN of this session was redeemed (keys were submitted).
+    /// The session's TANs made every upload it may make.
     AlreadyRedeemed,
     /// The session has had its quota of TANs.
     QuotaUsed,
@@ -66,20 +66,21 @@ impl Store {
         now: i64,
         expires_at: i64,
         max: i32,
+        max_uploads: i32,
     ) -> Result<TanIssue, DbError> {
         self.db
             .transaction(move |conn| {
                 let Some(session) = find_session(conn, &token_hash)? else {
                     return Ok(TanIssue::UnknownSession);
                 };
-                if session.tan_redeemed {
+                if session.uploads >= max_uploads {
                     return Ok(TanIssue::AlreadyRedeemed);
                 }
                 let counted = diesel::update(
                     s::app_sessions
                         .filter(s::token_hash.eq(&token_hash))
                         .filter(s::tans_issued.lt(max))
-                        .filter(s::tan_redeemed_at.is_null()),
+                        .filter(s::uploads.lt(max_uploads)),
                 )
                 .set(s::tans_issued.eq(s::tans_issued + 1))
                 .execute(conn)?;
@@ -298,7 +299,8 @@ WITH v AS (
     WHERE tans.tan_hash = v.tan_hash AND tans.redeemed_at IS NULL
     RETURNING tans.tan_hash, tans.reservation_id, tans.session_hash, v.now
 ), closed AS (
-    UPDATE app_sessions SET tan_redeemed_at = spent.now
+    UPDATE app_sessions SET tan_redeemed_at = COALESCE(app_sessions.tan_redeemed_at, spent.now),
+        uploads = app_sessions.uploads + 1
     FROM spent
     WHERE app_sessions.token_hash = spent.session_hash
     RETURNING app_sessions.token_hash, app_sessions.hashed_guid
@@ -402,8 +404,15 @@ fn commit_portably(
         .select(t::session_hash)
         .first::<String>(conn)?;
     diesel::update(s::app_sessions.filter(s::token_hash.eq(&session_hash)))
-        .set(s::tan_redeemed_at.eq(Some(now)))
+        .set(s::uploads.eq(s::uploads + 1))
         .execute(conn)?;
+    diesel::update(
+        s::app_sessions
+            .filter(s::token_hash.eq(&session_hash))
+            .filter(s::tan_redeemed_at.is_null()),
+    )
+    .set(s::tan_redeemed_at.eq(Some(now)))
+    .execute(conn)?;
     // Other TANs of the session are of no use any more.
     diesel::update(
         t::tans
@@ -488,7 +497,7 @@ mod tests {
             assert_eq!(s.verify_tan(tan, NOW + 4).await.unwrap(), None);
             // The session is closed: no more TANs.
             assert_eq!(
-                s.issue_tan(h("s"), h("tan-2"), NOW + 5, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("tan-2"), NOW + 5, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::AlreadyRedeemed,
@@ -511,7 +520,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(
-                s.issue_tan(h("s"), h("second"), NOW + 1, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("second"), NOW + 1, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::InUse,
@@ -528,7 +537,7 @@ mod tests {
             // The upload failed and gave the TAN back: a new one replaces it.
             assert!(s.release_tan(first.clone(), "r1".into()).await.unwrap());
             assert_eq!(
-                s.issue_tan(h("s"), h("second"), NOW + 3, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("second"), NOW + 3, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::Issued
@@ -542,7 +551,7 @@ mod tests {
             );
             // The refused attempt did not count: the third of three TANs is still there.
             assert_eq!(
-                s.issue_tan(h("s"), h("third"), NOW + 5, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("third"), NOW + 5, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::Issued,
@@ -560,10 +569,52 @@ mod tests {
                 Committed::Done { .. }
             ));
             assert_eq!(
-                s.issue_tan(h("s"), h("fourth"), NOW + 8, NOW + 3600, 5)
+                s.issue_tan(h("s"), h("fourth"), NOW + 8, NOW + 3600, 5, 1)
                     .await
                     .unwrap(),
                 TanIssue::AlreadyRedeemed
+            );
+        }
+    }
+
+    /// With two uploads per session, a TAN spent leaves room for one more TAN; the second spent
+    /// closes the session.
+    #[tokio::test]
+    async fn a_session_makes_its_uploads_and_no_more() {
+        for db in databases() {
+            let s = store(db.url()).await;
+            let mut spend = Vec::new();
+            for (i, tan) in ["u1", "u2"].into_iter().enumerate() {
+                let at = NOW + 10 * i64::try_from(i).unwrap();
+                if i == 0 {
+                    s.register_guid(h("s"), hashed_guid("guid-s"), NOW)
+                        .await
+                        .unwrap();
+                }
+                {
+                    assert_eq!(
+                        s.issue_tan(h("s"), h(tan), at, at + 3600, 3, 2)
+                            .await
+                            .unwrap(),
+                        TanIssue::Issued,
+                        "{}",
+                        db.label()
+                    );
+                }
+                s.reserve_tan(h(tan), format!("r{i}"), at + 1, at + 61)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                spend.push(s.commit_tan(h(tan), format!("r{i}"), at + 2).await.unwrap());
+            }
+            assert!(spend.iter().all(|c| matches!(c, Committed::Done { .. })));
+            assert_eq!(
+                s.issue_tan(h("s"), h("u3"), NOW + 30, NOW + 3600, 3, 2)
+                    .await
+                    .unwrap(),
+                TanIssue::AlreadyRedeemed,
+                "{}",
+                db.label()
             );
         }
     }
@@ -764,7 +815,7 @@ mod tests {
             let s = store(db.url()).await;
             let first = session_with_tan(&s, "s").await;
             assert_eq!(
-                s.issue_tan(h("s"), h("t2"), NOW + 1, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("t2"), NOW + 1, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::Issued
@@ -779,19 +830,19 @@ mod tests {
                 Some(Source::Guid)
             );
             assert_eq!(
-                s.issue_tan(h("s"), h("t3"), NOW + 2, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("t3"), NOW + 2, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::Issued
             );
             assert_eq!(
-                s.issue_tan(h("s"), h("t4"), NOW + 3, NOW + 3600, 3)
+                s.issue_tan(h("s"), h("t4"), NOW + 3, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::QuotaUsed
             );
             assert_eq!(
-                s.issue_tan(h("unknown"), h("t5"), NOW, NOW + 3600, 3)
+                s.issue_tan(h("unknown"), h("t5"), NOW, NOW + 3600, 3, 1)
                     .await
                     .unwrap(),
                 TanIssue::UnknownSession
