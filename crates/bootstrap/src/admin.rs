@@ -1,6 +1,7 @@
 //! The admin port: `/healthz` (the process runs), `/readyz` (its dependencies answer) and
 //! Prometheus `/metrics`. Metric labels never carry client data: route templates and status codes.
 
+use crate::telemetry::TraceOrigin;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -10,6 +11,7 @@ use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Answers `Ok` when the service can serve, or the reason it cannot.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -133,17 +135,36 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// Middleware that counts requests and their latency by route template and status.
+/// Middleware that counts requests and their latency by route template and status, and runs each
+/// request in a server span continuing the caller's trace (internal ports).
 pub async fn track_http(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    track(request, next, TraceOrigin::Continue).await
+}
+
+/// Like [`track_http`] for internet-facing ports: every request starts a new trace.
+pub async fn track_public_http(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    track(request, next, TraceOrigin::New).await
+}
+
+async fn track(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+    origin: TraceOrigin,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = method_label(request.method());
+    let span = crate::telemetry::http_server_span(&request, &route, method, origin);
     let started = Instant::now();
-    let response = next.call(request).await?;
+    let response = next.call(request).instrument(span.clone()).await?;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("openwarn_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);

@@ -52,17 +52,36 @@ fn log_filter(directives: &str) -> Result<Targets, TelemetryError> {
 }
 
 /// Installs the global subscriber for a service process. Call once, from `main`.
+///
+/// Spans always get W3C trace and span ids (so that JSON log lines carry `trace_id` and `span_id`
+/// and internal calls carry `traceparent`); they are exported only with an OTLP endpoint.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_writer(service, args, std::io::stderr)
+}
+
+/// [`init`] with logs written to `writer` instead of stderr (tests read them).
+pub fn init_with_writer<W>(
+    service: &'static str,
+    args: &TelemetryArgs,
+    writer: W,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = log_filter(&args.log_filter)?;
     let no_color = no_color_requested();
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .event_format(JsonWithTraceIds(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            ))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .with_writer(writer)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(colour(
@@ -70,40 +89,91 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
                 std::io::stderr().is_terminal(),
                 no_color,
             ))
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
     };
     let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
-    let provider = if let Some(endpoint) = endpoint {
+    let mut provider = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service)
+            .build(),
+    );
+    if let Some(endpoint) = endpoint {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name(service)
-                        .build(),
-                )
-                .build(),
-        )
-    } else {
-        None
-    };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     // A second init in the same process (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
         .with(otel)
         .try_init();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+/// The JSON line of an event with the `trace_id` and `span_id` of the span it happened in (none
+/// outside a span).
+struct JsonWithTraceIds<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JsonWithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let ids = ctx.lookup_current().and_then(|span| {
+            let extensions = span.extensions();
+            let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
+            Some((data.trace_id()?, data.span_id()?))
+        });
+        writer.write_str(&with_trace_ids(line, ids))
+    }
+}
+
+/// Adds `"trace_id"` and `"span_id"` to a JSON object line (`{…}\n`); anything else unchanged.
+fn with_trace_ids(
+    mut line: String,
+    ids: Option<(opentelemetry::TraceId, opentelemetry::SpanId)>,
+) -> String {
+    let Some((trace_id, span_id)) = ids else {
+        return line;
+    };
+    if trace_id == opentelemetry::TraceId::INVALID {
+        return line;
+    }
+    let end = line.trim_end().len();
+    if !line[..end].ends_with('}') {
+        return line;
+    }
+    let close = end - 1;
+    let empty = line[..close].trim_end().ends_with('{');
+    let ids = format!(
+        "{}\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"",
+        if empty { "" } else { "," }
+    );
+    line.insert_str(close, &ids);
+    line
 }
 
 /// Whether the environment asks programs for no colour: `NO_COLOR` set and not empty.
@@ -150,6 +220,65 @@ impl Injector for MetadataInjector<'_> {
             self.0.insert(key, value);
         }
     }
+}
+
+/// Reads the W3C trace context from actix-web's request headers.
+struct ActixHeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for ActixHeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .map(actix_web::http::header::HeaderName::as_str)
+            .collect()
+    }
+}
+
+/// Where the trace of an incoming HTTP request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOrigin {
+    /// Internal callers (the proxy, over mutual TLS): the request's `traceparent` is continued.
+    Continue,
+    /// Internet-facing ports (labs, the portal's users, the CDN): every request starts a new
+    /// trace; a `traceparent` it brings is ignored.
+    New,
+}
+
+/// The server span of one HTTP request on an actix-web port. `route` is the route template (never
+/// the path with its values), `method` a fixed label.
+pub fn http_server_span(
+    request: &actix_web::dev::ServiceRequest,
+    route: &str,
+    method: &'static str,
+    origin: TraceOrigin,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "http",
+        otel.kind = "server",
+        http.route = route,
+        http.request.method = method,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if origin == TraceOrigin::Continue {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&ActixHeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// Writes the current span's W3C trace context (`traceparent`) into outgoing HTTP headers.
+pub fn inject_trace_context(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+    });
 }
 
 /// The span of one incoming gRPC call, child of the caller's span when it sent a trace context.
@@ -211,6 +340,28 @@ mod tests {
         assert!(filter.would_enable("openwarn_proxy", &Level::INFO));
         let refused = log_filter("info,openwarn=loud").unwrap_err();
         assert!(refused.to_string().contains("OPENWARN_LOG"), "{refused}");
+    }
+
+    #[test]
+    fn json_lines_get_the_trace_and_span_ids() {
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        let line = with_trace_ids("{\"message\":\"hi\"}\n".into(), Some((trace_id, span_id)));
+        assert_eq!(
+            line,
+            "{\"message\":\"hi\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\"}\n"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            with_trace_ids("{}".into(), Some((trace_id, span_id))),
+            "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\"}"
+        );
+        assert_eq!(with_trace_ids("{\"a\":1}\n".into(), None), "{\"a\":1}\n");
+        assert_eq!(
+            with_trace_ids("{\"a\":1}\n".into(), Some((TraceId::INVALID, span_id))),
+            "{\"a\":1}\n"
+        );
     }
 
     #[test]
