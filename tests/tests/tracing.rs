@@ -147,6 +147,26 @@ async fn spans_are_exported_and_grpc_continues_the_callers_trace() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+    let fake = phone
+        .post(chain.proxy_url("diagnosis-keys"))
+        .header("content-type", "application/x-protobuf")
+        .header("cwa-authorization", &tan)
+        .header("cwa-fake", "1")
+        .body(upload.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fake.status().as_u16(), 200);
+    // The metrics of that (one recorder per process: every service's series together).
+    let admin = chain.proxy.as_ref().unwrap().addr("admin");
+    let scraped = phone
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     chain.shutdown().await;
     tokio::task::spawn_blocking(move || drop(guard))
         .await
@@ -292,6 +312,30 @@ async fn spans_are_exported_and_grpc_continues_the_callers_trace() {
                 span.name
             );
         }
+    }
+
+    // Real and fake uploads are counted apart at the proxy; the backend's latency is measured;
+    // gRPC calls are counted by method and code; every metric has its help text.
+    let route = "route=\"/version/v1/diagnosis-keys\"";
+    for series in [
+        format!("openwarn_proxy_requests_total{{{route},kind=\"real\",status=\"200\"}} 1"),
+        format!("openwarn_proxy_requests_total{{{route},kind=\"fake\",status=\"200\"}} 1"),
+        format!("openwarn_proxy_request_duration_seconds_count{{{route},kind=\"fake\"}} 1"),
+        "openwarn_proxy_upstream_duration_seconds_count{upstream=\"submission\",outcome=\"answered\"} 1".to_owned(),
+        "openwarn_grpc_requests_total{method=\"/openwarn.verification.v1.VerificationService/CommitTan\",code=\"Ok\"} 1".to_owned(),
+        "openwarn_grpc_request_duration_seconds_bucket{method=\"/openwarn.verification.v1.VerificationService/CommitTan\",le=\"5\"} 1".to_owned(),
+        "openwarn_db_batch_items_bucket{batch=\"insert_keys\",le=\"1000\"} 1".to_owned(),
+        "openwarn_db_pool_connections{state=\"in_use\"}".to_owned(),
+        "process_open_fds ".to_owned(),
+    ] {
+        assert!(scraped.contains(&series), "{series} in\n{scraped}");
+    }
+    for line in scraped.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            scraped.contains(&format!("# HELP {name} ")),
+            "{name} has no help text"
+        );
     }
 
     // A JSON log line inside a span carries that span's trace and span ids.

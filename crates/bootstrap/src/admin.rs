@@ -16,33 +16,38 @@ use tracing::Instrument;
 /// Answers `Ok` when the service can serve, or the reason it cannot.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Histogram buckets of every latency metric (seconds).
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-// `set_buckets` rejects only an empty list.
-const _: () = assert!(!LATENCY_BUCKETS.is_empty());
-
-/// The process-wide Prometheus recorder (installed on first use).
+/// The process-wide Prometheus recorder (installed on first use), with every metric's help text
+/// and buckets from [`crate::catalogue`].
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS)
-                .unwrap_or_else(|e| {
-                    // Unreachable (the buckets are a non-empty constant, checked at compile time);
-                    // should it happen, latencies are still recorded, as summaries.
-                    tracing::error!(error = %e, "latency histogram buckets rejected");
-                    PrometheusBuilder::new()
-                });
-            let recorder = builder.build_recorder();
+            let recorder = recorder_builder().build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed in tests; ours still renders its own data.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                crate::catalogue::describe();
+            }
             handle
         })
         .clone()
+}
+
+/// A Prometheus recorder with each histogram's buckets from the catalogue.
+fn recorder_builder() -> PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    crate::catalogue::METRICS
+        .iter()
+        .filter_map(|m| Some((m.name, m.buckets?)))
+        .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+            builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+        })
+        .unwrap_or_else(|e| {
+            // Unreachable (the catalogue's buckets are non-empty, tested); should it happen,
+            // histograms are still recorded, as summaries.
+            tracing::error!(error = %e, "histogram buckets rejected");
+            PrometheusBuilder::new()
+        })
 }
 
 /// What an admin port serves besides health and metrics.
@@ -88,7 +93,10 @@ impl Admin {
             .route("/readyz", web::get().to(move || readyz(ready.clone())))
             .route(
                 "/metrics",
-                web::get().to(move || std::future::ready(handle.render())),
+                web::get().to(move || {
+                    crate::process::sample();
+                    std::future::ready(handle.render())
+                }),
             );
         if let Some(api) = self.openapi.clone() {
             config.route(
@@ -189,12 +197,48 @@ mod tests {
         }
     }
 
+    /// Every metric gets its `# HELP` and a histogram its catalogue's buckets.
     #[test]
-    fn latency_buckets_are_accepted() {
+    fn metrics_render_with_help_and_their_buckets() {
+        let handle = metrics_handle();
+        metrics::histogram!("openwarn_db_batch_items", "batch" => "t").record(700.0);
+        metrics::histogram!("openwarn_distribution_run_seconds").record(400.0);
+        metrics::counter!("openwarn_registrations_total").increment(1);
+        crate::process::sample();
+        let text = handle.render();
+        for metric in crate::catalogue::METRICS.iter().filter(|m| {
+            [
+                "openwarn_db_batch_items",
+                "openwarn_distribution_run_seconds",
+                "openwarn_registrations_total",
+            ]
+            .contains(&m.name)
+        }) {
+            assert!(
+                text.contains(&format!("# HELP {} {}", metric.name, metric.help)),
+                "{}: {text}",
+                metric.name
+            );
+        }
         assert!(
-            PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS)
-                .is_ok()
+            text.contains("openwarn_db_batch_items_bucket{batch=\"t\",le=\"1000\"} 1"),
+            "{text}"
         );
+        assert!(
+            text.contains("openwarn_db_batch_items_bucket{batch=\"t\",le=\"500\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("openwarn_distribution_run_seconds_bucket{le=\"600\"} 1"),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
     }
 }

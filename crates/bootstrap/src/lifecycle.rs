@@ -328,11 +328,14 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The layers every internal gRPC server runs with: trace context continuation, then the named
-/// callers' check.
+/// The layers every internal gRPC server runs with: metrics by method and status code, trace
+/// context continuation, then the named callers' check.
 pub type GrpcLayers = tower_layer::Stack<
     crate::callers::CallerLayer,
-    tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>,
+    tower_layer::Stack<
+        crate::telemetry::GrpcTraceLayer,
+        tower_layer::Stack<crate::grpc_metrics::GrpcMetricsLayer, tower_layer::Identity>,
+    >,
 >;
 
 /// A gRPC server builder with the standard layers, answering each method only for the callers
@@ -340,6 +343,9 @@ pub type GrpcLayers = tower_layer::Stack<
 /// [`RunningService::serve_grpc_on`] with the mutual-TLS configuration.
 pub fn grpc_server() -> tonic::transport::Server<GrpcLayers> {
     tonic::transport::Server::builder()
+        .layer(crate::grpc_metrics::GrpcMetricsLayer::new(
+            openwarn_protocol::callers::CALLERS,
+        ))
         .layer(crate::telemetry::grpc_trace_layer())
         .layer(crate::callers::CallerLayer::new(
             openwarn_protocol::callers::CALLERS,
