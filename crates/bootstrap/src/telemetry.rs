@@ -108,16 +108,26 @@ where
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let traced = trace_filter(&filter);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_filter(traced);
     // A second init in the same process (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init();
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
+}
+
+/// What is traced: what `OPENWARN_LOG` lets through, and OpenWarn's own spans from INFO even
+/// when the logs show only warnings.
+fn trace_filter(log_filter: &Targets) -> Targets {
+    log_filter
+        .clone()
+        .with_target("openwarn", tracing::Level::INFO)
 }
 
 /// The JSON line of an event with the `trace_id` and `span_id` of the span it happened in (none
@@ -142,11 +152,13 @@ where
             tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
-        let ids = ctx.lookup_current().and_then(|span| {
-            let extensions = span.extensions();
-            let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
-            Some((data.trace_id()?, data.span_id()?))
-        });
+        // The traced span the event happened in, whether or not the log filter shows spans.
+        let context = tracing::Span::current().context();
+        let span = opentelemetry::trace::TraceContextExt::span(&context);
+        let ids = Some((
+            span.span_context().trace_id(),
+            span.span_context().span_id(),
+        ));
         writer.write_str(&with_trace_ids(line, ids))
     }
 }
@@ -273,12 +285,24 @@ pub fn http_server_span(
     span
 }
 
-/// Writes the current span's W3C trace context (`traceparent`) into outgoing HTTP headers.
+/// Writes the current span's W3C trace context (`traceparent`; `tracestate` only when it has
+/// entries) into outgoing HTTP headers.
 pub fn inject_trace_context(headers: &mut http::HeaderMap) {
     let context = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut opentelemetry_http::HeaderInjector(headers));
+        propagator.inject_context(&context, &mut NonEmptyHeaders(headers));
     });
+}
+
+/// Sets only headers with a value.
+struct NonEmptyHeaders<'a>(&'a mut http::HeaderMap);
+
+impl Injector for NonEmptyHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if !value.is_empty() {
+            opentelemetry_http::HeaderInjector(self.0).set(key, value);
+        }
+    }
 }
 
 /// The span of one incoming gRPC call, child of the caller's span when it sent a trace context.
@@ -343,6 +367,19 @@ mod tests {
     }
 
     #[test]
+    fn our_spans_are_traced_when_logs_show_only_warnings() {
+        use tracing::Level;
+        let traced = trace_filter(&log_filter("warn").unwrap());
+        assert!(traced.would_enable("openwarn_proxy::gateway", &Level::INFO));
+        assert!(traced.would_enable("openwarn_db::batch", &Level::INFO));
+        assert!(!traced.would_enable("openwarn_db::batch", &Level::DEBUG));
+        assert!(!traced.would_enable("h2::codec", &Level::INFO));
+        let debug = trace_filter(&log_filter("info,openwarn_verification=debug").unwrap());
+        assert!(debug.would_enable("openwarn_verification::app", &Level::DEBUG));
+        assert!(debug.would_enable("tower::buffer", &Level::INFO));
+    }
+
+    #[test]
     fn json_lines_get_the_trace_and_span_ids() {
         let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
         let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
@@ -362,6 +399,36 @@ mod tests {
             with_trace_ids("{\"a\":1}\n".into(), Some((TraceId::INVALID, span_id))),
             "{\"a\":1}\n"
         );
+    }
+
+    /// An internal port continues the caller's trace; an internet-facing one starts a new trace
+    /// whatever `traceparent` the request brings.
+    #[test]
+    fn only_internal_ports_continue_the_callers_trace() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let callers = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            let trace_of = |origin| {
+                let request = actix_web::test::TestRequest::post()
+                    .uri("/version/v1/diagnosis-keys")
+                    .insert_header((
+                        "traceparent",
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    ))
+                    .to_srv_request();
+                let span = http_server_span(&request, "/version/v1/diagnosis-keys", "POST", origin);
+                span.context().span().span_context().clone()
+            };
+            let continued = trace_of(TraceOrigin::Continue);
+            assert!(continued.is_valid());
+            assert_eq!(continued.trace_id(), callers);
+            let fresh = trace_of(TraceOrigin::New);
+            assert!(fresh.is_valid(), "a new trace, with ids");
+            assert_ne!(fresh.trace_id(), callers);
+        });
     }
 
     #[test]
