@@ -8,7 +8,9 @@
   their `_bucket`/`_sum`/`_count` series, and every label a selector matches on is one the code
   sets or one the scrape adds (TARGET_LABELS);
 - every alert has a severity, a summary and a runbook link to a heading of docs/OPERATIONS.md;
-- the dashboard parses, has a row per service, and each panel a title and at least one query.
+- the dashboard parses, has a row per service, and each panel a title and at least one query;
+- every exported metric has a `# HELP` text in crates/bootstrap/src/catalogue.rs (of the same kind),
+  and the catalogue lists no metric nobody exports.
 
 A self-test first shows the check refusing an invented metric and an invented label.
 `promtool check rules` / `promtool test rules` (syntax, evaluation) run beside it in .ci/run.
@@ -69,8 +71,13 @@ def selftest(known):
     check_expr('sum by (service, route) (rate(openwarn_http_requests_total{status=~"5..",service!=""}[5m])) '
                '/ ignoring(le) histogram_quantile(0.99, sum by (le) (rate(openwarn_http_request_duration_seconds_bucket[$__rate_interval]))) > 2e3',
                known, "selftest", ok)
-    return (len(errors) == 2 and "openwarn_invented_total" in errors[0] and "colour" in errors[1] and not ok,
-            errors + ok)
+    described = metrics.undescribed(
+        {"openwarn_a_total": ("counter", set()), "openwarn_b": ("gauge", set()), "openwarn_c": ("gauge", set())},
+        {"openwarn_b": ("counter", "B."), "openwarn_c": ("gauge", "C."), "openwarn_d": ("gauge", "D.")})
+    return (len(errors) == 2 and "openwarn_invented_total" in errors[0] and "colour" in errors[1] and not ok
+            and len(described) == 3 and "openwarn_a_total" in described[0] and "openwarn_b" in described[1]
+            and "openwarn_d" in described[2],
+            errors + ok + described)
 
 
 def anchors(markdown):
@@ -84,9 +91,12 @@ def anchors(markdown):
 
 def main():
     root = pathlib.Path(__file__).resolve().parent.parent
-    known = metrics.series(metrics.exported(root))
+    exported = metrics.exported(root)
+    known = metrics.series(exported)
     known.update(PROMETHEUS_SERIES)
     errors = []
+    described = metrics.catalogue(root)
+    errors.extend(metrics.undescribed(exported, described))
     if not any(n.startswith("openwarn_") for n in known):
         errors.append("code: found no exported metrics")
     passed, found = selftest(known)
@@ -150,7 +160,7 @@ def main():
         print(f"{len(errors)} observability problem(s)", file=sys.stderr)
         return 1
     print(f"{alerts} alerts and {queries} dashboard queries use only the {len(known)} series the code exports; "
-          "rules.yaml and the PrometheusRule agree")
+          f"rules.yaml and the PrometheusRule agree; all {len(exported)} metrics have a # HELP text")
     return 0
 
 

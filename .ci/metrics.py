@@ -1,11 +1,14 @@
 """The metrics the code exports, read from the sources: every `metrics::counter!`, `gauge!` and
-`histogram!` call naming an `openwarn_*` metric, with its kind and label names. The single source
+`histogram!` call naming an `openwarn_*` (or `process_*`) metric, with its kind and label names;
+and the catalogue that describes them (crates/bootstrap/src/catalogue.rs: `# HELP` texts). The single source
 of truth for the checks of the alert rules and the dashboard (.ci/check_observability.py)."""
 import pathlib
 import re
 
 CALL = re.compile(r"metrics::(counter|gauge|histogram)!\(")
-NAME = re.compile(r'\s*"(openwarn_[a-z0-9_]+)"')
+NAME = re.compile(r'\s*"((?:openwarn|process)_[a-z0-9_]+)"')
+# An entry of crates/bootstrap/src/catalogue.rs: `counter(\n "name",\n "help",` (or gauge/histogram).
+ENTRY = re.compile(r'\b(counter|gauge|histogram)\(\s*"([a-z_:][a-z0-9_:]*)",\s*"((?:[^"\\]|\\.)*)"')
 LABEL = re.compile(r'"([a-z_]+)"\s*=>')
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*mod \w+\s*\{")
 
@@ -45,6 +48,29 @@ def exported(root):
                 raise ValueError(f"{name} is a {old_kind} and a {kind}")
             metrics[name] = (kind, old_labels | set(labels.split()))
     return metrics
+
+
+def catalogue(root):
+    """{metric: (kind, help)} as crates/bootstrap/src/catalogue.rs lists them."""
+    text = without_tests((root / "crates/bootstrap/src/catalogue.rs").read_text())
+    text = text[text.index("pub const METRICS"):]
+    return {name: (kind, help_) for kind, name, help_ in ENTRY.findall(text)}
+
+
+def undescribed(exported_, catalogue_):
+    """Problems: a metric exported but not in the catalogue (no `# HELP`), of another kind there,
+    or listed there but exported by nobody."""
+    errors = []
+    for name, (kind, _) in sorted(exported_.items()):
+        if name not in catalogue_:
+            errors.append(f"{name}: exported but not in crates/bootstrap/src/catalogue.rs (no # HELP)")
+        elif catalogue_[name][0] != kind:
+            errors.append(f"{name}: a {kind} in the code, a {catalogue_[name][0]} in the catalogue")
+        elif not catalogue_[name][1].strip():
+            errors.append(f"{name}: empty help text")
+    for name in sorted(set(catalogue_) - set(exported_)):
+        errors.append(f"{name}: in the catalogue but exported by nothing")
+    return errors
 
 
 def series(metrics):

@@ -1,5 +1,6 @@
 //! The proxy in front of a recording upstream (an HTTPS server with mutual TLS that records what
-//! reaches it): forbidden headers and addresses never arrive, nor fakes, unknown paths, oversized
+//! reaches it): forbidden headers and addresses never arrive (a phone's trace context neither:
+//! the proxy sends its own), nor fakes, unknown paths, oversized
 //! or slow bodies; rate limiting answers 429 with Retry-After; an upstream outage is a 503.
 
 #![allow(
@@ -92,6 +93,17 @@ impl Rig {
 
 #[tokio::test]
 async fn only_allow_listed_headers_reach_the_backend_and_the_app() {
+    // With telemetry installed (as in every service process), the proxy sends its own trace
+    // context; the phone's never passes. The guard stays for the whole test.
+    let _telemetry = openwarn_bootstrap::telemetry::init(
+        "proxy-test",
+        &openwarn_bootstrap::config::TelemetryArgs {
+            log_format: openwarn_bootstrap::config::LogFormat::Json,
+            log_filter: "warn".into(),
+            otlp_endpoint: None,
+        },
+    )
+    .unwrap();
     let rig = rig(&[]).await;
     let response = openwarn_testkit::http_client()
         .post(rig.url("/version/v1/tan"))
@@ -124,6 +136,19 @@ async fn only_allow_listed_headers_reach_the_backend_and_the_app() {
     let request = &seen[0];
     assert_eq!(request.path, "/version/v1/tan");
     assert_eq!(request.body_len, 25);
+    let traceparent = request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "traceparent")
+        .map(|(_, v)| v.clone())
+        .expect("the proxy's own trace context");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_ne!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the phone's trace is not continued"
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7");
     for (name, value) in &request.headers {
         assert!(
             [
@@ -131,7 +156,8 @@ async fn only_allow_listed_headers_reach_the_backend_and_the_app() {
                 "content-length",
                 "cwa-fake",
                 "cwa-authorization",
-                "host"
+                "host",
+                "traceparent"
             ]
             .contains(&name.as_str()),
             "{name} reached the backend"

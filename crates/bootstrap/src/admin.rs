@@ -1,6 +1,7 @@
 //! The admin port: `/healthz` (the process runs), `/readyz` (its dependencies answer) and
 //! Prometheus `/metrics`. Metric labels never carry client data: route templates and status codes.
 
+use crate::telemetry::TraceOrigin;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -10,37 +11,43 @@ use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Answers `Ok` when the service can serve, or the reason it cannot.
 pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// Histogram buckets of every latency metric (seconds).
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-// `set_buckets` rejects only an empty list.
-const _: () = assert!(!LATENCY_BUCKETS.is_empty());
-
-/// The process-wide Prometheus recorder (installed on first use).
+/// The process-wide Prometheus recorder (installed on first use), with every metric's help text
+/// and buckets from [`crate::catalogue`].
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS)
-                .unwrap_or_else(|e| {
-                    // Unreachable (the buckets are a non-empty constant, checked at compile time);
-                    // should it happen, latencies are still recorded, as summaries.
-                    tracing::error!(error = %e, "latency histogram buckets rejected");
-                    PrometheusBuilder::new()
-                });
-            let recorder = builder.build_recorder();
+            let recorder = recorder_builder().build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed in tests; ours still renders its own data.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                crate::catalogue::describe();
+            }
             handle
         })
         .clone()
+}
+
+/// A Prometheus recorder with each histogram's buckets from the catalogue.
+fn recorder_builder() -> PrometheusBuilder {
+    use metrics_exporter_prometheus::Matcher;
+    crate::catalogue::METRICS
+        .iter()
+        .filter_map(|m| Some((m.name, m.buckets?)))
+        .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+            builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+        })
+        .unwrap_or_else(|e| {
+            // Unreachable (the catalogue's buckets are non-empty, tested); should it happen,
+            // histograms are still recorded, as summaries.
+            tracing::error!(error = %e, "histogram buckets rejected");
+            PrometheusBuilder::new()
+        })
 }
 
 /// What an admin port serves besides health and metrics.
@@ -86,7 +93,10 @@ impl Admin {
             .route("/readyz", web::get().to(move || readyz(ready.clone())))
             .route(
                 "/metrics",
-                web::get().to(move || std::future::ready(handle.render())),
+                web::get().to(move || {
+                    crate::process::sample();
+                    std::future::ready(handle.render())
+                }),
             );
         if let Some(api) = self.openapi.clone() {
             config.route(
@@ -133,17 +143,36 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// Middleware that counts requests and their latency by route template and status.
+/// Middleware that counts requests and their latency by route template and status, and runs each
+/// request in a server span continuing the caller's trace (internal ports).
 pub async fn track_http(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    track(request, next, TraceOrigin::Continue).await
+}
+
+/// Like [`track_http`] for internet-facing ports: every request starts a new trace.
+pub async fn track_public_http(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    track(request, next, TraceOrigin::New).await
+}
+
+async fn track(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+    origin: TraceOrigin,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = method_label(request.method());
+    let span = crate::telemetry::http_server_span(&request, &route, method, origin);
     let started = Instant::now();
-    let response = next.call(request).await?;
+    let response = next.call(request).instrument(span.clone()).await?;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("openwarn_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
@@ -168,12 +197,48 @@ mod tests {
         }
     }
 
+    /// Every metric gets its `# HELP` and a histogram its catalogue's buckets.
     #[test]
-    fn latency_buckets_are_accepted() {
+    fn metrics_render_with_help_and_their_buckets() {
+        let handle = metrics_handle();
+        metrics::histogram!("openwarn_db_batch_items", "batch" => "t").record(700.0);
+        metrics::histogram!("openwarn_distribution_run_seconds").record(400.0);
+        metrics::counter!("openwarn_registrations_total").increment(1);
+        crate::process::sample();
+        let text = handle.render();
+        for metric in crate::catalogue::METRICS.iter().filter(|m| {
+            [
+                "openwarn_db_batch_items",
+                "openwarn_distribution_run_seconds",
+                "openwarn_registrations_total",
+            ]
+            .contains(&m.name)
+        }) {
+            assert!(
+                text.contains(&format!("# HELP {} {}", metric.name, metric.help)),
+                "{}: {text}",
+                metric.name
+            );
+        }
         assert!(
-            PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS)
-                .is_ok()
+            text.contains("openwarn_db_batch_items_bucket{batch=\"t\",le=\"1000\"} 1"),
+            "{text}"
         );
+        assert!(
+            text.contains("openwarn_db_batch_items_bucket{batch=\"t\",le=\"500\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("openwarn_distribution_run_seconds_bucket{le=\"600\"} 1"),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //!   and secrets read from the environment or from files.
 //! - [`telemetry`]: JSON logs, optional OTLP trace export, W3C trace context across gRPC.
 //! - [`admin`]: `/healthz`, `/readyz` and Prometheus `/metrics` on a separate port.
+//! - [`catalogue`]: every metric's help text and histogram buckets; [`process`]: process metrics.
 //! - [`lifecycle`]: a running service's tasks, addresses (HTTP, HTTPS via `openwarn-mtls`, gRPC)
 //!   and graceful shutdown.
 //! - [`http`]: small pieces every JSON endpoint shares (error bodies, padding, latency reservoirs).
@@ -12,10 +13,13 @@
 
 pub mod admin;
 pub mod callers;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod grpc_metrics;
 pub mod http;
 pub mod lifecycle;
+pub mod process;
 pub mod telemetry;
 
 pub use lifecycle::{RunningService, ServeError};

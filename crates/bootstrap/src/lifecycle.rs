@@ -244,6 +244,22 @@ impl RunningService {
         self.serve_web(what, addr, port).await
     }
 
+    /// Like [`Self::serve_https_on`] for a port only internal services call (mutual TLS with the
+    /// internal CA): each request's span continues the caller's trace (`traceparent`), where an
+    /// internet-facing port starts a new one.
+    pub async fn serve_internal_https_on(
+        &mut self,
+        what: &'static str,
+        addr: SocketAddr,
+        tls: std::sync::Arc<openwarn_mtls::RustlsServerConfig>,
+        routes: Routes,
+    ) -> Result<SocketAddr, BindError> {
+        let mut port = WebPort::api(routes);
+        port.tls = Some(tls);
+        port.origin = crate::telemetry::TraceOrigin::Continue;
+        self.serve_web(what, addr, port).await
+    }
+
     /// Serves the admin endpoints (`/healthz`, `/readyz`, `/metrics`, and what `admin` adds) on
     /// `addr`.
     pub async fn serve_admin_on(
@@ -256,6 +272,7 @@ impl RunningService {
             routes,
             tls: None,
             tracked: false,
+            origin: crate::telemetry::TraceOrigin::New,
             workers: 1,
         };
         self.serve_web("admin", addr, port).await
@@ -311,11 +328,14 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The layers every internal gRPC server runs with: trace context continuation, then the named
-/// callers' check.
+/// The layers every internal gRPC server runs with: metrics by method and status code, trace
+/// context continuation, then the named callers' check.
 pub type GrpcLayers = tower_layer::Stack<
     crate::callers::CallerLayer,
-    tower_layer::Stack<crate::telemetry::GrpcTraceLayer, tower_layer::Identity>,
+    tower_layer::Stack<
+        crate::telemetry::GrpcTraceLayer,
+        tower_layer::Stack<crate::grpc_metrics::GrpcMetricsLayer, tower_layer::Identity>,
+    >,
 >;
 
 /// A gRPC server builder with the standard layers, answering each method only for the callers
@@ -323,6 +343,9 @@ pub type GrpcLayers = tower_layer::Stack<
 /// [`RunningService::serve_grpc_on`] with the mutual-TLS configuration.
 pub fn grpc_server() -> tonic::transport::Server<GrpcLayers> {
     tonic::transport::Server::builder()
+        .layer(crate::grpc_metrics::GrpcMetricsLayer::new(
+            openwarn_protocol::callers::CALLERS,
+        ))
         .layer(crate::telemetry::grpc_trace_layer())
         .layer(crate::callers::CallerLayer::new(
             openwarn_protocol::callers::CALLERS,
@@ -453,6 +476,8 @@ struct WebPort {
     tls: Option<std::sync::Arc<openwarn_mtls::RustlsServerConfig>>,
     /// Counts requests by route in metrics (`openwarn_http_*`); the admin port is not counted.
     tracked: bool,
+    /// Whether requests continue the caller's trace or start new ones.
+    origin: crate::telemetry::TraceOrigin,
     workers: usize,
 }
 
@@ -462,6 +487,7 @@ impl WebPort {
             routes,
             tls: None,
             tracked: true,
+            origin: crate::telemetry::TraceOrigin::New,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
@@ -478,10 +504,18 @@ impl WebPort {
         use actix_web::{App, ResponseError};
         let routes = self.routes;
         let tracked = self.tracked;
+        let internal = self.origin == crate::telemetry::TraceOrigin::Continue;
         let server = actix_web::HttpServer::new(move || {
             let routes = routes.clone();
             App::new()
-                .wrap(Condition::new(tracked, from_fn(crate::admin::track_http)))
+                .wrap(Condition::new(
+                    tracked && internal,
+                    from_fn(crate::admin::track_http),
+                ))
+                .wrap(Condition::new(
+                    tracked && !internal,
+                    from_fn(crate::admin::track_public_http),
+                ))
                 // Before the routes: a port that serves by path (distribution's tree) sets its own.
                 .default_service(actix_web::web::to(|| async {
                     crate::http::ApiError::not_found().error_response()

@@ -52,17 +52,36 @@ fn log_filter(directives: &str) -> Result<Targets, TelemetryError> {
 }
 
 /// Installs the global subscriber for a service process. Call once, from `main`.
+///
+/// Spans always get W3C trace and span ids (so that JSON log lines carry `trace_id` and `span_id`
+/// and internal calls carry `traceparent`); they are exported only with an OTLP endpoint.
 pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
+    init_with_writer(service, args, std::io::stderr)
+}
+
+/// [`init`] with logs written to `writer` instead of stderr (tests read them).
+pub fn init_with_writer<W>(
+    service: &'static str,
+    args: &TelemetryArgs,
+    writer: W,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = log_filter(&args.log_filter)?;
     let no_color = no_color_requested();
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .event_format(JsonWithTraceIds(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            ))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .with_writer(writer)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(colour(
@@ -70,40 +89,103 @@ pub fn init(service: &'static str, args: &TelemetryArgs) -> Result<TelemetryGuar
                 std::io::stderr().is_terminal(),
                 no_color,
             ))
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .boxed(),
     };
     let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
-    let provider = if let Some(endpoint) = endpoint {
+    let mut provider = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service)
+            .build(),
+    );
+    if let Some(endpoint) = endpoint {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()
             .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name(service)
-                        .build(),
-                )
-                .build(),
-        )
-    } else {
-        None
-    };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let traced = trace_filter(&filter);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_filter(traced);
     // A second init in the same process (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+/// What is traced: what `OPENWARN_LOG` lets through, and OpenWarn's own spans from INFO even
+/// when the logs show only warnings.
+fn trace_filter(log_filter: &Targets) -> Targets {
+    log_filter
+        .clone()
+        .with_target("openwarn", tracing::Level::INFO)
+}
+
+/// The JSON line of an event with the `trace_id` and `span_id` of the span it happened in (none
+/// outside a span).
+struct JsonWithTraceIds<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JsonWithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        // The traced span the event happened in, whether or not the log filter shows spans.
+        let context = tracing::Span::current().context();
+        let span = opentelemetry::trace::TraceContextExt::span(&context);
+        let ids = Some((
+            span.span_context().trace_id(),
+            span.span_context().span_id(),
+        ));
+        writer.write_str(&with_trace_ids(line, ids))
+    }
+}
+
+/// Adds `"trace_id"` and `"span_id"` to a JSON object line (`{…}\n`); anything else unchanged.
+fn with_trace_ids(
+    mut line: String,
+    ids: Option<(opentelemetry::TraceId, opentelemetry::SpanId)>,
+) -> String {
+    let Some((trace_id, span_id)) = ids else {
+        return line;
+    };
+    if trace_id == opentelemetry::TraceId::INVALID {
+        return line;
+    }
+    let end = line.trim_end().len();
+    if !line[..end].ends_with('}') {
+        return line;
+    }
+    let close = end - 1;
+    let empty = line[..close].trim_end().ends_with('{');
+    let ids = format!(
+        "{}\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"",
+        if empty { "" } else { "," }
+    );
+    line.insert_str(close, &ids);
+    line
 }
 
 /// Whether the environment asks programs for no colour: `NO_COLOR` set and not empty.
@@ -148,6 +230,77 @@ impl Injector for MetadataInjector<'_> {
             tonic::metadata::MetadataValue::try_from(value.as_str()),
         ) {
             self.0.insert(key, value);
+        }
+    }
+}
+
+/// Reads the W3C trace context from actix-web's request headers.
+struct ActixHeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for ActixHeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .map(actix_web::http::header::HeaderName::as_str)
+            .collect()
+    }
+}
+
+/// Where the trace of an incoming HTTP request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOrigin {
+    /// Internal callers (the proxy, over mutual TLS): the request's `traceparent` is continued.
+    Continue,
+    /// Internet-facing ports (labs, the portal's users, the CDN): every request starts a new
+    /// trace; a `traceparent` it brings is ignored.
+    New,
+}
+
+/// The server span of one HTTP request on an actix-web port. `route` is the route template (never
+/// the path with its values), `method` a fixed label.
+pub fn http_server_span(
+    request: &actix_web::dev::ServiceRequest,
+    route: &str,
+    method: &'static str,
+    origin: TraceOrigin,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "http",
+        otel.kind = "server",
+        http.route = route,
+        http.request.method = method,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if origin == TraceOrigin::Continue {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&ActixHeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// Writes the current span's W3C trace context (`traceparent`; `tracestate` only when it has
+/// entries) into outgoing HTTP headers.
+pub fn inject_trace_context(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut NonEmptyHeaders(headers));
+    });
+}
+
+/// Sets only headers with a value.
+struct NonEmptyHeaders<'a>(&'a mut http::HeaderMap);
+
+impl Injector for NonEmptyHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if !value.is_empty() {
+            opentelemetry_http::HeaderInjector(self.0).set(key, value);
         }
     }
 }
@@ -211,6 +364,71 @@ mod tests {
         assert!(filter.would_enable("openwarn_proxy", &Level::INFO));
         let refused = log_filter("info,openwarn=loud").unwrap_err();
         assert!(refused.to_string().contains("OPENWARN_LOG"), "{refused}");
+    }
+
+    #[test]
+    fn our_spans_are_traced_when_logs_show_only_warnings() {
+        use tracing::Level;
+        let traced = trace_filter(&log_filter("warn").unwrap());
+        assert!(traced.would_enable("openwarn_proxy::gateway", &Level::INFO));
+        assert!(traced.would_enable("openwarn_db::batch", &Level::INFO));
+        assert!(!traced.would_enable("openwarn_db::batch", &Level::DEBUG));
+        assert!(!traced.would_enable("h2::codec", &Level::INFO));
+        let debug = trace_filter(&log_filter("info,openwarn_verification=debug").unwrap());
+        assert!(debug.would_enable("openwarn_verification::app", &Level::DEBUG));
+        assert!(debug.would_enable("tower::buffer", &Level::INFO));
+    }
+
+    #[test]
+    fn json_lines_get_the_trace_and_span_ids() {
+        let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        let line = with_trace_ids("{\"message\":\"hi\"}\n".into(), Some((trace_id, span_id)));
+        assert_eq!(
+            line,
+            "{\"message\":\"hi\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\"}\n"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            with_trace_ids("{}".into(), Some((trace_id, span_id))),
+            "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\"}"
+        );
+        assert_eq!(with_trace_ids("{\"a\":1}\n".into(), None), "{\"a\":1}\n");
+        assert_eq!(
+            with_trace_ids("{\"a\":1}\n".into(), Some((TraceId::INVALID, span_id))),
+            "{\"a\":1}\n"
+        );
+    }
+
+    /// An internal port continues the caller's trace; an internet-facing one starts a new trace
+    /// whatever `traceparent` the request brings.
+    #[test]
+    fn only_internal_ports_continue_the_callers_trace() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let callers = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            let trace_of = |origin| {
+                let request = actix_web::test::TestRequest::post()
+                    .uri("/version/v1/diagnosis-keys")
+                    .insert_header((
+                        "traceparent",
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    ))
+                    .to_srv_request();
+                let span = http_server_span(&request, "/version/v1/diagnosis-keys", "POST", origin);
+                span.context().span().span_context().clone()
+            };
+            let continued = trace_of(TraceOrigin::Continue);
+            assert!(continued.is_valid());
+            assert_eq!(continued.trace_id(), callers);
+            let fresh = trace_of(TraceOrigin::New);
+            assert!(fresh.is_valid(), "a new trace, with ids");
+            assert_ne!(fresh.trace_id(), callers);
+        });
     }
 
     #[test]

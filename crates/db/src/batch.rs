@@ -11,6 +11,7 @@ use crate::{AnyConnection, Database, DbError};
 use diesel::result::Error as DieselError;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// How big and how many batches may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,17 +48,22 @@ pub type WriteFn<T, R> =
 struct Pending<T, R> {
     item: T,
     reply: oneshot::Sender<Result<R, DbError>>,
+    /// The caller's span: the batch's span is a child of its first item's caller and links the
+    /// others.
+    span: tracing::Span,
 }
 
 /// Collects concurrent writes of one kind into batches. Cheap to clone; the writer task stops
 /// when the last clone is dropped.
 pub struct Batcher<T, R> {
+    name: &'static str,
     queue: mpsc::Sender<Pending<T, R>>,
 }
 
 impl<T, R> Clone for Batcher<T, R> {
     fn clone(&self) -> Self {
         Self {
+            name: self.name,
             queue: self.queue.clone(),
         }
     }
@@ -78,17 +84,25 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     {
         let (queue, pending) = mpsc::channel(limits.max_items.max(1) * 64);
         tokio::spawn(drive(name, db, limits, Arc::new(write), pending));
-        Self { queue }
+        Self { name, queue }
     }
 
     /// Writes `item` with whatever else is queued; resolves when its batch is written.
     pub async fn write(&self, item: T) -> Result<R, DbError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { item, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let span = tracing::info_span!("db.write", db.batch = self.name);
+        let queued = async {
+            self.queue
+                .send(Pending {
+                    item,
+                    reply,
+                    span: tracing::Span::current(),
+                })
+                .await
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        queued.instrument(span).await
     }
 }
 
@@ -148,9 +162,11 @@ async fn write_and_answer<T: Send + 'static, R: Send + 'static>(
     write: Arc<WriteFn<T, R>>,
     batch: Vec<Pending<T, R>>,
 ) {
+    let span = batch_span(name, &batch);
     let (items, replies): (Vec<T>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();
     let results = db
         .with_connection(move |conn| write_batch(conn, &items, &*write))
+        .instrument(span)
         .await
         .unwrap_or_else(|e| {
             let message = e.to_string();
@@ -164,6 +180,25 @@ async fn write_and_answer<T: Send + 'static, R: Send + 'static>(
         // A caller that went away no longer needs its answer.
         let _ = reply.send(result);
     }
+}
+
+/// The span of writing one batch: a child of its first item's caller, linked to the others'.
+fn batch_span<T, R>(name: &'static str, batch: &[Pending<T, R>]) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let parent = batch
+        .first()
+        .map(|p| p.span.clone())
+        .unwrap_or_else(tracing::Span::none);
+    let span = tracing::info_span!(parent: &parent, "db.batch", db.batch = name, db.batch.items = batch.len());
+    for other in batch.iter().skip(1) {
+        let context = other.span.context();
+        let linked = context.span().span_context().clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
+    span
 }
 
 /// Writes the batch; when it fails for a reason other than the database being unreachable, each

@@ -329,13 +329,18 @@ impl Database {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut pooled = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let waiting = std::time::Instant::now();
+            let got = pool.get();
+            metrics::histogram!("openwarn_db_pool_wait_seconds")
+                .record(waiting.elapsed().as_secs_f64());
+            sample_pool(&pool);
+            let mut pooled = got.map_err(|e| DbError::Unavailable(e.to_string()))?;
             let result = f(&mut pooled.conn);
             if result.as_ref().is_err_and(DbError::is_unavailable) {
                 pooled.broken = true;
             }
+            drop(pooled);
+            sample_pool(&pool);
             result
         })
         .await
@@ -343,9 +348,65 @@ impl Database {
     }
 }
 
+/// Records the pool's connections in use and idle (`openwarn_db_pool_connections{state}`) and
+/// its size, as of now.
+fn sample_pool(pool: &Pool<Manager>) {
+    let state = pool.state();
+    let idle = f64::from(state.idle_connections);
+    metrics::gauge!("openwarn_db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("openwarn_db_pool_connections", "state" => "in_use")
+        .set(f64::from(state.connections) - idle);
+    metrics::gauge!("openwarn_db_pool_max_connections").set(f64::from(pool.max_size()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pool's gauges count a checked-out connection as in use and a returned one as idle.
+    #[tokio::test]
+    async fn pool_connections_are_sampled_by_state() {
+        let db = openwarn_testkit::TestDatabase::sqlite();
+        let database = Database::open(db.url(), 3).await.unwrap();
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let pool = database.pool.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            metrics::with_local_recorder(&recorder, || {
+                let held = pool.get().unwrap();
+                sample_pool(&pool);
+                let busy = handle.render();
+                drop(held);
+                sample_pool(&pool);
+                (busy, handle.render())
+            })
+        })
+        .await
+        .unwrap();
+        assert!(
+            text.0
+                .contains("openwarn_db_pool_connections{state=\"in_use\"} 1"),
+            "{}",
+            text.0
+        );
+        assert!(
+            text.1
+                .contains("openwarn_db_pool_connections{state=\"in_use\"} 0"),
+            "{}",
+            text.1
+        );
+        assert!(
+            text.1
+                .contains("openwarn_db_pool_connections{state=\"idle\"} 1"),
+            "{}",
+            text.1
+        );
+        assert!(
+            text.1.contains("openwarn_db_pool_max_connections 3"),
+            "{}",
+            text.1
+        );
+    }
 
     #[test]
     fn url_scheme_picks_the_backend() {

@@ -16,9 +16,21 @@ pub struct Up {
 /// Starts `<openwarn> up` (the CLI at `exe`, e.g. `env!("CARGO_BIN_EXE_openwarn")`) on
 /// `data_dir` with every port moved by `offset`.
 pub fn up(exe: impl AsRef<Path>, data_dir: &Path, offset: u16) -> Up {
+    up_with_env(exe, data_dir, offset, &[])
+}
+
+/// [`up`] with extra environment variables (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`), which the
+/// services it starts inherit.
+pub fn up_with_env(
+    exe: impl AsRef<Path>,
+    data_dir: &Path,
+    offset: u16,
+    env: &[(&str, &str)],
+) -> Up {
     let mut child = Command::new(exe.as_ref())
         .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -281,6 +281,7 @@ impl Publisher {
     pub const VERSION_V1_PATH: &str = "version/v1";
 
     /// Publishes as of `now` (seconds since the epoch), unless another run holds the lease.
+    #[tracing::instrument(name = "distribution.run", skip(self))]
     pub async fn run(&self, now: i64) -> Result<Report, PublishError> {
         let holder = uuid::Uuid::new_v4().to_string();
         if !self

@@ -158,6 +158,7 @@ impl Tree {
 
     /// Publishes `bytes` at `path` unless something is already there (atomic: on the filesystem
     /// a hard link of a complete temporary file, on S3 `If-None-Match: *`). Never replaces.
+    #[tracing::instrument(name = "object.create", skip(self, bytes), fields(bytes = bytes.len()))]
     pub async fn create(&self, path: &str, bytes: Vec<u8>) -> Result<Created, TreeError> {
         let options = self.options(path, PutMode::Create);
         match self
@@ -175,6 +176,7 @@ impl Tree {
     }
 
     /// Writes `bytes` at `path`, replacing what was there (indexes, app configuration).
+    #[tracing::instrument(name = "object.replace", skip(self, bytes), fields(bytes = bytes.len()))]
     pub async fn replace(&self, path: &str, bytes: Vec<u8>) -> Result<(), TreeError> {
         let options = self.options(path, PutMode::Overwrite);
         self.store

@@ -13,6 +13,7 @@ use openwarn_bootstrap::http::{
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub type HttpsClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -20,7 +21,8 @@ pub type HttpsClient = hyper_util::client::legacy::Client<
 >;
 
 /// Request headers that reach a backend. Everything else (X-Forwarded-For, Forwarded, X-Real-IP,
-/// User-Agent, Cookie, Via, traceparent, tracestate, …) stays here.
+/// User-Agent, Cookie, Via, traceparent, tracestate, …) stays here; the proxy adds its own
+/// `traceparent` (a new trace per request, see [`Gateway::handle`]).
 pub static FORWARDED_REQUEST_HEADERS: [HeaderName; 3] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("cwa-authorization"),
@@ -35,6 +37,16 @@ pub static FORWARDED_RESPONSE_HEADERS: [HeaderName; 2] =
 pub enum Upstream {
     Verification,
     Submission,
+}
+
+impl Upstream {
+    /// The backend's metric label.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Verification => "verification",
+            Self::Submission => "submission",
+        }
+    }
 }
 
 /// What a real success on a route looked like: a fake gets the same status, content type and
@@ -214,16 +226,59 @@ impl Gateway {
 
     /// Handles one request. `peer` is used for the rate-limit key only and never kept. Every
     /// answer on a known route has the same body length and content type (see [`pad`]).
+    ///
+    /// Each request starts a new trace (a phone's `traceparent` is never continued nor
+    /// forwarded) and is counted by route, kind (real or fake: internal labels, never visible to
+    /// phones) and status.
     pub async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
-        let route = match self.route(&request) {
-            Ok(route) => route,
-            Err(refusal) => return refusal.into_response(),
+        let started = Instant::now();
+        let route = self.route(&request);
+        let label = route.as_ref().map_or("unmatched", |r| r.path);
+        let kind = if is_fake_value(
+            request
+                .headers()
+                .get(FAKE_HEADER)
+                .map(http::HeaderValue::as_bytes),
+        ) {
+            "fake"
+        } else {
+            "real"
         };
-        let response = match self.answer(route, request, peer).await {
-            Ok(response) => response,
-            Err(refusal) => refusal.into_response(),
-        };
-        pad(response, self.limits.verification_response_length)
+        let span = tracing::info_span!(
+            parent: None,
+            "proxy",
+            otel.kind = "server",
+            http.route = label,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let answered = async {
+            let response = match route {
+                Ok(route) => match self.answer(route, request, peer).await {
+                    Ok(response) => response,
+                    Err(refusal) => refusal.into_response(),
+                },
+                Err(refusal) => refusal.into_response(),
+            };
+            pad(response, self.limits.verification_response_length)
+        }
+        .instrument(span.clone())
+        .await;
+        let status = answered.status().as_u16();
+        span.record("http.response.status_code", status);
+        metrics::counter!(
+            "openwarn_proxy_requests_total",
+            "route" => label,
+            "kind" => kind,
+            "status" => status.to_string()
+        )
+        .increment(1);
+        metrics::histogram!(
+            "openwarn_proxy_request_duration_seconds",
+            "route" => label,
+            "kind" => kind
+        )
+        .record(started.elapsed().as_secs_f64());
+        answered
     }
 
     async fn answer(
@@ -329,16 +384,35 @@ impl Gateway {
                 upstream = upstream.header(name, value);
             }
         }
-        let upstream = upstream
+        let mut upstream = upstream
             .body(Full::new(body))
             .map_err(|_| Refusal::Error(StatusCode::BAD_REQUEST, "invalid_request"))?;
+        let backend = route.upstream.label();
+        let span = tracing::info_span!("upstream", otel.kind = "client", upstream = backend);
+        // The proxy's own trace context, after the allow-list: the phone's never passes.
+        span.in_scope(|| {
+            openwarn_bootstrap::telemetry::inject_trace_context(upstream.headers_mut())
+        });
+        let started = Instant::now();
         let answer = tokio::time::timeout(self.limits.upstream_timeout, async {
             let response = self.client.request(upstream).await?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
         })
+        .instrument(span)
         .await;
+        let outcome = match &answer {
+            Ok(Ok(_)) => "answered",
+            Ok(Err(_)) => "unavailable",
+            Err(_) => "timeout",
+        };
+        metrics::histogram!(
+            "openwarn_proxy_upstream_duration_seconds",
+            "upstream" => backend,
+            "outcome" => outcome
+        )
+        .record(started.elapsed().as_secs_f64());
         match answer {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {

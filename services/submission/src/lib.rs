@@ -162,7 +162,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     );
     // Only the proxy calls this port: mutual TLS with the internal CA.
     service
-        .serve_https_on("http", config.listen.http_addr, tls.https_server()?, app)
+        .serve_internal_https_on("http", config.listen.http_addr, tls.https_server()?, app)
         .await?;
 
     let router =
