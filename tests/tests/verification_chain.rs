@@ -207,7 +207,17 @@ async fn guid_and_tele_tan_paths_end_to_end() {
             tonic::Code::FailedPrecondition,
             "{label}: the same TAN is refused"
         );
-        // The session is closed and the result is redeemed at test-result.
+        // The session has one upload left (the day's key, the next day): one more TAN, without
+        // asking the lab again; after that upload, none. The result is redeemed at test-result.
+        let second = post(
+            &chain,
+            &chain.app_url("tan"),
+            &json!({"registrationToken": token}),
+            false,
+        )
+        .await;
+        assert_eq!(second.status, 201, "{label}: the second upload's TAN");
+        chain.spend_tan(second.body["tan"].as_str().unwrap()).await;
         let more = post(
             &chain,
             &chain.app_url("tan"),
@@ -216,6 +226,7 @@ async fn guid_and_tele_tan_paths_end_to_end() {
         )
         .await;
         assert_eq!(more.status, 400);
+        assert_eq!(more.body["error"], "tan_already_redeemed");
         let poll = post(
             &chain,
             &chain.app_url("testresult"),
