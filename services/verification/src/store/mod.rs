@@ -111,6 +111,7 @@ impl Store {
                     Option<String>,
                     i16,
                     i32,
+                    Option<i64>,
                 );
                 for row in s::app_sessions
                     .order(s::token_hash)

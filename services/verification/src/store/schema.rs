@@ -11,6 +11,7 @@ diesel::table! {
         hashed_guid_dob -> Nullable<Text>,
         rapid_test -> SmallInt,
         uploads -> Integer,
+        claimed_at -> Nullable<BigInt>,
     }
 }
 

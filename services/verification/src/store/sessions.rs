@@ -20,6 +20,8 @@ pub struct Session {
     pub tan_redeemed: bool,
     /// How many uploads the session's TANs made.
     pub uploads: i32,
+    /// The phone has used the token (polled or asked for a TAN).
+    pub claimed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +48,11 @@ impl Store {
     /// A session for a hashed GUID and, optionally, its date-of-birth-bound id. As CWA's
     /// `AppSessionService.generateRegistrationTokenByGuid`: refused when either id is already a
     /// session's hashed GUID or date-of-birth-bound id (so the same date-of-birth id cannot bind
-    /// a second GUID, and a GUID cannot register again with another date of birth).
+    /// a second GUID, and a GUID cannot register again with another date of birth) — unless that
+    /// session is for exactly these ids and its token was never used (no poll, no TAN): then the
+    /// answer to the first registration was lost, and this one gets the session under its new
+    /// token (the old one stops working). Someone who knows the ids gains nothing by it they
+    /// would not by registering first; once the phone has polled, the session is its own.
     pub async fn register_guid_with_dob(
         &self,
         token_hash: String,
@@ -78,12 +84,36 @@ impl Store {
                             .eq_any(ids.clone())
                             .or(s::hashed_guid_dob.eq_any(ids)),
                     )
-                    .select(s::token_hash)
-                    .first::<String>(conn)
-                    .optional()?
-                    .is_some();
-                if taken {
-                    return Ok(Registered::AlreadyRegistered);
+                    .select((
+                        s::token_hash,
+                        s::hashed_guid,
+                        s::hashed_guid_dob,
+                        s::claimed_at,
+                        s::tans_issued,
+                    ))
+                    .load::<(String, Option<String>, Option<String>, Option<i64>, i32)>(conn)?;
+                match taken.as_slice() {
+                    [] => {}
+                    [(old, guid, dob, None, 0)]
+                        if guid.as_deref() == Some(hashed_guid.as_str())
+                            && dob.as_deref()
+                                == hashed_guid_dob.as_ref().map(HashedGuid::as_str) =>
+                    {
+                        let moved = diesel::update(
+                            s::app_sessions
+                                .find(old)
+                                .filter(s::claimed_at.is_null())
+                                .filter(s::tans_issued.eq(0)),
+                        )
+                        .set(s::token_hash.eq(&token_hash))
+                        .execute(conn)?;
+                        return Ok(if moved == 1 {
+                            Registered::Created
+                        } else {
+                            Registered::AlreadyRegistered
+                        });
+                    }
+                    _ => return Ok(Registered::AlreadyRegistered),
                 }
                 // The unique indexes refuse what a concurrent registration inserted meanwhile
                 // under the same column.
@@ -119,10 +149,34 @@ impl Store {
             .await
     }
 
+    /// The session of a token, which the phone has now used: from then on a registration with
+    /// the same ids is refused (one write per session, on its first use).
     pub async fn session(&self, token_hash: String) -> Result<Option<Session>, DbError> {
-        self.db
-            .run(move |conn| find_session(conn, &token_hash))
-            .await
+        let found = self
+            .db
+            .run({
+                let token_hash = token_hash.clone();
+                move |conn| find_session(conn, &token_hash)
+            })
+            .await?;
+        if let Some(session) = &found
+            && !session.claimed
+        {
+            let now = openwarn_bootstrap::lifecycle::unix_now();
+            self.db
+                .run(move |conn| {
+                    diesel::update(
+                        s::app_sessions
+                            .find(&token_hash)
+                            .filter(s::claimed_at.is_null()),
+                    )
+                    .set(s::claimed_at.eq(Some(now)))
+                    .execute(conn)
+                    .map(drop)
+                })
+                .await?;
+        }
+        Ok(found)
     }
 }
 
@@ -143,6 +197,16 @@ pub(super) fn find_session(
     conn: &mut AnyConnection,
     token_hash: &str,
 ) -> QueryResult<Option<Session>> {
+    type Row = (
+        i16,
+        Option<String>,
+        i32,
+        Option<i64>,
+        Option<String>,
+        i16,
+        i32,
+        Option<i64>,
+    );
     s::app_sessions
         .find(token_hash)
         .select((
@@ -153,19 +217,12 @@ pub(super) fn find_session(
             s::hashed_guid_dob,
             s::rapid_test,
             s::uploads,
+            s::claimed_at,
         ))
-        .first::<(
-            i16,
-            Option<String>,
-            i32,
-            Option<i64>,
-            Option<String>,
-            i16,
-            i32,
-        )>(conn)
+        .first::<Row>(conn)
         .optional()?
         .map(
-            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test, uploads)| {
+            |(source, hashed_guid, tans_issued, redeemed, dob, rapid_test, uploads, claimed)| {
                 Ok(Session {
                     source: Source::from_code(source),
                     hashed_guid: stored_guid(hashed_guid)?,
@@ -174,6 +231,7 @@ pub(super) fn find_session(
                     tans_issued,
                     tan_redeemed: redeemed.is_some(),
                     uploads,
+                    claimed: claimed.is_some(),
                 })
             },
         )
@@ -196,6 +254,8 @@ mod tests {
                     .unwrap(),
                 Registered::Created
             );
+            // The phone uses its token.
+            assert!(s.session(h("t1")).await.unwrap().is_some());
             assert_eq!(
                 s.register_guid(h("t2"), hashed_guid("g"), NOW)
                     .await
@@ -208,6 +268,52 @@ mod tests {
             assert_eq!(session.source, Source::Guid);
             assert_eq!(session.hashed_guid, Some(hashed_guid("g")));
             assert!(s.session(h("t2")).await.unwrap().is_none());
+        }
+    }
+
+    /// Issue 19: the answer to a registration was lost (the proxy or verification died after the
+    /// session was made). The same ids register again and get the session under a new token,
+    /// until the phone uses a token; other ids, or a used session, stay refused.
+    #[tokio::test]
+    async fn a_lost_registration_answer_can_be_retried_until_the_token_is_used() {
+        let dob = |n: &str| -> HashedGuid { format!("x{}", &h(n)[1..]).parse().unwrap() };
+        for db in databases() {
+            let s = store(db.url()).await;
+            let register = |t: &str, d: Option<HashedGuid>| {
+                s.register_guid_with_dob(h(t), hashed_guid("g"), d, NOW)
+            };
+            assert_eq!(
+                register("t1", Some(dob("d"))).await.unwrap(),
+                Registered::Created
+            );
+            // Retried with the same ids: a new token for the same session; the old one is void.
+            assert_eq!(
+                register("t2", Some(dob("d"))).await.unwrap(),
+                Registered::Created,
+                "{}",
+                db.label()
+            );
+            assert!(
+                s.session(h("t1")).await.unwrap().is_none(),
+                "{}",
+                db.label()
+            );
+            assert_eq!(s.dump().await.unwrap().len(), 1, "one session");
+            // Not with other ids.
+            assert_eq!(
+                register("t3", None).await.unwrap(),
+                Registered::AlreadyRegistered
+            );
+            // The phone polls with its token: the session is its own from now on.
+            let session = s.session(h("t2")).await.unwrap().unwrap();
+            assert_eq!(session.hashed_guid_dob, Some(dob("d")));
+            assert_eq!(
+                register("t4", Some(dob("d"))).await.unwrap(),
+                Registered::AlreadyRegistered,
+                "{}",
+                db.label()
+            );
+            assert!(s.session(h("t2")).await.unwrap().is_some());
         }
     }
 

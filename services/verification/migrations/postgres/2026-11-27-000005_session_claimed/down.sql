@@ -1,0 +1,1 @@
+ALTER TABLE app_sessions DROP COLUMN claimed_at;
