@@ -71,6 +71,10 @@ impl Tans {
                 .await
             {
                 Ok(_) => return Ok(()),
+                // Verification deletes a TAN when it spends it: unknown means spent (by an
+                // earlier attempt whose answer was lost, or by the pending-commit job) — the TAN
+                // can store nothing again either way.
+                Err(s) if s.code() == Code::NotFound => return Ok(()),
                 Err(s) => {
                     last = classify(&s);
                     if last == TanError::Refused {
@@ -103,7 +107,7 @@ const PENDING_PER_RUN: i64 = 500;
 
 /// Commits again the TANs whose keys are stored but whose spending verification has not
 /// confirmed (it was unreachable, or the service stopped between storing and committing), and
-/// forgets each once verification confirms it or knows no such TAN (then nothing can spend it).
+/// forgets each once verification confirms it (or no longer knows it: spent TANs are deleted).
 /// Stops at the first commit verification cannot answer; the next run goes on. Exports how many
 /// are pending (`openwarn_tan_commits_pending`).
 pub async fn commit_pending(store: crate::Store, tans: Tans) {
@@ -124,10 +128,12 @@ pub async fn commit_pending(store: crate::Store, tans: Tans) {
         let result = match tans.commit(&tan, &commit.reservation_id).await {
             Ok(()) => "confirmed",
             Err(TanError::Refused) => {
-                tracing::warn!(
-                    "verification knows no such TAN to spend; the pending commit is dropped"
-                );
-                "refused"
+                // Not a TAN verification could not find (NOT_FOUND — spent or gone — counts as
+                // confirmed): a refused caller or request. Kept, and retried, until someone looks.
+                tracing::error!("verification refuses a pending TAN commit; kept and retried");
+                metrics::counter!("openwarn_tan_commit_retries_total", "result" => "refused")
+                    .increment(1);
+                break;
             }
             Err(TanError::Unavailable) => {
                 metrics::counter!("openwarn_tan_commit_retries_total", "result" => "unavailable")

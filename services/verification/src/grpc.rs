@@ -135,7 +135,8 @@ impl VerificationService for Grpc {
                 }
                 Ok(Response::new(CommitTanResponse {}))
             }
-            Committed::Unknown => Err(Status::not_found("no such TAN")),
+            // Spent TANs are deleted: a retried commit finds none either.
+            Committed::Unknown => Err(Status::not_found("no such TAN (or spent)")),
         }
     }
 

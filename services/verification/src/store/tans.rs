@@ -159,12 +159,13 @@ impl Store {
             .await
     }
 
-    /// Spends a TAN whose keys submission has stored under `reservation_id`, closes its session
-    /// for further TANs and voids the session's other TANs. Keys once stored make the TAN spent
-    /// whatever happened since the reservation — it lapsed, the TAN expired, or another upload
-    /// reserved it meanwhile (submission refuses that one's keys): so this spends any unspent
-    /// TAN, and answers `Done` again for one already spent (a retried commit). Only submission
-    /// may call it (named callers), and only after storing keys under a reservation it got.
+    /// Spends a TAN whose keys submission has stored under `reservation_id`: deletes it (a spent
+    /// TAN is kept nowhere), counts the upload for its session and voids the session's other
+    /// TANs. Keys once stored make the TAN spent whatever happened since the reservation — it
+    /// lapsed, the TAN expired, or another upload reserved it meanwhile (submission refuses that
+    /// one's keys): so this spends any unspent TAN. A TAN spent before is gone: `Unknown`, which
+    /// submission takes as spent (a retried commit). Only submission may call it (named
+    /// callers), and only after storing keys under a reservation it got.
     pub async fn commit_tan(
         &self,
         tan_hash: String,
@@ -294,10 +295,9 @@ const COMMIT_TANS_PG: &str = "\
 WITH v AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS v(tan_hash, reservation_id, now)
 ), spent AS (
-    UPDATE tans SET redeemed_at = v.now, reserved_until = NULL, reservation_id = v.reservation_id
-    FROM v
+    DELETE FROM tans USING v
     WHERE tans.tan_hash = v.tan_hash AND tans.redeemed_at IS NULL
-    RETURNING tans.tan_hash, tans.reservation_id, tans.session_hash, v.now
+    RETURNING tans.tan_hash, v.reservation_id, tans.session_hash, v.now
 ), closed AS (
     UPDATE app_sessions SET tan_redeemed_at = COALESCE(app_sessions.tan_redeemed_at, spent.now),
         uploads = app_sessions.uploads + 1
@@ -354,9 +354,7 @@ pub(super) fn commit_tans(
         AnyConnection::Sqlite(_) => {
             let mut spent = std::collections::HashMap::new();
             for c in batch {
-                if let Some(hashed_guid) =
-                    commit_portably(conn, &c.tan_hash, &c.reservation_id, c.now)?
-                {
+                if let Some(hashed_guid) = commit_portably(conn, &c.tan_hash, c.now)? {
                     spent.insert((c.tan_hash.clone(), c.reservation_id.clone()), hashed_guid);
                 }
             }
@@ -370,8 +368,9 @@ pub(super) fn commit_tans(
                 Some(hashed_guid) => Ok(Committed::Done {
                     hashed_guid: hashed_guid.clone(),
                 }),
-                // Not spent by this batch: spent before (a retried commit), or no such TAN.
-                None => already_committed(conn, &c.tan_hash),
+                // Not spent by this batch: spent before (and deleted then: a retried commit), or
+                // no such TAN.
+                None => Ok(Committed::Unknown),
             },
         )
         .collect()
@@ -382,27 +381,18 @@ pub(super) fn commit_tans(
 fn commit_portably(
     conn: &mut AnyConnection,
     tan_hash: &str,
-    reservation_id: &str,
     now: i64,
 ) -> QueryResult<Option<Option<HashedGuid>>> {
-    let spent = diesel::update(
-        t::tans
-            .filter(t::tan_hash.eq(tan_hash))
-            .filter(t::redeemed_at.is_null()),
-    )
-    .set((
-        t::redeemed_at.eq(Some(now)),
-        t::reserved_until.eq(None::<i64>),
-        t::reservation_id.eq(Some(reservation_id)),
-    ))
-    .execute(conn)?;
-    if spent == 0 {
-        return Ok(None);
-    }
-    let session_hash = t::tans
-        .find(tan_hash)
+    let Some(session_hash) = t::tans
+        .filter(t::tan_hash.eq(tan_hash))
+        .filter(t::redeemed_at.is_null())
         .select(t::session_hash)
-        .first::<String>(conn)?;
+        .first::<String>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    diesel::delete(t::tans.find(tan_hash)).execute(conn)?;
     diesel::update(s::app_sessions.filter(s::token_hash.eq(&session_hash)))
         .set(s::uploads.eq(s::uploads + 1))
         .execute(conn)?;
@@ -423,23 +413,6 @@ fn commit_portably(
     .set(t::expires_at.eq(now))
     .execute(conn)?;
     hashed_guid_of(conn, &session_hash).map(Some)
-}
-
-/// A commit that spent nothing: `Done` if the TAN was spent before (a retried commit), else
-/// `Unknown`.
-fn already_committed(conn: &mut AnyConnection, tan_hash: &str) -> QueryResult<Committed> {
-    let spent = t::tans
-        .filter(t::tan_hash.eq(tan_hash))
-        .filter(t::redeemed_at.is_not_null())
-        .select(t::session_hash)
-        .first::<String>(conn)
-        .optional()?;
-    match spent {
-        Some(session_hash) => Ok(Committed::Done {
-            hashed_guid: hashed_guid_of(conn, &session_hash)?,
-        }),
-        None => Ok(Committed::Unknown),
-    }
 }
 
 #[cfg(test)]
@@ -480,12 +453,22 @@ mod tests {
                     hashed_guid: Some(hashed_guid("guid-s"))
                 }
             );
+            // A spent TAN is deleted: a retried commit finds nothing (submission takes that as
+            // spent), and nothing of the TAN is left.
             assert_eq!(
                 s.commit_tan(tan.clone(), "r1".into(), NOW + 3)
                     .await
                     .unwrap(),
-                done,
-                "idempotent for the holder"
+                Committed::Unknown,
+            );
+            assert!(
+                !s.dump()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|row| row.starts_with("tans ")),
+                "{}: the spent TAN is deleted",
+                db.label()
             );
             assert!(
                 s.reserve_tan(tan.clone(), "r3".into(), NOW + 100, NOW + 160)
@@ -664,12 +647,10 @@ mod tests {
                     .is_none(),
                 "spent"
             );
-            assert!(
-                matches!(
-                    s.commit_tan(tan, "r3".into(), NOW + 62).await.unwrap(),
-                    Committed::Done { .. }
-                ),
-                "{}",
+            assert_eq!(
+                s.commit_tan(tan, "r3".into(), NOW + 62).await.unwrap(),
+                Committed::Unknown,
+                "{}: spent and deleted",
                 db.label()
             );
         }
@@ -723,8 +704,8 @@ mod tests {
         }
     }
 
-    /// One batch: TANs of two sessions, one of them twice (a retried commit), a TAN spent
-    /// before, and a TAN that does not exist: each gets its own answer.
+    /// One batch: TANs of two sessions, one of them twice (the same commit sent twice), a TAN
+    /// spent (and so deleted) before, and a TAN that does not exist: each gets its own answer.
     #[tokio::test]
     async fn a_commit_batch_answers_each_commit() {
         for db in databases() {
@@ -771,7 +752,7 @@ mod tests {
                     done("s"),
                     done("s"),
                     done("o"),
-                    done("p"),
+                    Committed::Unknown,
                     Committed::Unknown
                 ],
                 "{}",
