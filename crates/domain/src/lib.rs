@@ -23,6 +23,8 @@ mod error;
 mod guid;
 mod hash;
 mod secret;
+#[cfg(test)]
+mod proptests;
 pub mod teletan;
 mod test_result;
 
