@@ -141,17 +141,23 @@ fn invalid(field: impl Into<String>, reason: &'static str) -> Invalid {
     }
 }
 
-/// Characters that change how text around them is shown without being seen themselves:
-/// bidirectional overrides and isolates (a lab id could display as another lab's), zero-width
-/// characters and the byte order mark.
+/// Characters that change how text around them is shown without being seen themselves: every
+/// `Bidi_Control` (marks, embeddings, overrides, isolates — a lab id could display as another
+/// lab's), zero-width and other invisible characters (soft hyphen, Mongolian vowel separator,
+/// interlinear annotations, tags) and the byte order mark.
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'..='\u{200F}'
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
             | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -409,6 +415,9 @@ async fn post_results(
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
