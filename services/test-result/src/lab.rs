@@ -234,9 +234,23 @@ fn parse_strict(bytes: &[u8]) -> Result<Value, Invalid> {
                 field: field.to_owned(),
                 reason: "appears more than once in its object",
             },
-            None => invalid("$", "is not valid JSON"),
+            None => not_json(),
         }
     })
+}
+
+fn not_json() -> Invalid {
+    invalid("$", "is not valid JSON")
+}
+
+/// A lab request's body as the lab API reads it — strict JSON (no field twice), then every
+/// check of [`validate`] — before anything is stored. The entry point of the fuzz target.
+pub fn read_batch(
+    bytes: &[u8],
+    now: i64,
+    max_batch: usize,
+) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
+    validate(&parse_strict(bytes)?, now, max_batch)
 }
 
 /// Checks a lab request completely before anything is stored.
@@ -374,16 +388,12 @@ async fn post_results(
         Ok(bytes) => bytes,
         Err(e) => return e.error_response(),
     };
-    let value = match parse_strict(&bytes) {
-        Ok(value) => value,
-        Err(e) if e.field == "$" => {
+    let now = openwarn_bootstrap::lifecycle::unix_now();
+    let (lab_id, mut results) = match read_batch(&bytes, now, state.max_batch) {
+        Ok(v) => v,
+        Err(e) if e == not_json() => {
             return ApiError::bad_request("malformed_json").error_response();
         }
-        Err(e) => return e.response(),
-    };
-    let now = openwarn_bootstrap::lifecycle::unix_now();
-    let (lab_id, mut results) = match validate(&value, now, state.max_batch) {
-        Ok(v) => v,
         Err(e) => return e.response(),
     };
     // As CWA: a result without a sample time gets the time it arrived, so that the app always
