@@ -1573,3 +1573,105 @@ async fn every_door_refuses_hostile_input_with_a_reason_and_stores_nothing() {
         stack.shutdown().await;
     }
 }
+
+/// Guessing at the edge (issue 19 §3): teleTAN guesses through the proxy are answered until the
+/// client's quota is spent, then refused `429 rate_limited` with `Retry-After` until the window
+/// ends; nothing of the guesses is stored, and the count is kept only under a keyed hash of the
+/// client's network — never its address.
+#[tokio::test]
+async fn guessing_at_the_edge_is_refused_at_the_documented_rate_and_leaves_no_address() {
+    const SECRET: &str = "a-rate-limit-secret-of-the-test";
+    const LIMIT: u64 = 5;
+    for (db, kv) in openwarn_testkit::backends() {
+        let label = db.label();
+        let chain = Chain::start(&db, &kv, &[]).await;
+        let namespace = format!("openwarn-e2e-guess-{}", uuid::Uuid::new_v4().simple());
+        let limit = LIMIT.to_string();
+        let proxy = openwarn_e2e::start_proxy_in(
+            &chain.pki,
+            &format!("https://{}", chain.verification_addr("http")),
+            &format!("https://{}", chain.submission_addr("http")),
+            &kv,
+            &namespace,
+            &[
+                "--rate-limit",
+                &limit,
+                "--rate-limit-window",
+                "1h",
+                "--rate-limit-secret",
+                SECRET,
+            ],
+        )
+        .await;
+        let before = chain.tables().await;
+        let client = openwarn_testkit::http_client();
+        let url = format!("http://{}/version/v1/registrationToken", proxy.addr("http"));
+        let guess = || {
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("cwa-fake", "0")
+                .body(
+                    serde_json::json!({"key": unissued_tele_tan(), "keyType": "TELETAN"})
+                        .to_string(),
+                )
+                .send()
+        };
+        for _ in 0..LIMIT {
+            let r = guess().await.unwrap();
+            assert_eq!(r.status().as_u16(), 400, "{label}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "teletan_invalid_expired_or_used", "{label}");
+        }
+        for _ in 0..3 {
+            let r = guess().await.unwrap();
+            assert_eq!(r.status().as_u16(), 429, "{label}");
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=3600).contains(&retry), "{label}: {retry}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "rate_limited", "{label}");
+        }
+        assert_eq!(
+            chain.tables().await,
+            before,
+            "{label}: a guess stored something"
+        );
+
+        // The counter: under HMAC(day key, network), in the store the proxy shares. (A
+        // `memory://` store lives inside the proxy; only Redis can be read from here.)
+        let limiter = openwarn_proxy::ratelimit::Limiter::new(
+            openwarn_kv::open(&kv, &namespace).await.unwrap(),
+            SECRET.as_bytes().to_vec(),
+            LIMIT,
+            Duration::from_secs(3600),
+            Duration::from_secs(86_400),
+        );
+        let now = u64::try_from(openwarn_bootstrap::lifecycle::unix_now()).unwrap();
+        let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let key = limiter.key(ip, now);
+        for trace in ["127.0.0.1", "7f000001", "7f00:1", "2130706433"] {
+            assert!(!key.contains(trace), "{label}: {key}");
+        }
+        if kv.starts_with("redis") {
+            let store = openwarn_kv::open(&kv, &namespace).await.unwrap();
+            assert_eq!(
+                store.get(&key).await.unwrap(),
+                LIMIT + 3,
+                "{label}: every guess counted under the keyed hash"
+            );
+            let window = now / 3600;
+            for plain in [
+                format!("rl:127.0.0.1:{window}"),
+                format!("rl:7f000001:{window}"),
+            ] {
+                assert_eq!(store.get(&plain).await.unwrap(), 0, "{label}: {plain}");
+            }
+        }
+        proxy.shutdown().await.unwrap();
+        chain.shutdown().await;
+    }
+}
