@@ -1675,3 +1675,96 @@ async fn guessing_at_the_edge_is_refused_at_the_documented_rate_and_leaves_no_ad
         chain.shutdown().await;
     }
 }
+
+/// A JSON value shaped like the app API's bodies: their field names, strings in their formats
+/// (hashed GUIDs, teleTANs, UUIDs, key types) and anything else.
+fn app_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    let string = prop_oneof![
+        "[0-9a-f]{64}",
+        "[0-9a-fA-F]{60,68}",
+        "[2-9A-HJKMNP-Z]{10}",
+        "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        Just("GUID".to_owned()),
+        Just("TELETAN".to_owned()),
+        "\\PC{0,40}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        string.clone().prop_map(Value::String),
+    ];
+    let key = prop_oneof![
+        Just("key".to_owned()),
+        Just("keyType".to_owned()),
+        Just("registrationToken".to_owned()),
+        Just("responsePadding".to_owned()),
+        "\\PC{0,8}",
+    ];
+    let value = leaf.prop_recursive(3, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map("\\PC{0,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    proptest::collection::btree_map(key, value, 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+        .boxed()
+}
+
+/// Property test of the app API's JSON bodies (issue 19 §2) against a running verification, on
+/// a fixed budget: whatever the body, the answer is a success or a 4xx with a machine-readable
+/// reason, never a 5xx, and every answer of an endpoint has the same length (padding), so the
+/// length tells an observer nothing.
+#[test]
+fn any_app_body_gets_a_success_or_a_reason_in_the_endpoints_one_length() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (db, kv) = openwarn_testkit::backends().remove(0);
+    let chain = rt.block_on(Chain::start(&db, &kv, &[]));
+    for (endpoint, success) in [
+        ("registrationToken", 201),
+        ("testresult", 200),
+        ("tan", 201),
+    ] {
+        let length = std::cell::Cell::new(None::<usize>);
+        let mut runner = TestRunner::new(Config::with_cases(64));
+        runner
+            .run(&app_json(), |body| {
+                let (status, text) = rt.block_on(async {
+                    let r = chain
+                        .app
+                        .post(chain.app_url(endpoint))
+                        .header("content-type", "application/json")
+                        .header("cwa-fake", "0")
+                        .body(body.to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16(), r.text().await.unwrap())
+                });
+                let answer: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| TestCaseError::fail(format!("{status}: not JSON: {e}")))?;
+                if status != success {
+                    proptest::prop_assert!((400..500).contains(&status), "{endpoint}: {status}");
+                    let reason = answer["error"].as_str().unwrap_or_default();
+                    proptest::prop_assert!(
+                        !reason.is_empty()
+                            && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                        "{endpoint}: {status} {text}"
+                    );
+                }
+                match length.get() {
+                    None => length.set(Some(text.len())),
+                    Some(n) => proptest::prop_assert_eq!(n, text.len(), "{}: {}", endpoint, text),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    rt.block_on(chain.shutdown());
+}
