@@ -544,6 +544,27 @@ fn app_cases(tan: &str) -> Vec<Case> {
         with_tan("TAN a UUID v1", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
         with_tan("TAN of 4,000 characters", &"a".repeat(4000)),
         with_tan("TAN with trailing garbage", &format!("{tan}x")),
+        // Two authorizations: the first one counts, and it is not valid.
+        upload(
+            "two TAN headers, an unknown one first",
+            &uuid::Uuid::new_v4().to_string(),
+            valid.clone(),
+        )
+        .header("cwa-authorization", tan)
+        .refused(403, "tan_not_valid"),
+        // Two content types: the first counts, at the proxy and at submission alike.
+        case(
+            Door::App,
+            "two content types, JSON first",
+            "POST",
+            "/version/v1/diagnosis-keys",
+        )
+        .header("cwa-fake", "0")
+        .header("cwa-authorization", tan)
+        .header("content-type", "application/json")
+        .header("content-type", "application/x-protobuf")
+        .body(valid.clone())
+        .refused(415, "unsupported_media_type"),
         upload("no TAN", "", valid.clone()).refused(400, "missing_authorization"),
         case(
             Door::App,
@@ -723,6 +744,11 @@ fn lab_cases() -> Vec<Case> {
             "\"l\u{200b}ab\"".to_owned(),
         ),
         ("labId with a byte order mark", "\"\u{feff}lab\"".to_owned()),
+        (
+            "labId with an Arabic letter mark",
+            "\"lab\u{061c}1\"".to_owned(),
+        ),
+        ("labId with a soft hyphen", "\"la\u{ad}b\"".to_owned()),
         ("labId a number", "42".to_owned()),
         ("labId an object", "{}".to_owned()),
     ] {
