@@ -22,9 +22,9 @@ mod country;
 mod error;
 mod guid;
 mod hash;
-mod secret;
 #[cfg(test)]
 mod proptests;
+mod secret;
 pub mod teletan;
 mod test_result;
 

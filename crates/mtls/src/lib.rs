@@ -27,7 +27,7 @@ pub use files::{GrpcEndpoint, TlsFiles, http_client_tls};
 pub use lab::{LabTls, fingerprint, fingerprint_of_pem};
 pub use reload::Reload;
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use serve::{HttpServer, tls_connections};
+pub use serve::{DEFAULT_MAX_CONNECTIONS, HttpServer, tls_connections};
 
 use std::path::{Path, PathBuf};
 
