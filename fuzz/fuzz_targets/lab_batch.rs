@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         }
         for r in results {
             assert!(r.result.is_lab_result());
-            assert!(r.sample_collected_at.is_none_or(|sc| (0..=NOW + 300).contains(&sc)));
+            assert!(
+                r.sample_collected_at
+                    .is_none_or(|sc| (0..=NOW + 300).contains(&sc))
+            );
         }
     }
 });

@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let rules = Rules {
         max_keys: 14,
         country: "DE".parse().unwrap(),
-        supported_countries: ["DE", "FR", "NL"].iter().map(|s| s.parse().unwrap()).collect(),
+        supported_countries: ["DE", "FR", "NL"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect(),
     };
     if let Ok(valid) = validate(&payload, &rules, NOW) {
         assert!(valid.keys.len() <= 14);

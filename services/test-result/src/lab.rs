@@ -244,7 +244,7 @@ fn not_json() -> Invalid {
 }
 
 /// A lab request's body as the lab API reads it — strict JSON (no field twice), then every
-/// check of [`validate`] — before anything is stored. The entry point of the fuzz target.
+/// check of `validate` — before anything is stored. The entry point of the fuzz target.
 pub fn read_batch(
     bytes: &[u8],
     now: i64,
