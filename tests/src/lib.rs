@@ -429,6 +429,37 @@ pub async fn start_proxy(
         .expect("proxy starts")
 }
 
+/// [`start_proxy`] with its rate-limit counters under `namespace` of `kv_url`, for a test that
+/// reads them.
+pub async fn start_proxy_in(
+    pki: &DevPki,
+    verification: &str,
+    submission: &str,
+    kv_url: &str,
+    namespace: &str,
+    extra: &[&str],
+) -> RunningService {
+    let mut args: Vec<String> = ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    args.extend(pki.service_args("proxy"));
+    args.extend([
+        "--verification-http-url".into(),
+        verification.to_owned(),
+        "--submission-http-url".into(),
+        submission.to_owned(),
+        "--kv-url".into(),
+        kv_url.to_owned(),
+        "--kv-namespace".into(),
+        namespace.to_owned(),
+    ]);
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    openwarn_proxy::start(config(&args))
+        .await
+        .expect("proxy starts")
+}
+
 /// Lowercase hex SHA-256, as the app hashes a GUID.
 pub use openwarn_domain::sha256_hex;
 

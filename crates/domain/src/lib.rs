@@ -23,6 +23,8 @@ mod country;
 mod error;
 mod guid;
 mod hash;
+#[cfg(test)]
+mod proptests;
 mod secret;
 pub mod teletan;
 mod test_result;

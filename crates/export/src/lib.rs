@@ -22,6 +22,9 @@ pub const HEADER: &[u8; 16] = b"EK Export v1    ";
 pub const ALGORITHM_OID: &str = "1.2.840.10045.4.3.2";
 pub const BIN_NAME: &str = "export.bin";
 pub const SIG_NAME: &str = "export.sig";
+/// Largest file of a package [`Package::open`] reads: a package of 600,000 keys (distribution's
+/// default cap) is about 22 MB; this leaves room for a cap five times higher.
+pub const MAX_FILE_BYTES: u64 = 128 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -262,12 +265,23 @@ impl Package {
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
             .map_err(|e| ExportError::Zip(e.to_string()))?;
         let mut read = |name: &str| -> Result<Vec<u8>, ExportError> {
-            let mut file = archive
+            let too_large = || ExportError::Zip(format!("{name}: over {MAX_FILE_BYTES} bytes"));
+            let file = archive
                 .by_name(name)
                 .map_err(|e| ExportError::Zip(format!("{name}: {e}")))?;
-            let mut data = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
-            file.read_to_end(&mut data)
+            // The sizes in the headers are the sender's word: neither what is reserved nor what
+            // is read goes past the bound, whatever they declare (or a deflate bomb inflates to).
+            let declared = file.size();
+            if declared > MAX_FILE_BYTES {
+                return Err(too_large());
+            }
+            let mut data = Vec::with_capacity(usize::try_from(declared).unwrap_or(0));
+            file.take(MAX_FILE_BYTES + 1)
+                .read_to_end(&mut data)
                 .map_err(|e| ExportError::Zip(format!("{name}: {e}")))?;
+            if data.len() as u64 > MAX_FILE_BYTES {
+                return Err(too_large());
+            }
             Ok(data)
         };
         let bin = read(BIN_NAME)?;
@@ -290,5 +304,7 @@ impl Package {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 //! - Certificates rotate under a running service: every configuration reads the files in use at
 //!   each handshake, and [`Reload::reload`] swaps in changed files (see `reload.rs`).
 //! - Labs reach test-result over HTTPS with client certificates allow-listed by SHA-256
-//!   fingerprint: [`lab_server_config`].
+//!   fingerprint: [`LabTls`].
 //! - [`HttpServer`]: the proxy's accept loop (hyper, HTTP/1.1 and HTTP/2, over TLS or in the
 //!   clear behind a TLS-terminating ingress). The other services' REST ports run on actix-web.
 //! - [`http_client_tls`]: the TLS configuration of our HTTP (reqwest) clients, on ring.
@@ -27,7 +27,7 @@ pub use files::{GrpcEndpoint, TlsFiles, http_client_tls};
 pub use lab::{LabTls, fingerprint, fingerprint_of_pem};
 pub use reload::Reload;
 pub use rustls::ServerConfig as RustlsServerConfig;
-pub use serve::{HttpServer, tls_connections};
+pub use serve::{DEFAULT_MAX_CONNECTIONS, HttpServer, tls_connections};
 
 use std::path::{Path, PathBuf};
 

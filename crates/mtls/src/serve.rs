@@ -17,6 +17,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Connections served at once unless [`HttpServer::max_connections`] says otherwise; past it, new
+/// connections wait in the listen backlog until one ends (so many idle or slow clients cannot
+/// exhaust file descriptors and memory).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Serves the connections accepted on a listener until a token is cancelled; connections still
 /// open then finish their requests gracefully, and serving returns once they have. A failed TLS
@@ -25,6 +29,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct HttpServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     header_read_timeout: Option<Duration>,
+    max_connections: Option<usize>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -32,6 +37,7 @@ impl std::fmt::Debug for HttpServer {
         f.debug_struct("HttpServer")
             .field("tls", &self.tls.is_some())
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -47,6 +53,7 @@ impl HttpServer {
         Self {
             tls: Some(tokio_rustls::TlsAcceptor::from(config)),
             header_read_timeout: None,
+            max_connections: None,
         }
     }
 
@@ -54,6 +61,13 @@ impl HttpServer {
     /// (by default there is no limit).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = Some(timeout);
+        self
+    }
+
+    /// Serves at most `n` connections at once (default [`DEFAULT_MAX_CONNECTIONS`]); the next is
+    /// accepted when one ends.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.max(1));
         self
     }
 
@@ -74,7 +88,17 @@ impl HttpServer {
         B::Error: Into<BoxError>,
     {
         let connections = TaskTracker::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        ));
         loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = token.cancelled() => break,
+            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -88,7 +112,11 @@ impl HttpServer {
             };
             let _ = stream.set_nodelay(true);
             let service = make_service(peer);
-            connections.spawn(self.clone().connection(stream, service, token.clone()));
+            let connection = self.clone().connection(stream, service, token.clone());
+            connections.spawn(async move {
+                connection.await;
+                drop(permit);
+            });
         }
         connections.close();
         connections.wait().await;
@@ -151,7 +179,7 @@ impl HttpServer {
 
 /// The TLS connections made on `listener` with `config`, handshake done, until `token` is
 /// cancelled (then the receiver ends). Each handshake runs apart, within
-/// [`HANDSHAKE_TIMEOUT`], so a slow or refused client holds up nobody; a refused handshake (a
+/// the handshake timeout (10 s), so a slow or refused client holds up nobody; a refused handshake (a
 /// certificate from another CA, an expired one) closes that connection only. For servers that
 /// take a stream of connections (tonic's `serve_with_incoming`).
 pub fn tls_connections(
@@ -236,6 +264,31 @@ mod tests {
         let answer = get(TcpStream::connect(addr).await.unwrap()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.ends_with("hello"), "{answer}");
+        token.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_wait_until_one_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = CancellationToken::new();
+        let server = tokio::spawn(hello(
+            HttpServer::plain().max_connections(1),
+            listener,
+            token.clone(),
+        ));
+        // An idle client holds the only place.
+        let idle = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::spawn(get(TcpStream::connect(addr).await.unwrap()));
+        // Served at once without the limit; with it, not while the idle client stays.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a connection past the limit was served"
+        );
+        drop(idle);
+        assert!(waiting.await.unwrap().ends_with("hello"));
         token.cancel();
         server.await.unwrap().unwrap();
     }

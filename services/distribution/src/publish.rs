@@ -277,7 +277,7 @@ impl Publisher {
     pub const APP_CONFIG_INDEX_PATH: &str = "version/v1/configuration/country";
     /// The API versions (`["v1"]`).
     pub const VERSION_INDEX_PATH: &str = "version";
-    /// The description of API version 1: the OpenAPI document of the tree ([`crate::api`]).
+    /// The description of API version 1: the OpenAPI document of the tree ([`mod@crate::api`]).
     pub const VERSION_V1_PATH: &str = "version/v1";
 
     /// Publishes as of `now` (seconds since the epoch), unless another run holds the lease.

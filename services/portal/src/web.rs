@@ -83,7 +83,11 @@ pub fn routes(portal: Arc<Portal>) -> Routes {
         }
         config
             .app_data(web::Data::new(portal.clone()))
-            .app_data(web::FormConfig::default().limit(MAX_FORM_BYTES))
+            .app_data(
+                web::FormConfig::default()
+                    .limit(MAX_FORM_BYTES)
+                    .error_handler(unreadable_form),
+            )
             .service(
                 web::scope("")
                     .wrap(headers)
@@ -142,6 +146,29 @@ pub fn page(status: StatusCode, reason: Option<&'static str>, markup: Markup) ->
         response.insert_header((REASON_HEADER, reason));
     }
     response.body(markup.into_string())
+}
+
+/// A form that cannot be read (over the size limit, not URL-encoded, a field missing or of the
+/// wrong type): refused like every other form, with a page and a machine-readable reason, before
+/// any session or CSRF check runs.
+fn unreadable_form(
+    error: actix_web::error::UrlencodedError,
+    req: &HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError;
+    let (status, reason) = match error {
+        UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "form_too_large"),
+        UrlencodedError::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "form_not_urlencoded"),
+        _ => (StatusCode::BAD_REQUEST, "form_unreadable"),
+    };
+    let lang = lang(req);
+    let t = lang.text();
+    let response = page(
+        status,
+        Some(reason),
+        pages::message(lang, None, t.bad_request, Notice::Error(t.form_expired)),
+    );
+    actix_web::error::InternalError::from_response(error, response).into()
 }
 
 /// A redirect after a form (303: the browser follows with GET).
@@ -542,11 +569,19 @@ async fn sign_in(state: State, req: HttpRequest, form: web::Form<SignInForm>) ->
 }
 
 async fn check_local(portal: &Portal, form: &SignInForm, now: i64) -> Result<Checked, DbError> {
-    let account = portal
-        .store
-        .account_by_username(form.username.trim())
-        .await?
-        .filter(|a| a.is_local());
+    // A name no account can have (every local account is created with a valid one) is unknown
+    // without asking the database, which may refuse what it cannot store (PostgreSQL: a NUL
+    // byte) — a refusal, not an outage.
+    let username = form.username.trim();
+    let account = if crate::admin::valid_username(username) {
+        portal
+            .store
+            .account_by_username(username)
+            .await?
+            .filter(|a| a.is_local())
+    } else {
+        None
+    };
     let password = form.password.clone();
     let Some(account) = account else {
         // As slow as a wrong password, so that timing does not tell that the name is unknown.

@@ -22,7 +22,7 @@ pub type HttpsClient = hyper_util::client::legacy::Client<
 
 /// Request headers that reach a backend. Everything else (X-Forwarded-For, Forwarded, X-Real-IP,
 /// User-Agent, Cookie, Via, traceparent, tracestate, …) stays here; the proxy adds its own
-/// `traceparent` (a new trace per request, see [`Gateway::handle`]).
+/// `traceparent` (a new trace per request, see `Gateway::handle`).
 pub static FORWARDED_REQUEST_HEADERS: [HeaderName; 3] = [
     header::CONTENT_TYPE,
     HeaderName::from_static("cwa-authorization"),

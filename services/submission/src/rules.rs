@@ -194,6 +194,9 @@ pub fn validate(
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use openwarn_protocol::gaen::TemporaryExposureKey;

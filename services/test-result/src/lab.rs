@@ -288,17 +288,23 @@ fn invalid(field: impl Into<String>, reason: &'static str) -> Invalid {
     }
 }
 
-/// Characters that change how text around them is shown without being seen themselves:
-/// bidirectional overrides and isolates (a lab id could display as another lab's), zero-width
-/// characters and the byte order mark.
+/// Characters that change how text around them is shown without being seen themselves: every
+/// `Bidi_Control` (marks, embeddings, overrides, isolates — a lab id could display as another
+/// lab's), zero-width and other invisible characters (soft hyphen, Mongolian vowel separator,
+/// interlinear annotations, tags) and the byte order mark.
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'..='\u{200F}'
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{2069}'
             | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -375,9 +381,24 @@ fn parse_strict(bytes: &[u8]) -> Result<Value, Invalid> {
                 field: field.to_owned(),
                 reason: "appears more than once in its object",
             },
-            None => invalid("$", "is not valid JSON"),
+            None => not_json(),
         }
     })
+}
+
+fn not_json() -> Invalid {
+    invalid("$", "is not valid JSON")
+}
+
+/// A lab request's body as the lab API reads it — strict JSON (no field twice), then every
+/// check of `validate` — before anything is stored. The entry point of the fuzz target.
+pub fn read_batch(
+    bytes: &[u8],
+    now: i64,
+    max_batch: usize,
+    kind: Kind,
+) -> Result<(Option<String>, Vec<LabResult>), Invalid> {
+    validate(&parse_strict(bytes)?, now, max_batch, kind)
 }
 
 /// Checks a lab request completely before anything is stored.
@@ -583,16 +604,12 @@ async fn post(
         Ok(bytes) => bytes,
         Err(e) => return e.error_response(),
     };
-    let value = match parse_strict(&bytes) {
-        Ok(value) => value,
-        Err(e) if e.field == "$" => {
+    let now = openwarn_bootstrap::lifecycle::unix_now();
+    let (lab_id, mut results) = match read_batch(&bytes, now, state.max_batch, kind) {
+        Ok(v) => v,
+        Err(e) if e == not_json() => {
             return ApiError::bad_request("malformed_json").error_response();
         }
-        Err(e) => return e.response(),
-    };
-    let now = openwarn_bootstrap::lifecycle::unix_now();
-    let (lab_id, mut results) = match validate(&value, now, state.max_batch, kind) {
-        Ok(v) => v,
         Err(e) => return e.response(),
     };
     // As CWA: a result without a sample time gets the time it arrived, so that the app always
@@ -625,6 +642,9 @@ async fn post(
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

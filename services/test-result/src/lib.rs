@@ -12,7 +12,7 @@ mod store;
 pub use store::{LabResult, Store, StoredResult};
 
 /// The lab API's OpenAPI description (served at `/openapi.json` on the admin port).
-pub use lab::api;
+pub use lab::{Invalid, Kind, api, read_batch};
 
 use clap::Args;
 use openwarn_bootstrap::admin::Admin;
