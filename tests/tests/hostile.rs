@@ -238,7 +238,13 @@ fn app_cases(tan: &str) -> Vec<Case> {
         by_key("keyType lowercase", &g, "guid").refused(400, "invalid_key_type"),
         by_key("keyType unknown", &g, "QR").refused(400, "invalid_key_type"),
         by_key("keyType with a NUL", &g, "GUID\0").refused(400, "invalid_key_type"),
-        by_key("GUID upper case", &g.to_uppercase(), "GUID").refused(400, "invalid_key"),
+        // An upper-case GUID hash is CWA's pattern too (issue 17): valid, not hostile.
+        by_key(
+            "GUID with a non-hex letter",
+            &format!("{}g", &g[..63]),
+            "GUID",
+        )
+        .refused(400, "invalid_key"),
         by_key("GUID 63 characters", &g[..63], "GUID").refused(400, "invalid_key"),
         by_key("GUID 65 characters", &format!("{g}a"), "GUID").refused(400, "invalid_key"),
         by_key("GUID not hex", &"g".repeat(64), "GUID").refused(400, "invalid_key"),
@@ -668,9 +674,10 @@ fn lab_cases() -> Vec<Case> {
             .refused(413, "payload_too_large"),
     ];
     for (what, entry) in [
+        // An upper-case id is CWA's pattern too (issue 17): valid, not hostile.
         (
-            "id upper case",
-            format!(r#"{{"id":"{}","result":2}}"#, g.to_uppercase()),
+            "id with a non-hex letter",
+            format!(r#"{{"id":"{}z","result":2}}"#, &g[..63]),
         ),
         (
             "id 63 characters",
