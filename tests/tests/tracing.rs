@@ -315,7 +315,8 @@ async fn spans_are_exported_and_grpc_continues_the_callers_trace() {
     }
 
     // Real and fake uploads are counted apart at the proxy; the backend's latency is measured;
-    // gRPC calls are counted by method and code; every metric has its help text.
+    // gRPC calls are counted by method and code, by the server and by the client; every metric
+    // has its help text.
     let route = "route=\"/version/v1/diagnosis-keys\"";
     for series in [
         format!("openwarn_proxy_requests_total{{{route},kind=\"real\",status=\"200\"}} 1"),
@@ -324,6 +325,9 @@ async fn spans_are_exported_and_grpc_continues_the_callers_trace() {
         "openwarn_proxy_upstream_duration_seconds_count{upstream=\"submission\",outcome=\"answered\"} 1".to_owned(),
         "openwarn_grpc_requests_total{method=\"/openwarn.verification.v1.VerificationService/CommitTan\",code=\"Ok\"} 1".to_owned(),
         "openwarn_grpc_request_duration_seconds_bucket{method=\"/openwarn.verification.v1.VerificationService/CommitTan\",le=\"5\"} 1".to_owned(),
+        // The same call as submission, its client, counted it.
+        "openwarn_grpc_client_requests_total{method=\"/openwarn.verification.v1.VerificationService/CommitTan\",code=\"Ok\"} 1".to_owned(),
+        "openwarn_grpc_client_request_duration_seconds_count{method=\"/openwarn.verification.v1.VerificationService/CommitTan\"} 1".to_owned(),
         "openwarn_db_batch_items_bucket{batch=\"insert_keys\",le=\"1000\"} 1".to_owned(),
         "openwarn_db_pool_connections{state=\"in_use\"}".to_owned(),
         "process_open_fds ".to_owned(),

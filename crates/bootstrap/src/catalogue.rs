@@ -82,6 +82,15 @@ pub const METRICS: &[Metric] = &[
         LATENCY_BUCKETS,
     ),
     counter(
+        "openwarn_grpc_client_requests_total",
+        "Internal gRPC calls this service made, by method and the gRPC status code it got (Unavailable when nothing answered).",
+    ),
+    histogram(
+        "openwarn_grpc_client_request_duration_seconds",
+        "Time an internal gRPC call this service made took to be answered, by method.",
+        LATENCY_BUCKETS,
+    ),
+    counter(
         "openwarn_grpc_calls_denied_total",
         "Internal gRPC calls refused because the caller may not call the method, by caller and method.",
     ),

@@ -2,6 +2,7 @@
 //! (`openwarn_grpc_requests_total{method, code}`) and their latency by method
 //! (`openwarn_grpc_request_duration_seconds{method}`, until the last frame of the answer). A path
 //! outside the callers' table is counted as `unlisted`, so that invented paths add no series.
+//! And of every call a service makes as a client ([`client_call`]).
 
 use crate::callers::CallerTable;
 use http_body_util::BodyExt;
@@ -113,4 +114,26 @@ mod tests {
         assert_eq!(code_label(&http::HeaderValue::from_static("0")), "Ok");
         assert_eq!(code_label(&http::HeaderValue::from_static("5")), "NotFound");
     }
+}
+
+/// Counts and times one internal gRPC call this service makes:
+/// `openwarn_grpc_client_requests_total{method, code}` (the status it got; `Unavailable` when
+/// nothing answered) and `openwarn_grpc_client_request_duration_seconds{method}`. `method` is the
+/// gRPC path, as in `openwarn_protocol::callers::CALLERS`; for a streaming call, until the
+/// stream is open.
+pub async fn client_call<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let started = Instant::now();
+    let result = call.await;
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    metrics::counter!("openwarn_grpc_client_requests_total", "method" => method, "code" => format!("{code:?}"))
+        .increment(1);
+    metrics::histogram!("openwarn_grpc_client_request_duration_seconds", "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    result
 }

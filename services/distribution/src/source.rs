@@ -39,15 +39,17 @@ impl Submission {
 #[async_trait::async_trait]
 impl KeySource for Submission {
     async fn stream(&self, from_hour: i64, until_hour: i64) -> Result<KeyStream, SourceError> {
-        let response = self
-            .client
-            .clone()
-            .stream_diagnosis_keys(StreamDiagnosisKeysRequest {
-                from_hour,
-                until_hour,
-            })
-            .await
-            .map_err(|s| SourceError(format!("{:?}: {}", s.code(), s.message())))?;
+        let response = openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.submission.v1.SubmissionService/StreamDiagnosisKeys",
+            self.client
+                .clone()
+                .stream_diagnosis_keys(StreamDiagnosisKeysRequest {
+                    from_hour,
+                    until_hour,
+                }),
+        )
+        .await
+        .map_err(|s| SourceError(format!("{:?}: {}", s.code(), s.message())))?;
         Ok(response
             .into_inner()
             .map(|batch| {

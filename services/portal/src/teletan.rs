@@ -45,10 +45,15 @@ impl Issuer {
             r#type: TeleTanType::Test as i32,
         });
         request.set_timeout(CALL_TIMEOUT);
-        let answer =
-            tokio::time::timeout(CALL_TIMEOUT, self.client.clone().issue_tele_tan(request))
-                .await
-                .map_err(|_| IssueError::Unavailable)?;
+        let answer = tokio::time::timeout(
+            CALL_TIMEOUT,
+            openwarn_bootstrap::grpc_metrics::client_call(
+                "/openwarn.verification.v1.VerificationService/IssueTeleTan",
+                self.client.clone().issue_tele_tan(request),
+            ),
+        )
+        .await
+        .map_err(|_| IssueError::Unavailable)?;
         match answer {
             Ok(answer) => {
                 let answer = answer.into_inner();

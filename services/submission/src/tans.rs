@@ -44,14 +44,15 @@ impl Tans {
 
     /// Reserves the TAN; returns the reservation id.
     pub async fn reserve(&self, tan: &Tan) -> Result<String, TanError> {
-        self.client
-            .clone()
-            .reserve_tan(ReserveTanRequest {
+        openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.verification.v1.VerificationService/ReserveTan",
+            self.client.clone().reserve_tan(ReserveTanRequest {
                 tan: tan.expose().to_owned(),
-            })
-            .await
-            .map(|r| r.into_inner().reservation_id)
-            .map_err(|s| classify(&s))
+            }),
+        )
+        .await
+        .map(|r| r.into_inner().reservation_id)
+        .map_err(|s| classify(&s))
     }
 
     /// Spends the reserved TAN (idempotent at verification, so retrying is safe).
@@ -61,14 +62,14 @@ impl Tans {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
-            match self
-                .client
-                .clone()
-                .commit_tan(CommitTanRequest {
+            match openwarn_bootstrap::grpc_metrics::client_call(
+                "/openwarn.verification.v1.VerificationService/CommitTan",
+                self.client.clone().commit_tan(CommitTanRequest {
                     tan: tan.expose().to_owned(),
                     reservation_id: reservation_id.to_owned(),
-                })
-                .await
+                }),
+            )
+            .await
             {
                 Ok(_) => return Ok(()),
                 // Verification deletes a TAN when it spends it: unknown means spent (by an
@@ -88,14 +89,14 @@ impl Tans {
 
     /// Gives the reservation back; failures only mean it lapses by itself a little later.
     pub async fn release(&self, tan: &Tan, reservation_id: &str) {
-        if let Err(s) = self
-            .client
-            .clone()
-            .release_tan(ReleaseTanRequest {
+        if let Err(s) = openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.verification.v1.VerificationService/ReleaseTan",
+            self.client.clone().release_tan(ReleaseTanRequest {
                 tan: tan.expose().to_owned(),
                 reservation_id: reservation_id.to_owned(),
-            })
-            .await
+            }),
+        )
+        .await
         {
             tracing::warn!(code = ?s.code(), "could not release a TAN reservation; it lapses by itself");
         }

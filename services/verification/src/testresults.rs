@@ -32,18 +32,18 @@ impl TestResults {
     /// The current result; 503 when test-result cannot answer (or answers a result code outside
     /// the contract).
     pub async fn get(&self, hashed_guid: &HashedGuid) -> Result<Fetched, ApiError> {
-        let response = self
-            .client
-            .clone()
-            .get_test_result(GetTestResultRequest {
+        let response = openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.testresult.v1.TestResultService/GetTestResult",
+            self.client.clone().get_test_result(GetTestResultRequest {
                 hashed_guid: hashed_guid.as_str().to_owned(),
-            })
-            .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), "test-result unavailable");
-                ApiError::unavailable()
-            })?
-            .into_inner();
+            }),
+        )
+        .await
+        .map_err(|status| {
+            tracing::warn!(code = ?status.code(), "test-result unavailable");
+            ApiError::unavailable()
+        })?
+        .into_inner();
         let result = WireTestResult::try_from(response.result).map_err(|_| {
             tracing::warn!(
                 code = response.result,
@@ -60,13 +60,14 @@ impl TestResults {
 
     /// Marks results redeemed, all in one call (see [`crate::redeem`]).
     pub async fn mark_redeemed(&self, hashed_guids: Vec<String>) -> Result<(), tonic::Status> {
-        self.client
-            .clone()
-            .mark_redeemed(MarkRedeemedRequest {
+        openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.testresult.v1.TestResultService/MarkRedeemed",
+            self.client.clone().mark_redeemed(MarkRedeemedRequest {
                 hashed_guid: String::new(),
                 hashed_guids,
-            })
-            .await
-            .map(drop)
+            }),
+        )
+        .await
+        .map(drop)
     }
 }
