@@ -102,20 +102,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_outside_the_table_share_one_label() {
-        let layer = GrpcMetricsLayer::new(&[("/a.A/Call", &["submission"])]);
-        assert_eq!(layer.method("/a.A/Call"), "/a.A/Call");
-        assert_eq!(layer.method("/a.A/Invented"), "unlisted");
-        assert_eq!(code_label(&http::HeaderValue::from_static("0")), "Ok");
-        assert_eq!(code_label(&http::HeaderValue::from_static("5")), "NotFound");
-    }
-}
-
 /// Counts and times one internal gRPC call this service makes:
 /// `openwarn_grpc_client_requests_total{method, code}` (the status it got; `Unavailable` when
 /// nothing answered) and `openwarn_grpc_client_request_duration_seconds{method}`. `method` is the
@@ -136,4 +122,18 @@ pub async fn client_call<T>(
     metrics::histogram!("openwarn_grpc_client_request_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_table_share_one_label() {
+        let layer = GrpcMetricsLayer::new(&[("/a.A/Call", &["submission"])]);
+        assert_eq!(layer.method("/a.A/Call"), "/a.A/Call");
+        assert_eq!(layer.method("/a.A/Invented"), "unlisted");
+        assert_eq!(code_label(&http::HeaderValue::from_static("0")), "Ok");
+        assert_eq!(code_label(&http::HeaderValue::from_static("5")), "NotFound");
+    }
 }
