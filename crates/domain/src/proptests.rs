@@ -71,13 +71,20 @@ proptest! {
         prop_assert!(teletan::is_valid(t.expose()));
     }
 
+    /// CWA's pattern `^[XxA-Fa-f0-9]([A-Fa-f0-9]{63})$` (a SHA-256, or a date-of-birth-bound id
+    /// `x` + 63 hex), either case, kept lowercase.
     #[test]
-    fn a_hashed_guid_is_exactly_64_lowercase_hex(s in "[0-9a-f]{64}|[0-9a-fA-F]{60,68}|\\PC{0,70}") {
-        let expected = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    fn a_hashed_guid_is_cwas_pattern_kept_lowercase(
+        s in "[0-9a-f]{64}|[xX][0-9a-fA-F]{63}|[0-9a-fA-FxX]{60,68}|\\PC{0,70}"
+    ) {
+        let hex = |b: u8| b.is_ascii_hexdigit();
+        let expected = s.len() == 64
+            && s.bytes().next().is_some_and(|b| hex(b) || b == b'x' || b == b'X')
+            && s.bytes().skip(1).all(hex);
         let parsed = HashedGuid::try_from(s.clone());
         prop_assert_eq!(parsed.is_ok(), expected);
         if let Ok(g) = parsed {
-            prop_assert_eq!(g.as_str(), s.as_str());
+            prop_assert_eq!(g.as_str(), s.to_ascii_lowercase());
         }
     }
 
