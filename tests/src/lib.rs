@@ -408,25 +408,8 @@ pub async fn start_proxy(
     kv_url: &str,
     extra: &[&str],
 ) -> RunningService {
-    let mut args: Vec<String> = ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    args.extend(pki.service_args("proxy"));
-    args.extend([
-        "--verification-http-url".into(),
-        verification.to_owned(),
-        "--submission-http-url".into(),
-        submission.to_owned(),
-        "--kv-url".into(),
-        kv_url.to_owned(),
-        "--kv-namespace".into(),
-        format!("openwarn-e2e-proxy-{}", uuid::Uuid::new_v4().simple()),
-    ]);
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    openwarn_proxy::start(config(&args))
-        .await
-        .expect("proxy starts")
+    let namespace = format!("openwarn-e2e-proxy-{}", uuid::Uuid::new_v4().simple());
+    start_proxy_in(pki, verification, submission, kv_url, &namespace, extra).await
 }
 
 /// [`start_proxy`] with its rate-limit counters under `namespace` of `kv_url`, for a test that

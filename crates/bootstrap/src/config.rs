@@ -74,12 +74,6 @@ impl TlsArgs {
     /// Loads the three files; an error names the setting at fault.
     pub fn load(&self) -> Result<TlsFiles, ConfigError> {
         let (ca, cert, key) = self.paths()?;
-        if self.reload_interval.is_zero() {
-            return Err(ConfigError::new(
-                "OPENWARN_TLS_RELOAD_INTERVAL",
-                "must be at least 1s",
-            ));
-        }
         TlsFiles::load(ca, cert, key).map_err(|e| {
             let setting = match e.path() {
                 Some(p) if p == ca => "OPENWARN_TLS_CA",

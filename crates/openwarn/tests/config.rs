@@ -30,7 +30,9 @@ fn assert_refused(output: &Output, needle: &str) {
 #[test]
 fn invalid_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = openwarn_mtls::DevPki::ensure(dir.path(), &["verification", "test-result"]).unwrap();
+    let pki =
+        openwarn_mtls::DevPki::ensure(dir.path(), &["verification", "test-result", "submission"])
+            .unwrap();
     let tls = |name: &str| pki.service_args(name);
     let sqlite = format!("sqlite://{}", dir.path().join("v.db").display());
     let ports = [
@@ -84,6 +86,27 @@ fn invalid_settings_are_named() {
             &["--database-url", &sqlite, "--tans-per-registration", "0"],
         ),
         "OPENWARN_TANS_PER_REGISTRATION",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &["--database-url", &sqlite, "--uploads-per-registration", "0"],
+        ),
+        "OPENWARN_UPLOADS_PER_REGISTRATION",
+    );
+    assert_refused(
+        &run(
+            "verification",
+            &["--database-url", &sqlite, "--tls-reload-interval", "0"],
+        ),
+        "--tls-reload-interval",
+    );
+    assert_refused(
+        &run(
+            "submission",
+            &["--database-url", &sqlite, "--commit-retry-interval", "0"],
+        ),
+        "--commit-retry-interval",
     );
     assert_refused(
         &run("test-result", &["--database-url", &sqlite]),

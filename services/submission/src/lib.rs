@@ -119,12 +119,6 @@ pub(crate) const MIGRATIONS_SQLITE: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/sqlite");
 
 fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
-    if config.commit_retry_interval.is_zero() {
-        return Err(ConfigError::new(
-            "OPENWARN_COMMIT_RETRY_INTERVAL",
-            "must be at least 1s",
-        ));
-    }
     if !(1..=30).contains(&config.max_keys) {
         return Err(ConfigError::new("OPENWARN_MAX_KEYS", "must be 1 to 30"));
     }
