@@ -1637,6 +1637,19 @@ async fn guessing_at_the_edge_is_refused_at_the_documented_rate_and_leaves_no_ad
         )
         .await;
         let before = chain.tables().await;
+        let refused_guesses = || async {
+            let metrics = openwarn_testkit::scrape(chain.verification_addr("admin")).await;
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("openwarn_verification_refused_total{")
+                        && l.contains("endpoint=\"registrationToken\"")
+                        && l.contains("reason=\"teletan_invalid_expired_or_used\"")
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let refused_before = refused_guesses().await;
         let client = openwarn_testkit::http_client();
         let url = format!("http://{}/version/v1/registrationToken", proxy.addr("http"));
         let guess = || {
@@ -1672,6 +1685,12 @@ async fn guessing_at_the_edge_is_refused_at_the_documented_rate_and_leaves_no_ad
             chain.tables().await,
             before,
             "{label}: a guess stored something"
+        );
+        // Every guess that reached verification is counted for the guessing alert (the metrics
+        // are the process's: other tests' refusals may add to them, never take away).
+        assert!(
+            refused_guesses().await >= refused_before + LIMIT,
+            "{label}: refused guesses are not counted"
         );
 
         // The counter: under HMAC(day key, network), in the store the proxy shares. (A

@@ -179,6 +179,10 @@ pub const METRICS: &[Metric] = &[
         "openwarn_tan_reservations_refused_total",
         "TAN reservations refused (unknown, expired or spent TAN).",
     ),
+    counter(
+        "openwarn_verification_refused_total",
+        "App requests verification refused, by endpoint and reason (the error answered).",
+    ),
     counter("openwarn_tele_tans_issued_total", "teleTANs issued."),
     counter(
         "openwarn_tele_tans_refused_total",

@@ -166,6 +166,15 @@ pub enum AppAnswer {
 impl AppAnswer {
     pub const ALL: [Self; 3] = [Self::RegistrationToken, Self::TestResult, Self::Tan];
 
+    /// The endpoint's path segment (`/version/v1/<path>`), also its metric label.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::RegistrationToken => "registrationToken",
+            Self::TestResult => "testresult",
+            Self::Tan => "tan",
+        }
+    }
+
     /// The status of a real success.
     pub fn success(self) -> StatusCode {
         match self {

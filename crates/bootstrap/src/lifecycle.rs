@@ -37,6 +37,10 @@ pub struct RunningService {
 
 impl RunningService {
     pub fn new(name: &'static str) -> Self {
+        // The metrics recorder before anything can record: the admin port's app (which would
+        // install it) is built when its worker starts, and a value recorded before — such as the
+        // retention job's first success, right at start — would be lost until the next one.
+        let _ = crate::admin::metrics_handle();
         Self {
             name,
             addrs: BTreeMap::new(),

@@ -87,7 +87,7 @@ where
     let fake = is_fake(request);
     let request: T = match read_json(request, body, state.limits.max_body_bytes).await {
         Ok(r) => r,
-        Err(e) => return json_response(e.status, &e.body(), length),
+        Err(e) => return refused(endpoint, &e, length),
     };
     let reservoir = &state.reservoirs[endpoint as usize];
     if fake {
@@ -100,8 +100,20 @@ where
             reservoir.record(started.elapsed());
             json_response(endpoint.success(), &body, length)
         }
-        Err(e) => json_response(e.status, &e.body(), length),
+        Err(e) => refused(endpoint, &e, length),
     }
+}
+
+/// An error answer, counted by endpoint and reason (both from fixed sets, never from the
+/// request): the refused-teleTAN alert reads it, since the proxy sees only its own refusals.
+fn refused(endpoint: Endpoint, error: &ApiError, length: usize) -> HttpResponse {
+    metrics::counter!(
+        "openwarn_verification_refused_total",
+        "endpoint" => endpoint.path(),
+        "reason" => error.reason,
+    )
+    .increment(1);
+    json_response(error.status, &error.body(), length)
 }
 
 fn db_error(e: &openwarn_db::DbError) -> ApiError {
