@@ -82,7 +82,7 @@ impl Store {
                     .filter(
                         s::hashed_guid
                             .eq_any(ids.clone())
-                            .or(s::hashed_guid_dob.eq_any(ids)),
+                            .or(s::hashed_guid_dob.eq_any(ids.clone())),
                     )
                     .select((
                         s::token_hash,
@@ -92,6 +92,11 @@ impl Store {
                         s::tans_issued,
                     ))
                     .load::<(String, Option<String>, Option<String>, Option<i64>, i32)>(conn)?;
+                // An id whose session retention deleted registers again only once test-result
+                // no longer holds its result (see `super::tombstones`).
+                if super::tombstones::buried(conn, &ids, now)? {
+                    return Ok(Registered::AlreadyRegistered);
+                }
                 match taken.as_slice() {
                     [] => {}
                     [(old, guid, dob, None, 0)]
