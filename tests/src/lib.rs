@@ -356,16 +356,19 @@ impl Chain {
 
     /// A gRPC client of test-result, with verification's certificate.
     pub fn test_result_grpc(&self) -> TestResultServiceClient<tonic::transport::Channel> {
-        let channel = self
-            .pki
+        TestResultServiceClient::new(self.test_result_channel())
+    }
+
+    /// A channel to test-result's gRPC port, with verification's certificate.
+    pub fn test_result_channel(&self) -> Channel {
+        self.pki
             .files("verification")
             .unwrap()
             .grpc_channel(
                 &format!("https://{}", self.test_result_addr("grpc")),
                 "test-result",
             )
-            .unwrap();
-        TestResultServiceClient::new(channel)
+            .unwrap()
     }
 
     /// The result test-result holds for `hashed_guid`, asked over gRPC as verification.

@@ -25,16 +25,7 @@ fn verification_store(
 
 /// Verification's client of test-result, as its retention job has it.
 fn test_results(chain: &Chain) -> openwarn_verification::TestResults {
-    let channel = chain
-        .pki
-        .files("verification")
-        .unwrap()
-        .grpc_channel(
-            &format!("https://{}", chain.test_result_addr("grpc")),
-            "test-result",
-        )
-        .unwrap();
-    openwarn_verification::TestResults::new(channel)
+    openwarn_verification::TestResults::new(chain.test_result_channel())
 }
 
 /// The rows of both databases that name `id`.
@@ -146,7 +137,16 @@ async fn a_guid_registers_again_only_once_its_result_is_gone() {
 
         // test-result down: a session past its retention stays until it answers.
         let other = sha256_hex(uuid::Uuid::new_v4().to_string());
-        assert_eq!(chain.register_guid(&other, None).await.status, 201);
+        let registered = chain.register_guid(&other, None).await;
+        assert_eq!(registered.status, 201);
+        // The phone polls: the session is its own (an unused one could be registered anew).
+        let polled = chain
+            .app_post(
+                "testresult",
+                &json!({"registrationToken": registered.body["registrationToken"]}),
+            )
+            .await;
+        assert_eq!(polled.status, 200, "{label}");
         chain.stop_test_result().await;
         let run =
             openwarn_verification::retention::apply(&store, &results, now + 22 * DAY, 21 * DAY)
