@@ -19,7 +19,7 @@ pub use tombstones::Expiring;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use openwarn_db::{BatchLimits, Batcher, Database, DbError};
+use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 use openwarn_domain::HashedGuid;
 use schema::app_sessions::dsl as s;
 use schema::tans::dsl as t;
@@ -50,6 +50,20 @@ fn is_unique_violation(e: &DieselError) -> bool {
         e,
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+/// PostgreSQL: holds a transaction-scoped lock on each of `ids` (sorted, so that two holders
+/// cannot deadlock), so that registrations and retention naming the same id wait for each other.
+/// SQLite serialises writers anyway.
+fn lock_ids(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        for id in ids {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(*id)
+                .execute(pg)?;
+        }
+    }
+    Ok(())
 }
 
 /// A hashed GUID as `app_sessions` holds it. Only parsed values are written, so one that does not

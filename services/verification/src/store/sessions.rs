@@ -71,13 +71,7 @@ impl Store {
                 // for each other, so that an id cannot slip in under the other column between
                 // the check and the insert (the unique indexes cover each column only). In
                 // sorted order: no deadlock. SQLite serialises writers anyway.
-                if let AnyConnection::Postgresql(pg) = conn {
-                    for id in &ids {
-                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                            .bind::<diesel::sql_types::Text, _>(*id)
-                            .execute(pg)?;
-                    }
-                }
+                super::lock_ids(conn, &ids)?;
                 let taken = s::app_sessions
                     .filter(
                         s::hashed_guid

@@ -72,6 +72,12 @@ impl Store {
     ) -> Result<(), DbError> {
         self.db
             .transaction(move |conn| {
+                // Concurrent runs (every replica runs retention) and registrations of these ids
+                // wait for each other.
+                let mut ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                super::lock_ids(conn, &ids)?;
                 for (id, held_until) in &held {
                     let existing = g::guid_tombstones
                         .find(id.as_str())
