@@ -908,7 +908,8 @@ async fn submission_payload_add_missing_origin_country_as_visited_country() {
 /// CWA `SubmissionControllerTest.testInvalidVisitedCountriesSubmissionPayload` ("", "D", "FRE",
 /// DE+XX, DE+FRE), `testInvalidOriginCountrySubmissionPayload` (IT) and
 /// `SubmissionPersistenceIT.failKeyInsertionWithMobileClientProtoBuf` (XX, RU, an empty visited
-/// country, origin IT or RU, with and without consent): 400, nothing stored.
+/// country, origin IT or RU, with and without consent), and `ValidSubmissionPayloadTest`'s
+/// expression-language injections as origin and as visited country: 400, nothing stored.
 #[tokio::test]
 async fn test_invalid_visited_countries_submission_payload() {
     on_every_backend(|chain, label| async move {
@@ -931,6 +932,11 @@ async fn test_invalid_visited_countries_submission_payload() {
         ] {
             cases.push((visited, origin, "unsupported_country"));
         }
+        // CWA `ValidSubmissionPayloadTest.test…ConstraintViolationInterpolationIsTurnedOff`: an
+        // expression in a country is a refused country, nothing else.
+        let injection = "java.lang.Runtime.getRuntime().exec('%s');//${''.getClass().forName('x')}";
+        cases.push((vec![injection], Some("DE"), "unsupported_country"));
+        cases.push((vec!["DE", "FR"], Some(injection), "unsupported_origin"));
         for (visited, origin) in [
             (vec![], Some("RU")),
             (vec!["RU"], Some("RU")),
@@ -1193,6 +1199,59 @@ async fn ignores_rapid_test_diagnosis_keys_when_pcr_test_is_present() {
                 .collect();
             assert_eq!(types, expected, "{label}: {order:?}");
         }
+        chain
+    })
+    .await;
+}
+
+/// The app's upload through the proxy, as the app sends it (`cwa-fake` `0` or `1`).
+async fn through_proxy(chain: &Chain, fake: &str, tan: &str, tag: u8) -> reqwest::Response {
+    openwarn_testkit::http_client()
+        .post(chain.proxy_url("diagnosis-keys"))
+        .header("content-type", "application/x-protobuf")
+        .header("cwa-fake", fake)
+        .header("cwa-authorization", tan)
+        .body(payload(one_key(tag)).encode_to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// CWA `FakeRequestControllerTest.fakeRequestHandling` and
+/// `checkResponseToFakeContainsSameHeadersAsActual`, through the proxy as the app reaches
+/// submission: a fake upload is answered 200 with the same headers (and body length) as a real
+/// one, stores nothing and spends no TAN.
+#[tokio::test]
+async fn check_response_to_fake_contains_same_headers_as_actual() {
+    on_every_backend(|chain, label| async move {
+        let tag = 190;
+        let tan = chain.fresh_tan().await;
+        let fake = through_proxy(&chain, "1", &tan, tag).await;
+        assert_eq!(fake.status().as_u16(), 200, "{label}");
+        let fake_headers: BTreeSet<String> = fake
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        let fake_len = fake.bytes().await.unwrap().len();
+        assert!(
+            stored(&chain, tag).await.is_empty(),
+            "{label}: a fake stores nothing"
+        );
+        let real = through_proxy(&chain, "0", &tan, tag).await;
+        assert_eq!(
+            real.status().as_u16(),
+            200,
+            "{label}: the TAN was not spent"
+        );
+        let real_headers: BTreeSet<String> = real
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        assert_eq!(fake_headers, real_headers, "{label}");
+        assert_eq!(fake_len, real.bytes().await.unwrap().len(), "{label}");
+        assert_eq!(stored(&chain, tag).await.len(), 1, "{label}");
         chain
     })
     .await;
