@@ -52,7 +52,10 @@ const ROWS: &[(&str, &str)] = &[
     (SRS, SRS_CASE),
     (KEY_PADDING, KEY_PADDING_CASE),
     (NINETY_NINE, NINETY_NINE_CASE),
+    (VERIFICATION_DOWN, VERIFICATION_DOWN_CASE),
 ];
+const VERIFICATION_DOWN: &str = "TanVerifierTest.checkInternalServerError";
+const VERIFICATION_DOWN_CASE: &str = "verification cannot check the TAN";
 const NINETY_NINE: &str =
     "PayloadValidationTest.check200ResponseStatusFor99KeysPayloadWithDifferentDays";
 const NINETY_NINE_CASE: &str = "99 keys (CWA's test configuration: `max-number-of-keys` 100)";
@@ -124,6 +127,7 @@ fn every_submission_row_of_the_behaviour_table_is_checked() {
                 "SubmissionControllerTest.",
                 "PayloadValidationTest.",
                 "SubmissionPersistenceIT.",
+                "TanVerifierTest.",
             ]
             .iter()
             .any(|p| t.starts_with(p))
@@ -685,11 +689,51 @@ async fn check_400_response_status_for_invalid_keys() {
 }
 
 /// CWA `SubmissionControllerTest.invalidTanHandling` and `checkInvalidTanHandlingIsMonitored`:
-/// an unknown TAN (and a spent one) is 403, nothing stored.
+/// an unknown TAN (and a spent one) is 403, nothing stored; `TanTest.invalidTanShouldThrowException`
+/// and `TanVerifierTest.checkTooLongTan`: a TAN that is not a UUID is 403 too (CWA's verifier
+/// refuses it unasked), an empty one 400 as a missing one.
 #[tokio::test]
 async fn invalid_tan_handling() {
     on_every_backend(|chain, label| async move {
         let tag = 60;
+        let body = payload(one_key(tag)).encode_to_vec();
+        for tan in [
+            "ANY SYNTAX".as_bytes(),
+            b"123456",
+            b"ABCD23X",
+            b"ZZZZZZZ",
+            b"Bearer 3123fe",
+            "&%$§&%&$%/%&".as_bytes(),
+            b"LOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOONG",
+            b"",
+        ] {
+            let response = chain
+                .app
+                .post(chain.submission_url())
+                .header("content-type", "application/x-protobuf")
+                .header("cwa-fake", "0")
+                .header(
+                    "cwa-authorization",
+                    reqwest::header::HeaderValue::from_bytes(tan).unwrap(),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let reason: Value = response.json().await.unwrap();
+            let expected = if tan.is_empty() {
+                (400, "missing_authorization")
+            } else {
+                (403, "tan_not_valid")
+            };
+            assert_eq!(
+                (status, reason["error"].as_str().unwrap()),
+                expected,
+                "{label}: {}",
+                String::from_utf8_lossy(tan)
+            );
+        }
         let unknown = uuid::Uuid::new_v4().to_string();
         assert_eq!(
             upload(&chain, &unknown, &payload(one_key(tag))).await,
@@ -1252,6 +1296,23 @@ async fn check_response_to_fake_contains_same_headers_as_actual() {
         assert_eq!(fake_headers, real_headers, "{label}");
         assert_eq!(fake_len, real.bytes().await.unwrap().len(), "{label}");
         assert_eq!(stored(&chain, tag).await.len(), 1, "{label}");
+        chain
+    })
+    .await;
+}
+
+/// CWA `TanVerifierTest.checkInternalServerError` and `checkTimeout`: verification cannot check
+/// the TAN. CWA's submission fails with 500; ours answers 503 `dependency_unavailable` (the
+/// behaviour table's row): nothing stored, the app retries later.
+#[tokio::test]
+async fn check_internal_server_error() {
+    on_every_backend(|mut chain, label| async move {
+        let tag = 200;
+        let tan = chain.fresh_tan().await;
+        chain.stop_verification().await;
+        let answer = upload(&chain, &tan, &payload(one_key(tag))).await;
+        as_documented(VERIFICATION_DOWN, VERIFICATION_DOWN_CASE, &answer.0);
+        assert!(stored(&chain, tag).await.is_empty(), "{label}");
         chain
     })
     .await;
