@@ -168,9 +168,15 @@ impl Store {
         let delete_after = self.delete_after;
         self.db
             .run(move |conn| {
-                expire(conn, hashed_guid.as_str(), now, delete_after)?;
-                if let Some(found) = find(conn, hashed_guid.as_str())? {
-                    return Ok(found);
+                // One read in the common case; a row past its hold is deleted first.
+                match find(conn, hashed_guid.as_str())? {
+                    Some(found) if found.first_seen_at >= now.saturating_sub(delete_after) => {
+                        return Ok(found);
+                    }
+                    Some(_) => {
+                        expire(conn, hashed_guid.as_str(), now, delete_after)?;
+                    }
+                    None => {}
                 }
                 let inserted = diesel::insert_into(t::test_results)
                     .values((
