@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(k.rolling_start_interval_number % INTERVALS_PER_DAY, 0);
             assert!((1..=INTERVALS_PER_DAY).contains(&k.rolling_period));
             assert!((1..=8).contains(&k.transmission_risk_level));
-            assert!((-14..=4000).contains(&k.days_since_onset_of_symptoms));
+            assert!((-15..=4000).contains(&k.days_since_onset_of_symptoms));
             assert!((0..=5).contains(&k.report_type));
         }
         assert!((0..=1).contains(&valid.submission_type));

@@ -92,6 +92,16 @@ impl Chain {
     /// Starts both services on fresh databases of the same backend as `db`, with the lab API
     /// over HTTPS and only the `lab` certificate allow-listed. `extra` goes to verification.
     pub async fn start(backend: &TestDatabase, kv_url: &str, extra: &[&str]) -> Self {
+        Self::start_with(backend, kv_url, extra, &[]).await
+    }
+
+    /// [`Chain::start`], with `submission_extra` going to submission.
+    pub async fn start_with(
+        backend: &TestDatabase,
+        kv_url: &str,
+        extra: &[&str],
+        submission_extra: &[&str],
+    ) -> Self {
         let (pki_dir, pki) = openwarn_testkit::dev_pki(PKI_NAMES);
         let test_result_db = backend.another();
         let verification_db = backend.another();
@@ -130,6 +140,7 @@ impl Chain {
             "--supported-countries".into(),
             "DE,FR,NL".into(),
         ]);
+        args.extend(submission_extra.iter().map(|s| (*s).to_owned()));
         let submission = openwarn_submission::start(config(&args))
             .await
             .expect("submission starts");
@@ -345,16 +356,19 @@ impl Chain {
 
     /// A gRPC client of test-result, with verification's certificate.
     pub fn test_result_grpc(&self) -> TestResultServiceClient<tonic::transport::Channel> {
-        let channel = self
-            .pki
+        TestResultServiceClient::new(self.test_result_channel())
+    }
+
+    /// A channel to test-result's gRPC port, with verification's certificate.
+    pub fn test_result_channel(&self) -> Channel {
+        self.pki
             .files("verification")
             .unwrap()
             .grpc_channel(
                 &format!("https://{}", self.test_result_addr("grpc")),
                 "test-result",
             )
-            .unwrap();
-        TestResultServiceClient::new(channel)
+            .unwrap()
     }
 
     /// The result test-result holds for `hashed_guid`, asked over gRPC as verification.

@@ -434,8 +434,8 @@ fn app_cases(tan: &str) -> Vec<Case> {
             "invalid_transmission_risk",
         ),
         keys(
-            "days since onset -15",
-            |p| p.keys[0].days_since_onset_of_symptoms = Some(-15),
+            "days since onset -16 (CWA's lowest is -15)",
+            |p| p.keys[0].days_since_onset_of_symptoms = Some(-16),
             "invalid_days_since_onset",
         ),
         keys(

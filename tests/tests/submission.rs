@@ -91,7 +91,7 @@ async fn keys_uploaded_with_a_tan_come_back_through_the_stream() {
                 "derived"
             );
             assert_eq!(k.origin, "DE");
-            assert_eq!(k.visited_countries, vec!["FR"]);
+            assert_eq!(k.visited_countries, vec!["DE", "FR"], "the origin added");
             assert!(k.consent_to_federation);
             assert!((hour - 1..=hour).contains(&k.submission_hour));
         }

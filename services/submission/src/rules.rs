@@ -3,9 +3,10 @@
 //! Checked in order, each with its own machine-readable reason: 1 to `max_keys` keys; `key_data`
 //! exactly 16 bytes; no key twice; `rolling_start_interval_number` a multiple of 144 (UTC
 //! midnight); `rolling_period` 1..144 (144 when absent); transmission risk 1..8 and days since
-//! onset -14..4000, at least one of the two present; `report_type`, when present, one of the
+//! onset -15..4000 (CWA's `DiagnosisKey` bounds), at least one of the two present; `report_type`, when present, one of the
 //! export format's report types (0..5); `submission_type`, when present, PCR (0) or rapid test
-//! (1); `origin` empty or our country; every visited country supported. Keys whose start lies in the future or more than 14 days back are then
+//! (1); `origin` empty or our country; every visited country supported (the origin is added to
+//! them, as CWA does). Keys whose start lies in the future or more than 14 days back are then
 //! dropped silently. The missing one of transmission risk and days since onset is derived with
 //! [`trl_from_dsos`] / [`dsos_from_trl`].
 
@@ -19,6 +20,10 @@ use std::collections::HashSet;
 pub const INTERVALS_PER_DAY: i32 = 144;
 /// Keys may reach back this many days.
 pub const MAX_KEY_AGE_DAYS: i32 = 14;
+/// Days since onset of symptoms accepted (CWA's `DiagnosisKey.MIN_DAYS_SINCE_ONSET_OF_SYMPTOMS`
+/// and `MAX_DAYS_SINCE_ONSET_OF_SYMPTOMS`).
+pub const MIN_DAYS_SINCE_ONSET: i32 = -15;
+pub const MAX_DAYS_SINCE_ONSET: i32 = 4000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
@@ -123,7 +128,7 @@ pub fn validate(
         if trl.is_some_and(|t| !(1..=8).contains(&t)) {
             return Err(Refusal::InvalidTransmissionRisk);
         }
-        if dsos.is_some_and(|d| !(-14..=4000).contains(&d)) {
+        if dsos.is_some_and(|d| !(MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET).contains(&d)) {
             return Err(Refusal::InvalidDaysSinceOnset);
         }
         let (trl, dsos) = match (trl, dsos) {
@@ -174,8 +179,9 @@ pub fn validate(
     {
         return Err(Refusal::UnsupportedCountry);
     }
-    // Sorted, each once.
-    let visited_countries: VisitedCountries = visited.into_iter().collect();
+    // Sorted, each once, the origin among them: as CWA (`DiagnosisKeyBuilder`
+    // `enhanceVisitedCountriesWithOriginCountry`), a key is relevant where it was submitted.
+    let visited_countries: VisitedCountries = visited.into_iter().chain([origin.clone()]).collect();
 
     // Silently drop keys that start in the future or more than 14 days back.
     let today = now_interval - now_interval.rem_euclid(INTERVALS_PER_DAY);
@@ -289,7 +295,7 @@ mod tests {
         .unwrap();
         assert_eq!(valid.keys.len(), 14);
         assert_eq!(valid.origin, "DE");
-        assert_eq!(valid.visited_countries.to_strings(), vec!["FR"]);
+        assert_eq!(valid.visited_countries.to_strings(), vec!["DE", "FR"]);
         assert_eq!(valid.keys[3].rolling_start_interval_number, TODAY - 3 * 144);
     }
 
@@ -386,9 +392,9 @@ mod tests {
     }
 
     #[test]
-    fn days_since_onset_is_minus_14_to_4000() {
+    fn days_since_onset_is_minus_15_to_4000() {
         assert_eq!(
-            refused(with_key(|k| k.days_since_onset_of_symptoms = Some(-15))),
+            refused(with_key(|k| k.days_since_onset_of_symptoms = Some(-16))),
             Refusal::InvalidDaysSinceOnset
         );
         assert_eq!(
@@ -405,7 +411,7 @@ mod tests {
         );
         assert!(
             validate(
-                &with_key(|k| k.days_since_onset_of_symptoms = Some(-14)),
+                &with_key(|k| k.days_since_onset_of_symptoms = Some(-15)),
                 &rules(),
                 NOW
             )
@@ -445,11 +451,14 @@ mod tests {
     /// not round-trip: CWA derives days since onset 3997 for risk 8, and risk 7 for 3997.)
     #[test]
     fn derivations_stay_in_range() {
-        for dsos in -14..=4000 {
+        for dsos in MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET {
             assert!((1..=8).contains(&trl_from_dsos(dsos)));
         }
         for trl in 1..=8 {
-            assert!((-14..=4000).contains(&dsos_from_trl(trl)), "trl {trl}");
+            assert!(
+                (MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET).contains(&dsos_from_trl(trl)),
+                "trl {trl}"
+            );
         }
     }
 
@@ -475,7 +484,17 @@ mod tests {
                 .unwrap()
                 .visited_countries
                 .to_strings(),
-            vec!["FR", "NL"]
+            vec!["DE", "FR", "NL"],
+            "the origin added, each once"
+        );
+        p.visited_countries = vec![];
+        p.origin = None;
+        assert_eq!(
+            validate(&p, &rules(), NOW)
+                .unwrap()
+                .visited_countries
+                .to_strings(),
+            vec!["DE"]
         );
     }
 

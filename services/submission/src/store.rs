@@ -95,13 +95,30 @@ pub struct Store {
 }
 
 /// One statement for a whole batch: the rows as parallel arrays, so that the text does not depend
-/// on how many rows there are and stays prepared. Returns the rows that were new.
+/// on how many rows there are and stays prepared. Returns the rows that were new. A key of
+/// another submission type than PCR (0) is not stored when the key is stored from a PCR test
+/// already, or comes from one earlier in the batch (CWA's `DiagnosisKeyService.saveDiagnosisKeys`);
+/// a PCR key is stored beside an earlier rapid test's. As SQLite's row-by-row writes do.
 const INSERT_KEYS_PG: &str = "\
+WITH n AS (SELECT * FROM UNNEST($1::bytea[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], \
+    $6::int4[], $7::int4[], $8::text[], $9::text[], $10::bool[], $11::int8[]) WITH ORDINALITY \
+    AS n(key_data, submission_type, rolling_start_interval_number, rolling_period, \
+    transmission_risk_level, report_type, days_since_onset_of_symptoms, origin, visited_countries, \
+    consent_to_federation, submission_hour, i))
 INSERT INTO diagnosis_keys (key_data, submission_type, rolling_start_interval_number, \
     rolling_period, transmission_risk_level, report_type, days_since_onset_of_symptoms, origin, \
     visited_countries, consent_to_federation, submission_hour)
-SELECT * FROM UNNEST($1::bytea[], $2::int4[], $3::int4[], $4::int4[], $5::int4[], $6::int4[], \
-    $7::int4[], $8::text[], $9::text[], $10::bool[], $11::int8[])
+SELECT key_data, submission_type, rolling_start_interval_number, rolling_period, \
+    transmission_risk_level, report_type, days_since_onset_of_symptoms, origin, visited_countries, \
+    consent_to_federation, submission_hour FROM n
+WHERE n.submission_type = 0 OR NOT (
+    EXISTS (SELECT 1 FROM diagnosis_keys d WHERE d.key_data = n.key_data \
+        AND d.rolling_start_interval_number = n.rolling_start_interval_number \
+        AND d.submission_type = 0)
+    OR EXISTS (SELECT 1 FROM n p WHERE p.i < n.i AND p.key_data = n.key_data \
+        AND p.rolling_start_interval_number = n.rolling_start_interval_number \
+        AND p.submission_type = 0))
+ORDER BY n.i
 ON CONFLICT DO NOTHING
 RETURNING key_data, rolling_start_interval_number, submission_type";
 
@@ -263,6 +280,9 @@ fn insert_keys(conn: &mut AnyConnection, submissions: &[&[StoredKey]]) -> QueryR
             .iter()
             .map(|keys| {
                 keys.iter().try_fold(0, |n, row| {
+                    if row.submission_type != PCR && stored_from_pcr(lite, row)? {
+                        return Ok(n);
+                    }
                     diesel::insert_or_ignore_into(dk::diagnosis_keys)
                         .values(row)
                         .execute(lite)
@@ -271,6 +291,20 @@ fn insert_keys(conn: &mut AnyConnection, submissions: &[&[StoredKey]]) -> QueryR
             })
             .collect(),
     }
+}
+
+/// `SubmissionType::PcrTest`.
+const PCR: i32 = 0;
+
+/// Whether `row`'s key (bytes and rolling start) is stored from a PCR test.
+fn stored_from_pcr(conn: &mut diesel::SqliteConnection, row: &StoredKey) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        dk::diagnosis_keys
+            .filter(dk::key_data.eq(&row.key_data))
+            .filter(dk::rolling_start_interval_number.eq(row.rolling_start_interval_number))
+            .filter(dk::submission_type.eq(PCR)),
+    ))
+    .get_result(conn)
 }
 
 /// The rows of a submission's keys.
@@ -487,12 +521,17 @@ mod tests {
                 "{}: key 3 exists",
                 db.label()
             );
+            // As CWA (`ignoresRapidTestDiagnosisKeysWhenPcrTestIsPresent`,
+            // `insertsPcrTestDiagnosisKeysWhenRapidTestIsPresent`): a rapid test's key is not
+            // stored beside the same key from a PCR test; a PCR test's is, beside a rapid test's.
             assert_eq!(
-                put(&s, &submission(&[3], 1), 101).await,
+                put(&s, &submission(&[3, 5], 1), 101).await,
                 1,
-                "another submission type"
+                "{}: key 3 is stored from a PCR test",
+                db.label()
             );
-            assert_eq!(s.count().await.unwrap(), 5);
+            assert_eq!(put(&s, &submission(&[5], 0), 101).await, 1);
+            assert_eq!(s.count().await.unwrap(), 6);
             let first = s.keys_page(100, 101, None, 10).await.unwrap();
             assert_eq!(first.len(), 3);
             assert_eq!(first[0].visited_countries, "DE,FR");
@@ -510,7 +549,8 @@ mod tests {
             let batch = [
                 rows(&submission(&[1, 2, 3], 0), 101),
                 rows(&submission(&[3, 4], 0), 101),
-                rows(&submission(&[3], 1), 101),
+                rows(&submission(&[3, 5, 6], 1), 101),
+                rows(&submission(&[6], 0), 101),
             ];
             let counts =
                 s.db.transaction(move |conn| {
@@ -518,8 +558,10 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            assert_eq!(counts, vec![2, 1, 1], "{}", db.label());
-            assert_eq!(s.count().await.unwrap(), 5, "{}", db.label());
+            // Rapid-test key 3 is stored from a PCR test earlier in the batch; PCR key 6 is
+            // stored beside the rapid test's from earlier in the batch.
+            assert_eq!(counts, vec![2, 1, 2, 1], "{}", db.label());
+            assert_eq!(s.count().await.unwrap(), 7, "{}", db.label());
             let kept = s.keys_page(100, 101, None, 10).await.unwrap();
             assert_eq!(kept.len(), 1, "{}: key 1 kept its first hour", db.label());
         }
@@ -549,8 +591,9 @@ mod tests {
     async fn pages_walk_every_key_in_order_once() {
         for db in databases() {
             let s = store(db.url()).await;
-            put(&s, &submission(&[9, 1, 5], 0), 10).await;
+            // The rapid test's key 5 first: a PCR test's is stored beside it.
             put(&s, &submission(&[5, 2], 1), 10).await;
+            put(&s, &submission(&[9, 1, 5], 0), 10).await;
             // Key 5 again, a day earlier: another key (a page boundary falls between the two).
             let mut earlier = submission(&[5], 0);
             earlier.keys[0].rolling_start_interval_number -= 144;

@@ -41,6 +41,7 @@ impl TestResultService for Grpc {
         let found = self.store.get_or_create_pending(hashed_guid, now).await?;
         Ok(Response::new(GetTestResultResponse {
             result: WireTestResult::from(found.result).into(),
+            held_until: self.store.held_until(&found),
             sample_collected_at: found.sample_collected_at,
             lab_id: found.lab_id,
         }))

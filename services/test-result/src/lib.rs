@@ -190,7 +190,8 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     let transport = lab_transport(&config)?;
     let tls = config.tls.load()?;
     let db = open_database(&config).await?;
-    let store = Store::new(db.clone());
+    let store = Store::new(db.clone())
+        .holding_results_for(i64::try_from(config.delete_after.as_secs()).unwrap_or(i64::MAX));
     let mut service = RunningService::new(NAME);
 
     // Lab API.

@@ -26,6 +26,9 @@ pub struct StoredResult {
     pub result: TestResult,
     pub lab_id: Option<String>,
     pub sample_collected_at: Option<i64>,
+    /// When test-result first saw the id (a lab's result or verification's first read): the
+    /// result is deleted `delete_after` later ([`Store::held_until`]).
+    pub first_seen_at: i64,
 }
 
 /// One validated result from a lab.
@@ -39,6 +42,9 @@ pub struct LabResult {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// Results are held this many seconds after they were first seen, then deleted (by the
+    /// retention job) and never read again (by every read, in case the job has not run yet).
+    delete_after: i64,
     /// Redeemed marks of concurrent submissions, written together (group commit).
     redemptions: Batcher<(HashedGuid, i64), bool>,
 }
@@ -105,7 +111,25 @@ impl Store {
             BatchLimits::for_database(&db),
             mark_redeemed,
         );
-        Self { db, redemptions }
+        Self {
+            db,
+            redemptions,
+            delete_after: i64::MAX,
+        }
+    }
+
+    /// Holds results `delete_after` seconds after they were first seen: from then on a read
+    /// finds none (and deletes it) and a lab's result starts a new one, whether or not the
+    /// retention job has deleted it yet.
+    #[must_use]
+    pub fn holding_results_for(mut self, delete_after: i64) -> Self {
+        self.delete_after = delete_after;
+        self
+    }
+
+    /// The last second (unix) the result is held: `delete_after` after it was first seen.
+    pub fn held_until(&self, result: &StoredResult) -> i64 {
+        result.first_seen_at.saturating_add(self.delete_after)
     }
 
     /// Stores a lab's batch in one transaction. Results already redeemed are left as they are.
@@ -116,10 +140,12 @@ impl Store {
         results: Vec<LabResult>,
         now: i64,
     ) -> Result<usize, DbError> {
+        let delete_after = self.delete_after;
         let attempt = |lab_id: Option<String>, results: Vec<LabResult>| {
             self.db.transaction(move |conn| {
                 let mut stored = 0;
                 for r in &results {
+                    expire(conn, r.hashed_guid.as_str(), now, delete_after)?;
                     stored += upsert(conn, lab_id.as_deref(), r, now)?;
                 }
                 Ok(stored)
@@ -139,10 +165,18 @@ impl Store {
         hashed_guid: HashedGuid,
         now: i64,
     ) -> Result<StoredResult, DbError> {
+        let delete_after = self.delete_after;
         self.db
             .run(move |conn| {
-                if let Some(found) = find(conn, hashed_guid.as_str())? {
-                    return Ok(found);
+                // One read in the common case; a row past its hold is deleted first.
+                match find(conn, hashed_guid.as_str())? {
+                    Some(found) if found.first_seen_at >= now.saturating_sub(delete_after) => {
+                        return Ok(found);
+                    }
+                    Some(_) => {
+                        expire(conn, hashed_guid.as_str(), now, delete_after)?;
+                    }
+                    None => {}
                 }
                 let inserted = diesel::insert_into(t::test_results)
                     .values((
@@ -165,6 +199,7 @@ impl Store {
                         result: TestResult::Pending,
                         lab_id: None,
                         sample_collected_at: None,
+                        first_seen_at: now,
                     })
                 })
             })
@@ -277,9 +312,26 @@ fn redeemed_values(
 fn find(conn: &mut AnyConnection, hashed_guid: &str) -> QueryResult<Option<StoredResult>> {
     t::test_results
         .find(hashed_guid)
-        .select((t::result, t::lab_id, t::sample_collected_at))
+        .select((t::result, t::lab_id, t::sample_collected_at, t::created_at))
         .first::<StoredResult>(conn)
         .optional()
+}
+
+/// Deletes the result for `hashed_guid` if it was first seen more than `delete_after` seconds
+/// before `now` — as the retention job does, so that it is never read (or updated) after
+/// [`Store::held_until`] even when the job has not run yet.
+fn expire(
+    conn: &mut AnyConnection,
+    hashed_guid: &str,
+    now: i64,
+    delete_after: i64,
+) -> QueryResult<usize> {
+    diesel::delete(
+        t::test_results
+            .filter(t::hashed_guid.eq(hashed_guid))
+            .filter(t::created_at.lt(now.saturating_sub(delete_after))),
+    )
+    .execute(conn)
 }
 
 /// Updates an unredeemed row or creates it; a redeemed row is never touched.
@@ -377,7 +429,8 @@ mod tests {
                 StoredResult {
                     result: TestResult::Positive,
                     lab_id: Some("lab-a".into()),
-                    sample_collected_at: Some(1_700_000_000)
+                    sample_collected_at: Some(1_700_000_000),
+                    first_seen_at: 100,
                 }
             );
         }
@@ -448,7 +501,8 @@ mod tests {
                 StoredResult {
                     result: TestResult::Redeemed,
                     lab_id: None,
-                    sample_collected_at: None
+                    sample_collected_at: None,
+                    first_seen_at: 100,
                 }
             );
         }
@@ -577,6 +631,35 @@ mod tests {
             for t in tasks {
                 assert_eq!(t.await.unwrap().unwrap(), 1, "{}", db.label());
             }
+        }
+    }
+
+    /// A result is held `delete_after` after it was first seen, to the second, whether or not the
+    /// retention job ran: a read after that finds none (a new pending entry, first seen now), and
+    /// a lab's result after that starts a new one.
+    #[tokio::test]
+    async fn a_result_is_never_read_after_it_is_held() {
+        for db in databases() {
+            let s = store(db.url()).await.holding_results_for(1000);
+            s.save_lab_results(None, vec![lab(1, TestResult::Positive)], 100)
+                .await
+                .unwrap();
+            let r = s.get_or_create_pending(guid(1), 1100).await.unwrap();
+            assert_eq!(
+                (r.result, s.held_until(&r)),
+                (TestResult::Positive, 1100),
+                "{}: held through its last second",
+                db.label()
+            );
+            let r = s.get_or_create_pending(guid(1), 1101).await.unwrap();
+            assert_eq!((r.result, r.first_seen_at), (TestResult::Pending, 1101));
+            // Pending since 1101: a lab's result after 2101 is a new one.
+            s.save_lab_results(None, vec![lab(1, TestResult::Negative)], 2102)
+                .await
+                .unwrap();
+            let r = s.get_or_create_pending(guid(1), 2102).await.unwrap();
+            assert_eq!((r.result, r.first_seen_at), (TestResult::Negative, 2102));
+            assert_eq!(s.dump().await.unwrap().len(), 1, "{}", db.label());
         }
     }
 }

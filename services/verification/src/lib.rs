@@ -8,11 +8,13 @@
 mod app;
 mod grpc;
 mod redeem;
+pub mod retention;
 mod store;
 pub mod teletan;
 mod testresults;
 
-pub use store::{Registered, Source, Store, TanIssue};
+pub use store::{Expiring, Registered, Source, Store, TanIssue};
+pub use testresults::TestResults;
 
 /// The app API's OpenAPI description (served at `/openapi.json` on the admin port).
 pub use app::api;
@@ -240,7 +242,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .serve_internal_https_on("http", config.listen.http_addr, tls.https_server()?, app)
         .await?;
 
-    let router = grpc_router(store.clone(), kv.clone(), test_results, &config);
+    let router = grpc_router(store.clone(), kv.clone(), test_results.clone(), &config);
     service
         .serve_grpc_on(config.grpc.grpc_addr, tls.grpc_server()?, router)
         .await?;
@@ -262,7 +264,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         )
         .await?;
 
-    spawn_retention(&mut service, store, &config);
+    spawn_retention(&mut service, store, test_results, &config);
     Ok(service)
 }
 
@@ -288,19 +290,34 @@ fn grpc_router(
     ))
 }
 
-/// Deletes sessions, TANs and teleTANs older than the retention, every retention interval.
-fn spawn_retention(service: &mut RunningService, store: Store, config: &Config) {
+/// Applies [`retention`] every retention interval: sessions, TANs and teleTANs older than the
+/// retention go, a GUID session's ids kept as tombstones while test-result holds their results.
+fn spawn_retention(
+    service: &mut RunningService,
+    store: Store,
+    test_results: TestResults,
+    config: &Config,
+) {
     let keep = i64::try_from(config.retention.as_secs()).unwrap_or(i64::MAX);
     service.spawn_periodic(config.retention_interval, move || {
         let store = store.clone();
+        let test_results = test_results.clone();
         async move {
-            let cutoff = openwarn_bootstrap::lifecycle::unix_now().saturating_sub(keep);
-            match store.apply_retention(cutoff).await {
-                Ok(deleted) => {
+            let now = openwarn_bootstrap::lifecycle::unix_now();
+            match retention::apply(&store, &test_results, now, keep).await {
+                Ok(r) => {
                     metrics::counter!("openwarn_verification_rows_deleted_total")
-                        .increment(deleted as u64);
-                    openwarn_bootstrap::lifecycle::retention_succeeded();
-                    tracing::info!(deleted, "retention applied");
+                        .increment((r.deleted + r.buried) as u64);
+                    if r.deferred {
+                        tracing::warn!(
+                            buried = r.buried,
+                            deleted = r.deleted,
+                            "retention applied; GUID sessions kept until test-result answers"
+                        );
+                    } else {
+                        openwarn_bootstrap::lifecycle::retention_succeeded();
+                        tracing::info!(buried = r.buried, deleted = r.deleted, "retention applied");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "retention failed; retrying next interval"),
             }

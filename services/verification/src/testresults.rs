@@ -58,6 +58,23 @@ impl TestResults {
         })
     }
 
+    /// The last second test-result holds the result for `hashed_guid` (on its clock); asking
+    /// records a pending result when there is none, so it holds one from now on. `Err` when
+    /// test-result cannot answer.
+    pub async fn held_until(&self, hashed_guid: &HashedGuid) -> Result<i64, ()> {
+        openwarn_bootstrap::grpc_metrics::client_call(
+            "/openwarn.testresult.v1.TestResultService/GetTestResult",
+            self.client.clone().get_test_result(GetTestResultRequest {
+                hashed_guid: hashed_guid.as_str().to_owned(),
+            }),
+        )
+        .await
+        .map(|r| r.into_inner().held_until)
+        .map_err(|status| {
+            tracing::warn!(code = ?status.code(), "test-result unavailable");
+        })
+    }
+
     /// Marks results redeemed, all in one call (see [`crate::redeem`]).
     pub async fn mark_redeemed(&self, hashed_guids: Vec<String>) -> Result<(), tonic::Status> {
         openwarn_bootstrap::grpc_metrics::client_call(

@@ -10,14 +10,16 @@ mod schema;
 mod sessions;
 mod tans;
 mod teletans;
+mod tombstones;
 
 pub use sessions::{Registered, Session};
 pub use tans::{Committed, Reservation, TanIssue};
 pub use teletans::TELE_TAN_KIND_TEST;
+pub use tombstones::Expiring;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use openwarn_db::{BatchLimits, Batcher, Database, DbError};
+use openwarn_db::{AnyConnection, BatchLimits, Batcher, Database, DbError};
 use openwarn_domain::HashedGuid;
 use schema::app_sessions::dsl as s;
 use schema::tans::dsl as t;
@@ -50,6 +52,20 @@ fn is_unique_violation(e: &DieselError) -> bool {
     )
 }
 
+/// PostgreSQL: holds a transaction-scoped lock on each of `ids` (sorted, so that two holders
+/// cannot deadlock), so that registrations and retention naming the same id wait for each other.
+/// SQLite serialises writers anyway.
+fn lock_ids(conn: &mut AnyConnection, ids: &[&str]) -> QueryResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        for id in ids {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(*id)
+                .execute(pg)?;
+        }
+    }
+    Ok(())
+}
+
 /// A hashed GUID as `app_sessions` holds it. Only parsed values are written, so one that does not
 /// parse is a broken row: an error, as the database's own are.
 fn stored_guid(value: Option<String>) -> QueryResult<Option<HashedGuid>> {
@@ -79,18 +95,25 @@ impl Store {
         }
     }
 
-    /// Deletes sessions, TANs and teleTANs created before `cutoff`. Idempotent. Returns the
-    /// number of rows deleted.
-    pub async fn apply_retention(&self, cutoff: i64) -> Result<usize, DbError> {
+    /// Deletes TANs, teleTAN sessions and teleTANs created before `cutoff`, and the tombstones
+    /// no longer held at `now`. GUID sessions are not deleted here: [`Store::bury`] replaces
+    /// each by tombstones once test-result said how long it holds the result
+    /// (`crate::retention`). Idempotent. Returns the number of rows deleted.
+    pub async fn apply_retention(&self, cutoff: i64, now: i64) -> Result<usize, DbError> {
         self.db
             .run(move |conn| {
                 let tans =
                     diesel::delete(t::tans.filter(t::created_at.lt(cutoff))).execute(conn)?;
-                let sessions = diesel::delete(s::app_sessions.filter(s::created_at.lt(cutoff)))
-                    .execute(conn)?;
+                let sessions = diesel::delete(
+                    s::app_sessions
+                        .filter(s::created_at.lt(cutoff))
+                        .filter(s::hashed_guid.is_null()),
+                )
+                .execute(conn)?;
                 let tele = diesel::delete(tt::tele_tans.filter(tt::created_at.lt(cutoff)))
                     .execute(conn)?;
-                Ok(tans + sessions + tele)
+                let tombstones = tombstones::delete_expired(conn, now)?;
+                Ok(tans + sessions + tele + tombstones)
             })
             .await
     }
@@ -138,6 +161,12 @@ impl Store {
                         .load::<(String, i16, i64, i64, Option<i64>)>(conn)?
                 {
                     out.push(format!("tele_tans {row:?}"));
+                }
+                for row in schema::guid_tombstones::table
+                    .order(schema::guid_tombstones::hashed_guid)
+                    .load::<(String, i64)>(conn)?
+                {
+                    out.push(format!("guid_tombstones {row:?}"));
                 }
                 Ok(out)
             })
@@ -209,16 +238,21 @@ mod tests {
             s.register_guid(h("new"), hashed_guid("g-new"), NOW + 100)
                 .await
                 .unwrap();
+            // The TAN and the teleTAN; the GUID session waits to be buried.
             assert_eq!(
-                s.apply_retention(NOW + 50).await.unwrap(),
-                3,
+                s.apply_retention(NOW + 50, NOW + 50).await.unwrap(),
+                2,
                 "{}",
                 db.label()
             );
-            assert_eq!(s.apply_retention(NOW + 50).await.unwrap(), 0);
-            assert!(s.session(h("old")).await.unwrap().is_none());
+            assert_eq!(s.apply_retention(NOW + 50, NOW + 50).await.unwrap(), 0);
+            assert!(s.session(h("old")).await.unwrap().is_some());
+            assert_eq!(
+                s.expiring_guid_sessions(NOW + 50, 10).await.unwrap().len(),
+                1
+            );
             assert!(s.session(h("new")).await.unwrap().is_some());
-            assert_eq!(s.dump().await.unwrap().len(), 1);
+            assert_eq!(s.dump().await.unwrap().len(), 2);
         }
     }
 }

@@ -37,3 +37,10 @@ diesel::table! {
         used_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    guid_tombstones (hashed_guid) {
+        hashed_guid -> Text,
+        held_until -> BigInt,
+    }
+}

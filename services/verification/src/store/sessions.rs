@@ -71,18 +71,12 @@ impl Store {
                 // for each other, so that an id cannot slip in under the other column between
                 // the check and the insert (the unique indexes cover each column only). In
                 // sorted order: no deadlock. SQLite serialises writers anyway.
-                if let AnyConnection::Postgresql(pg) = conn {
-                    for id in &ids {
-                        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                            .bind::<diesel::sql_types::Text, _>(*id)
-                            .execute(pg)?;
-                    }
-                }
+                super::lock_ids(conn, &ids)?;
                 let taken = s::app_sessions
                     .filter(
                         s::hashed_guid
                             .eq_any(ids.clone())
-                            .or(s::hashed_guid_dob.eq_any(ids)),
+                            .or(s::hashed_guid_dob.eq_any(ids.clone())),
                     )
                     .select((
                         s::token_hash,
@@ -92,6 +86,11 @@ impl Store {
                         s::tans_issued,
                     ))
                     .load::<(String, Option<String>, Option<String>, Option<i64>, i32)>(conn)?;
+                // An id whose session retention deleted registers again only once test-result
+                // no longer holds its result (see `super::tombstones`).
+                if super::tombstones::buried(conn, &ids, now)? {
+                    return Ok(Registered::AlreadyRegistered);
+                }
                 match taken.as_slice() {
                     [] => {}
                     [(old, guid, dob, None, 0)]
