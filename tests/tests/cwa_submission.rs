@@ -8,8 +8,9 @@
 //! PostgreSQL when configured (required with CI=true).
 //!
 //! Submission runs with the most keys per upload it allows (30; CWA's test configuration allows
-//! 100, its production 14, as our default); everything else as in production. Where we deliberately differ, the test reads the row of the
-//! behaviour table in docs/API-COMPATIBILITY.md and checks that we do what it says.
+//! 100, its production 14, as our default); everything else as in production. Where we
+//! deliberately differ, the test reads the row of the behaviour table in
+//! docs/API-COMPATIBILITY.md and checks that we do what it says.
 
 #![allow(
     clippy::unwrap_used,
