@@ -154,6 +154,61 @@ impl Target {
     }
 }
 
+/// Replaces the database name in a PostgreSQL URL, keeping its query string.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| i + authority_start);
+    let root = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// The URL of the database `name` on the PostgreSQL server of `server_url` (a user that may create
+/// databases), created first if it does not exist yet. `name` is a plain identifier
+/// (`[a-z_][a-z0-9_]*`): anything else is refused rather than quoted.
+pub fn ensure_database(server_url: &str, name: &str) -> Result<String, DbError> {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(DbError::UnsupportedUrl);
+    }
+    let target = Target::parse(server_url)?;
+    if !matches!(target, Target::Postgres(_)) {
+        return Err(DbError::UnsupportedUrl);
+    }
+    let AnyConnection::Postgresql(mut conn) = target.establish()? else {
+        return Err(DbError::UnsupportedUrl);
+    };
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        #[allow(dead_code, reason = "only its presence counts")]
+        one: i32,
+    }
+    use diesel::RunQueryDsl;
+    let exists = !diesel::sql_query("SELECT 1 AS one FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .load::<Found>(&mut conn)?
+        .is_empty();
+    if !exists {
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    }
+    Ok(with_database(server_url, name))
+}
+
 /// Connection errors of libpq can quote the connection string; keep passwords out of messages.
 fn redact(message: &str) -> String {
     message
@@ -362,6 +417,54 @@ fn sample_pool(pool: &Pool<Manager>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
+
+    /// A database is created when missing and found when present (its tables kept); a name that
+    /// would need quoting, or a server that is not PostgreSQL, is refused.
+    #[test]
+    fn databases_are_created_once() {
+        assert!(matches!(
+            ensure_database("postgres://h/db", "bad-name"),
+            Err(DbError::UnsupportedUrl)
+        ));
+        assert!(matches!(
+            ensure_database("sqlite:///tmp/x.db", "fine"),
+            Err(DbError::UnsupportedUrl)
+        ));
+        let Some(server) = openwarn_testkit::postgres_url() else {
+            return;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("openwarn_ensure_{}_{nanos}", std::process::id());
+        let url = ensure_database(&server, &name).unwrap();
+        assert_eq!(url, with_database(&server, &name));
+        let mut conn = PgConnection::establish(&url).unwrap();
+        conn.batch_execute("CREATE TABLE kept (x INT)").unwrap();
+        drop(conn);
+        assert_eq!(ensure_database(&server, &name).unwrap(), url);
+        let mut conn = PgConnection::establish(&url).unwrap();
+        conn.batch_execute("SELECT x FROM kept").unwrap();
+        drop(conn);
+        let mut admin = PgConnection::establish(&server).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+    }
 
     /// The pool's gauges count a checked-out connection as in use and a returned one as idle.
     #[tokio::test]

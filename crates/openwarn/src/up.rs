@@ -34,6 +34,67 @@ pub struct UpArgs {
     /// Log format of the services: `text` for a terminal, `json` as in production.
     #[arg(long, default_value = "text")]
     pub log_format: String,
+    /// Run on PostgreSQL instead of SQLite files: the server (a user that may create databases)
+    /// where each service gets its own database, `<prefix>_<service>`, created if missing and
+    /// kept between runs.
+    #[arg(long, env = "OPENWARN_UP_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// The prefix of the services' database names on `--postgres-url` (letters, digits, `_`).
+    #[arg(long, env = "OPENWARN_UP_POSTGRES_PREFIX", default_value = "openwarn")]
+    pub postgres_prefix: String,
+    /// Share short-lived state through this Redis (each service under its own namespace) instead
+    /// of each process's memory.
+    #[arg(long, env = "OPENWARN_UP_REDIS_URL")]
+    pub redis_url: Option<String>,
+}
+
+/// Where the services keep their data: a database URL per service, and the key-value store.
+struct Backends {
+    databases: std::collections::BTreeMap<&'static str, String>,
+    kv: String,
+}
+
+impl Backends {
+    /// SQLite files in the data directory (or a database each on `postgres`: server URL and name
+    /// prefix), and `redis` or each process's memory.
+    async fn new(
+        specs: &[Spec],
+        data_dir: &Path,
+        postgres: Option<(&str, &str)>,
+        redis: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut databases = std::collections::BTreeMap::new();
+        for spec in specs.iter().filter(|s| s.database) {
+            let url = match postgres {
+                None => format!(
+                    "sqlite://{}",
+                    data_dir.join(format!("{}.db", spec.name)).display()
+                ),
+                Some((server, prefix)) => {
+                    let (server, name) = (
+                        server.to_owned(),
+                        format!("{prefix}_{}", spec.name.replace('-', "_")),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        openwarn_db::ensure_database(&server, &name)
+                    })
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "cannot create the database of {} (OPENWARN_UP_POSTGRES_URL, \
+                             OPENWARN_UP_POSTGRES_PREFIX)",
+                            spec.name
+                        )
+                    })?
+                }
+            };
+            databases.insert(spec.name, url);
+        }
+        Ok(Self {
+            databases,
+            kv: redis.unwrap_or("memory://").to_owned(),
+        })
+    }
 }
 
 /// One service of the stack: its name and ports (`grpc: None` for a service without gRPC).
@@ -42,6 +103,8 @@ struct Spec {
     http: u16,
     grpc: Option<u16>,
     database: bool,
+    /// Takes `--kv-url`.
+    kv: bool,
     extra: Vec<String>,
 }
 
@@ -118,6 +181,7 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
             http: port(8030)?,
             grpc: Some(port(9030)?),
             database: true,
+            kv: false,
             extra: vec!["--lab-insecure-http".into()],
         },
         Spec {
@@ -125,11 +189,10 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
             http: port(8010)?,
             grpc: Some(port(9010)?),
             database: true,
+            kv: true,
             extra: vec![
                 "--test-result-url".into(),
                 format!("https://127.0.0.1:{}", port(9030)?),
-                "--kv-url".into(),
-                "memory://".into(),
             ],
         },
         Spec {
@@ -137,6 +200,7 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
             http: port(8020)?,
             grpc: Some(port(9020)?),
             database: true,
+            kv: false,
             extra: vec![
                 "--verification-url".into(),
                 format!("https://127.0.0.1:{}", port(9010)?),
@@ -147,13 +211,12 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
             http: port(8000)?,
             grpc: None,
             database: false,
+            kv: true,
             extra: vec![
                 "--verification-http-url".into(),
                 format!("https://127.0.0.1:{}", port(8010)?),
                 "--submission-http-url".into(),
                 format!("https://127.0.0.1:{}", port(8020)?),
-                "--kv-url".into(),
-                "memory://".into(),
                 // As behind an ingress: `openwarn sim` plays many phones, each with its own
                 // address, so the per-client rate limit applies per phone.
                 "--client-address-header".into(),
@@ -165,6 +228,7 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
             http: port(8040)?,
             grpc: None,
             database: true,
+            kv: false,
             extra: vec![
                 "--public-url".into(),
                 format!("http://127.0.0.1:{}", port(8040)?),
@@ -179,6 +243,7 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
                 http: port(8050)?,
                 grpc: None,
                 database: false,
+                kv: true,
                 extra: vec![
                     "--submission-url".into(),
                     format!("https://127.0.0.1:{}", port(9020)?),
@@ -188,8 +253,6 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
                     format!("v1={}", keys.signing_key.display()),
                     "--padding-secret-file".into(),
                     keys.padding_secret.display().to_string(),
-                    "--kv-url".into(),
-                    "memory://".into(),
                     "--manual-runs".into(),
                     "true".into(),
                 ],
@@ -201,7 +264,7 @@ fn specs(offset: u16, data_dir: &Path) -> anyhow::Result<Vec<Spec>> {
 fn command(
     exe: &Path,
     spec: &Spec,
-    data_dir: &Path,
+    backends: &Backends,
     pki: &openwarn_mtls::DevPki,
     log_format: &str,
 ) -> Command {
@@ -213,10 +276,11 @@ fn command(
     if let Some(grpc) = spec.grpc {
         cmd.args(["--grpc-addr", &format!("127.0.0.1:{grpc}")]);
     }
-    if spec.database {
-        let file = data_dir.join(format!("{}.db", spec.name));
-        cmd.arg("--database-url")
-            .arg(format!("sqlite://{}", file.display()));
+    if let Some(url) = backends.databases.get(spec.name) {
+        cmd.args(["--database-url", url]);
+    }
+    if spec.kv {
+        cmd.args(["--kv-url", &backends.kv]);
     }
     cmd.args(pki.service_args(spec.name))
         .args(["--log-format", log_format])
@@ -240,6 +304,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the openwarn executable")?;
     DistributionKeys::ensure(&data_dir)?;
     let specs = specs(args.port_offset, &data_dir)?;
+    let backends = Backends::new(
+        &specs,
+        &data_dir,
+        args.postgres_url
+            .as_deref()
+            .map(|url| (url, args.postgres_prefix.as_str())),
+        args.redis_url.as_deref(),
+    )
+    .await?;
     let port = |p: u16| p + args.port_offset;
     let stack = StackFile {
         app: format!("http://127.0.0.1:{}", port(8000)),
@@ -257,7 +330,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut running = Vec::new();
     let mut started: anyhow::Result<()> = Ok(());
     for spec in &specs {
-        let child = command(&exe, spec, &data_dir, &pki, &args.log_format)
+        let child = command(&exe, spec, &backends, &pki, &args.log_format)
             .spawn()
             .with_context(|| format!("cannot start {}", spec.name))?;
         println!("started {} (pid {})", spec.name, child.id().unwrap_or(0));
@@ -274,7 +347,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let started = match started {
-        Ok(()) => first_admin(&exe, &specs, &data_dir).await,
+        Ok(()) => first_admin(&exe, &specs, &backends).await,
         Err(e) => Err(e),
     };
     let outcome = match started {
@@ -320,12 +393,16 @@ async fn wait_ready(spec: &Spec) -> anyhow::Result<()> {
 async fn first_admin(
     exe: &Path,
     specs: &[Spec],
-    data_dir: &Path,
+    backends: &Backends,
 ) -> anyhow::Result<Option<String>> {
     let portal = specs
         .iter()
         .find(|s| s.name == "portal")
         .context("the stack has no portal")?;
+    let database = backends
+        .databases
+        .get("portal")
+        .context("the portal has no database")?;
     let output = Command::new(exe)
         .args([
             "service",
@@ -336,8 +413,7 @@ async fn first_admin(
             "admin",
         ])
         .args(["--display-name", "Administrator"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", data_dir.join("portal.db").display()))
+        .args(["--database-url", database])
         .args(&portal.extra)
         .args(["--log-format", "json", "--log", "error"])
         .stdin(Stdio::null())

@@ -10,6 +10,7 @@
     reason = "integration test: a failure is a failed test"
 )]
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -93,20 +94,16 @@ fn databases(data_dir: &Path) -> BTreeMap<String, String> {
     all
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upload_on_one_phone_warns_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut stack =
-        openwarn_testkit::launcher::up(env!("CARGO_BIN_EXE_openwarn"), dir.path(), OFFSET);
-    stack.until("ready; Ctrl-C stops everything").await;
-
+/// The example scenario on the stack of `data_dir`: every phone ends at the risk it should, both
+/// uploads (QR code and teleTAN) succeed once and their TANs are refused when replayed.
+async fn warns(data_dir: &Path) {
     // The scenario: Alice positive by QR code, Erin by teleTAN; published with `run-once --now`
     // semantics (as of the next hour) through the launcher's distribution.
     let scenario = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/scenarios/warn.json"
     );
-    let report = sim(dir.path(), &["--scenario", scenario]).await;
+    let report = sim(data_dir, &["--scenario", scenario]).await;
     assert_eq!(report["failures"], serde_json::json!([]), "{report:#}");
     for (name, level) in [
         ("bob", "high"),
@@ -142,6 +139,16 @@ async fn an_upload_on_one_phone_warns_another() {
     assert_eq!(report["fakes"]["unexpected"], 0);
     let published = report["published"]["hours_published"].as_array().unwrap();
     assert!(!published.is_empty(), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_on_one_phone_warns_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack =
+        openwarn_testkit::launcher::up(env!("CARGO_BIN_EXE_openwarn"), dir.path(), OFFSET);
+    stack.until("ready; Ctrl-C stops everything").await;
+
+    warns(dir.path()).await;
 
     // Tamper with yesterday's day package (every phone downloads it): same signature, one key
     // byte changed.
@@ -273,4 +280,56 @@ async fn an_upload_on_one_phone_warns_another() {
     assert_eq!(endpoints["fake tan"]["requests"], sessions);
 
     assert!(stack.stop().await.success());
+}
+
+/// `up --postgres-url --redis-url` (required in CI): the same scenario with every database on
+/// PostgreSQL (`<prefix>_<service>`, created by `up`) and the shared state in Redis; no SQLite file
+/// is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scenario_warns_on_postgres_and_redis() {
+    let (Some(server), Some(redis)) = (
+        openwarn_testkit::postgres_url(),
+        openwarn_testkit::redis_url(),
+    ) else {
+        eprintln!("skipping: OPENWARN_TEST_POSTGRES_URL and OPENWARN_TEST_REDIS_URL not both set");
+        return;
+    };
+    let prefix = format!("owup_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = openwarn_testkit::launcher::up_with_env(
+        env!("CARGO_BIN_EXE_openwarn"),
+        dir.path(),
+        OFFSET + 100,
+        &[
+            ("OPENWARN_UP_POSTGRES_URL", server.as_str()),
+            ("OPENWARN_UP_POSTGRES_PREFIX", prefix.as_str()),
+            ("OPENWARN_UP_REDIS_URL", redis.as_str()),
+        ],
+    );
+    stack.until("ready; Ctrl-C stops everything").await;
+    warns(dir.path()).await;
+    assert!(stack.stop().await.success());
+
+    let mut admin = PgConnection::establish(&server).unwrap();
+    let names: Vec<Text> = diesel::sql_query(format!(
+        "SELECT datname AS value FROM pg_database WHERE datname LIKE '{prefix}_%' ORDER BY 1"
+    ))
+    .load(&mut admin)
+    .unwrap();
+    let names: Vec<String> = names.into_iter().filter_map(|t| t.value).collect();
+    assert_eq!(
+        names,
+        ["portal", "submission", "test_result", "verification"].map(|s| format!("{prefix}_{s}"))
+    );
+    for name in &names {
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+    }
+    let sqlite: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "db"))
+        .collect();
+    assert!(sqlite.is_empty(), "{sqlite:?}");
 }

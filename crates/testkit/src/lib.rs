@@ -126,22 +126,7 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Replaces the database name in a PostgreSQL URL, keeping its query string.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map(|i| i + authority_start);
-    let root = path_start.map_or(base, |i| &base[..i]);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
+pub use openwarn_db::with_database;
 
 /// One fresh database per backend under test: SQLite, plus PostgreSQL when configured.
 pub fn databases() -> Vec<TestDatabase> {
@@ -164,6 +149,11 @@ pub async fn kv_stores() -> Vec<(&'static str, Arc<dyn KvStore>)> {
         stores.push(("redis", store));
     }
     stores
+}
+
+/// The PostgreSQL server under test, if any (a user that may create databases).
+pub fn postgres_url() -> Option<String> {
+    backend_url(POSTGRES_ENV)
 }
 
 /// The Redis URL under test, if any (for tests that start whole services).
@@ -274,19 +264,6 @@ pub(crate) fn client_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-            "postgres://postgres@127.0.0.1:5432/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
-            "postgres://u:p@h/t2?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
-    }
 
     #[test]
     fn service_args_name_the_pki_files_of_the_service() {
