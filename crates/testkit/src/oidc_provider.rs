@@ -125,7 +125,9 @@ impl Provider {
             .expect("start node");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
+        // Usually under a second; generous, since a machine busy building can starve node (a CI
+        // run once waited over 30 s for it while two builds shared the two cores).
+        let issuer = tokio::time::timeout(Duration::from_secs(120), async {
             while let Some(line) = lines.next_line().await.expect("read the provider") {
                 if let Some(issuer) = line.strip_prefix("issuer ") {
                     return issuer.to_owned();
@@ -134,7 +136,7 @@ impl Provider {
             panic!("the provider stopped without serving");
         })
         .await
-        .expect("the provider serves within 30 s");
+        .expect("the provider serves within 120 s");
         // Keep reading its stdout so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Some(Self {
