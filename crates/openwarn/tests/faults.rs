@@ -743,6 +743,15 @@ fn check(
     assert!(twice.is_empty(), "TANs with two 200s: {twice:?}");
     assert_eq!(replay_published, 0, "keys of a replayed TAN were published");
 
+    for w in windows {
+        let failed = record
+            .answers
+            .iter()
+            .filter(|a| a.status.is_none_or(|s| s >= 500))
+            .filter(|a| a.started <= w.end && a.ended >= w.start)
+            .count();
+        eprintln!("faults: {}: {failed} answers 5xx or none", w.name);
+    }
     let never_500: Vec<_> = record
         .answers
         .iter()
