@@ -539,14 +539,8 @@ async fn nothing_accepted_is_lost_under_faults() {
     stack.distribution.restart().await;
     let report = openwarn_sim::stack::publish(&admin, None).await.unwrap();
     assert!(report["skipped"].is_null(), "{report}");
-    recover(
-        "kill -9 distribution during a run",
-        start,
-        &mut stack,
-        &load,
-        &mut windows,
-    )
-    .await;
+    let name = "kill -9 distribution during a run";
+    recover(name, start, &mut stack, &load, &mut windows).await;
 
     // PostgreSQL crashes; every service using it answers 503 (never 500) until it is back.
     let start = Instant::now();
@@ -573,14 +567,8 @@ async fn nothing_accepted_is_lost_under_faults() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     pg.start_again().await;
-    recover(
-        "PostgreSQL crash and restart",
-        start,
-        &mut stack,
-        &load,
-        &mut windows,
-    )
-    .await;
+    let name = "PostgreSQL crash and restart";
+    recover(name, start, &mut stack, &load, &mut windows).await;
 
     // Redis restarts empty; the first publishing run after it publishes.
     let start = Instant::now();
@@ -607,14 +595,8 @@ async fn nothing_accepted_is_lost_under_faults() {
     s3_relay.on();
     let after = openwarn_sim::stack::publish(&admin, None).await.unwrap();
     assert!(after["skipped"].is_null(), "{after}");
-    recover(
-        "object store unreachable",
-        start,
-        &mut stack,
-        &load,
-        &mut windows,
-    )
-    .await;
+    let name = "object store unreachable";
+    recover(name, start, &mut stack, &load, &mut windows).await;
 
     stop.store(true, Ordering::Relaxed);
     for phone in phones {

@@ -227,6 +227,11 @@ mod tests {
         }
     }
 
+    /// The stop signal of a service, as a future.
+    async fn stopped(stopping: tokio::sync::oneshot::Receiver<()>) {
+        let _ = stopping.await;
+    }
+
     async fn until_calls(calls: &Calls, n: usize) {
         tokio::time::timeout(Duration::from_secs(30), async {
             while calls.lock().unwrap().len() < n {
@@ -326,9 +331,7 @@ mod tests {
         let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
         let (marks, sender) = RedeemMarks::until(
             gated(&calls, &gate),
-            async move {
-                let _ = stopping.await;
-            },
+            stopped(stopping),
             Duration::from_secs(60),
         );
         let sender = tokio::spawn(sender);
@@ -365,9 +368,7 @@ mod tests {
                     }
                 }
             },
-            async move {
-                let _ = stopping.await;
-            },
+            stopped(stopping),
             Duration::from_secs(10),
         );
         let sender = tokio::spawn(sender);
