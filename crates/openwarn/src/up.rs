@@ -1,4 +1,6 @@
-//! `openwarn up`: every service as its own child process, with embedded defaults.
+//! `openwarn up`: every service as its own child process, with embedded defaults. A service that
+//! dies stops the stack — or, with `--restart`, is started again after a pause (1 s, doubling to
+//! 30 s while it keeps dying within a minute). Each child's pid is in `<data dir>/pids/`.
 //!
 //! Platforms: on Linux each child also asks the kernel for SIGTERM when `up` dies
 //! (`OPENWARN_EXIT_WITH_PARENT`, see `main.rs`), so even a SIGKILLed `up` leaves no service
