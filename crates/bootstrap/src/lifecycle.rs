@@ -474,6 +474,9 @@ pub struct PeerCertificate(pub rustls::pki_types::CertificateDer<'static>);
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Time requests in flight get to finish once the service stops.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
+/// How long a stopping service lets requests in flight finish, and queued work drain, before it
+/// exits (within a pod's termination grace period, 30 s by default).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS);
 
 struct WebPort {
     routes: Routes,

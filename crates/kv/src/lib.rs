@@ -176,6 +176,24 @@ fn unavailable(e: redis::RedisError) -> KvError {
     KvError::Unavailable(e.to_string())
 }
 
+/// Runs `command` on the connection, and once more when its connection had been dropped (a
+/// Redis that restarted): the connection manager reconnects on that first failure, so the
+/// second try goes over the new connection instead of failing the caller's first request after
+/// every restart. (A retried increment that had in fact been applied counts one too many: the
+/// counters are limits, where that errs on the safe side.)
+async fn retried<T, F, Fut>(conn: &redis::aio::ConnectionManager, command: F) -> Result<T, KvError>
+where
+    F: Fn(redis::aio::ConnectionManager) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match command(conn.clone()).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            command(conn.clone()).await.map_err(unavailable)
+        }
+        other => other.map_err(unavailable),
+    }
+}
+
 impl RedisStore {
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, KvError> {
         Self::connect_with(url, namespace, &Options::default()).await
@@ -251,60 +269,64 @@ impl RedisStore {
 #[async_trait]
 impl KvStore for RedisStore {
     async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<u64, KvError> {
-        let mut conn = self.conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.incr
-            .key(self.key(key))
-            .arg(by)
-            .arg(ttl_ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)
+        let key = self.key(key);
+        retried(&self.conn, |mut conn| {
+            let mut invocation = self.incr.key(&key);
+            invocation.arg(by).arg(ttl_ms);
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<u64, KvError> {
-        let mut conn = self.conn.clone();
-        let value: Option<u64> = redis::cmd("GET")
-            .arg(self.key(key))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let key = self.key(key);
+        let value: Option<u64> = retried(&self.conn, |mut conn| {
+            let key = key.clone();
+            async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+        })
+        .await?;
         Ok(value.unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<(), KvError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        retried(&self.conn, |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(drop)
     }
 
     async fn try_lease(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, KvError> {
-        let mut conn = self.conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(holder)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(set.is_some())
+        let key = self.key(key);
+        let set: Option<String> = retried(&self.conn, |mut conn| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&key).arg(holder).arg("NX").arg("PX").arg(ttl_ms);
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Ours after all when a retried SET found the lease its first try had taken.
+        let current: Option<String> = retried(&self.conn, |mut conn| {
+            let key = key.clone();
+            async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+        })
+        .await?;
+        Ok(current.as_deref() == Some(holder))
     }
 
     async fn release_lease(&self, key: &str, holder: &str) -> Result<(), KvError> {
-        let mut conn = self.conn.clone();
-        self.release
-            .key(self.key(key))
-            .arg(holder)
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        let key = self.key(key);
+        retried(&self.conn, |mut conn| {
+            let mut invocation = self.release.key(&key);
+            invocation.arg(holder);
+            async move { invocation.invoke_async::<i64>(&mut conn).await }
+        })
+        .await
+        .map(drop)
     }
 }
 

@@ -1,4 +1,6 @@
-//! `openwarn up`: every service as its own child process, with embedded defaults.
+//! `openwarn up`: every service as its own child process, with embedded defaults. A service that
+//! dies stops the stack — or, with `--restart`, is started again after a pause (1 s, doubling to
+//! 30 s while it keeps dying within a minute). Each child's pid is in `<data dir>/pids/`.
 //!
 //! Platforms: on Linux each child also asks the kernel for SIGTERM when `up` dies
 //! (`OPENWARN_EXIT_WITH_PARENT`, see `main.rs`), so even a SIGKILLed `up` leaves no service
@@ -46,6 +48,10 @@ pub struct UpArgs {
     /// of each process's memory.
     #[arg(long, env = "OPENWARN_UP_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Start a service that exits again (after 1 s, doubling up to 30 s while it keeps exiting
+    /// within a minute) instead of stopping the whole stack.
+    #[arg(long, env = "OPENWARN_UP_RESTART")]
+    pub restart: bool,
 }
 
 /// Where the services keep their data: a database URL per service, and the key-value store.
@@ -97,6 +103,13 @@ impl Backends {
     }
 }
 
+/// The first pause before a service that exited is started again.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A service that ran this long before it exited is started again after the first pause.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
 /// One service of the stack: its name and ports (`grpc: None` for a service without gRPC).
 struct Spec {
     name: &'static str,
@@ -114,9 +127,58 @@ impl Spec {
     }
 }
 
-struct Running {
-    name: &'static str,
+struct Running<'a> {
+    spec: &'a Spec,
     child: Child,
+    started: tokio::time::Instant,
+    /// The pause before starting it again should it exit soon.
+    backoff: Duration,
+}
+
+impl<'a> Running<'a> {
+    /// Starts the service, writes its pid to `<data dir>/pids/<name>.pid` and says so.
+    fn start(spec: &'a Spec, how: &How<'_>) -> anyhow::Result<Self> {
+        let child = how
+            .command(spec)
+            .spawn()
+            .with_context(|| format!("cannot start {}", spec.name))?;
+        let pid = child.id().unwrap_or(0);
+        let pids = how.data_dir.join("pids");
+        std::fs::create_dir_all(&pids)
+            .and_then(|()| {
+                std::fs::write(pids.join(format!("{}.pid", spec.name)), format!("{pid}\n"))
+            })
+            .with_context(|| {
+                format!(
+                    "cannot write the pid of {} in {}",
+                    spec.name,
+                    pids.display()
+                )
+            })?;
+        println!("started {} (pid {pid})", spec.name);
+        Ok(Self {
+            spec,
+            child,
+            started: tokio::time::Instant::now(),
+            backoff: FIRST_BACKOFF,
+        })
+    }
+}
+
+/// How every service is started: the executable, the data directory, the backends, the PKI, the
+/// log format.
+struct How<'a> {
+    exe: &'a Path,
+    data_dir: &'a Path,
+    backends: &'a Backends,
+    pki: &'a openwarn_mtls::DevPki,
+    log_format: &'a str,
+}
+
+impl How<'_> {
+    fn command(&self, spec: &Spec) -> Command {
+        command(self.exe, spec, self.backends, self.pki, self.log_format)
+    }
 }
 
 /// Where `up` keeps the distribution service's dev material.
@@ -327,17 +389,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // One at a time, each ready before the next starts, so that a service's first calls find
     // what it depends on listening (distribution's start-up run streams from submission at once).
+    let how = How {
+        exe: &exe,
+        data_dir: &data_dir,
+        backends: &backends,
+        pki: &pki,
+        log_format: &args.log_format,
+    };
     let mut running = Vec::new();
     let mut started: anyhow::Result<()> = Ok(());
     for spec in &specs {
-        let child = command(&exe, spec, &backends, &pki, &args.log_format)
-            .spawn()
-            .with_context(|| format!("cannot start {}", spec.name))?;
-        println!("started {} (pid {})", spec.name, child.id().unwrap_or(0));
-        running.push(Running {
-            name: spec.name,
-            child,
-        });
+        running.push(Running::start(spec, &how)?);
         started = tokio::select! {
             ready = wait_ready(spec) => ready,
             exited = first_exit(&mut running) => Err(died(exited)),
@@ -353,11 +415,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let outcome = match started {
         Ok(enrolment) => {
             print_endpoints(&specs, &data_dir, args.port_offset, enrolment.as_deref());
-            supervise(&mut running).await
+            if args.restart {
+                println!("a service that exits is started again (--restart)");
+            }
+            supervise(&mut running, args.restart.then_some(&how)).await
         }
         Err(e) => Err(e),
     };
     stop(&mut running).await;
+    let _ = std::fs::remove_dir_all(data_dir.join("pids"));
     match outcome {
         Ok(()) => {
             println!("stopped");
@@ -476,24 +542,55 @@ fn print_endpoints(specs: &[Spec], data_dir: &Path, offset: u16, enrolment: Opti
     println!("ready; Ctrl-C stops everything");
 }
 
-/// Runs until a signal (Ok) or until a child dies (Err).
-async fn supervise(running: &mut [Running]) -> anyhow::Result<()> {
-    tokio::select! {
-        () = openwarn_bootstrap::lifecycle::shutdown_signal() => Ok(()),
-        exited = first_exit(running) => Err(died(exited)),
+/// Runs until a signal (Ok) or until a child dies (Err); with `restart`, a child that dies is
+/// started again after a pause instead.
+async fn supervise(running: &mut [Running<'_>], restart: Option<&How<'_>>) -> anyhow::Result<()> {
+    let signal = openwarn_bootstrap::lifecycle::shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let (index, status) = tokio::select! {
+            () = &mut signal => return Ok(()),
+            exited = exit_of(running) => exited,
+        };
+        let name = running[index].spec.name;
+        let Some(how) = restart else {
+            return Err(died((name, status)));
+        };
+        let r = &mut running[index];
+        let pause = if r.started.elapsed() >= STABLE_AFTER {
+            FIRST_BACKOFF
+        } else {
+            r.backoff
+        };
+        match status {
+            Ok(status) => println!("{name} exited ({status}); starting it again in {pause:?}"),
+            Err(e) => println!("{name} could not be watched ({e}); starting it again in {pause:?}"),
+        }
+        tokio::select! {
+            () = &mut signal => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+        *r = Running::start(r.spec, how)?;
+        r.backoff = (pause * 2).min(MAX_BACKOFF);
     }
 }
 
-async fn first_exit(running: &mut [Running]) -> (&'static str, std::io::Result<ExitStatus>) {
-    let waits = running.iter_mut().map(|r| {
-        let name = r.name;
-        Box::pin(async move { (name, r.child.wait().await) })
-    });
+async fn first_exit(running: &mut [Running<'_>]) -> (&'static str, std::io::Result<ExitStatus>) {
+    let (index, status) = exit_of(running).await;
+    (running[index].spec.name, status)
+}
+
+/// The index of the first child to exit, and its status.
+async fn exit_of(running: &mut [Running<'_>]) -> (usize, std::io::Result<ExitStatus>) {
+    let waits = running
+        .iter_mut()
+        .enumerate()
+        .map(|(i, r)| Box::pin(async move { (i, r.child.wait().await) }));
     futures::future::select_all(waits).await.0
 }
 
 /// SIGTERM to every child that still runs, then SIGKILL after 10 s.
-async fn stop(running: &mut [Running]) {
+async fn stop(running: &mut [Running<'_>]) {
     for r in running.iter_mut() {
         terminate(&mut r.child);
     }
@@ -501,7 +598,7 @@ async fn stop(running: &mut [Running]) {
         match tokio::time::timeout(Duration::from_secs(10), r.child.wait()).await {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("{} did not stop in time; killing it", r.name);
+                eprintln!("{} did not stop in time; killing it", r.spec.name);
                 let _ = r.child.kill().await;
             }
         }

@@ -8,53 +8,26 @@
     reason = "integration test: a failure is a failed test"
 )]
 
+use openwarn_mtls::DevPki;
 use openwarn_protocol::Message;
 use openwarn_protocol::cwa::SubmissionPayload;
 use openwarn_protocol::gaen::TemporaryExposureKey;
 use openwarn_protocol::submission::v1::StreamDiagnosisKeysRequest;
 use openwarn_protocol::submission::v1::submission_service_client::SubmissionServiceClient;
-use openwarn_testkit::free_port;
+use openwarn_testkit::process::{Ports, ServiceProcess};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-struct Ports {
-    http: u16,
-    grpc: u16,
-    admin: u16,
-}
-
-impl Ports {
-    fn new() -> Self {
-        Self {
-            http: free_port(),
-            grpc: free_port(),
-            admin: free_port(),
-        }
-    }
-}
-
-fn spawn(name: &str, ports: &Ports, pki: &openwarn_mtls::DevPki, extra: &[String]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_openwarn"));
-    cmd.args(["service", name])
-        .args(["--http-addr", &format!("127.0.0.1:{}", ports.http)])
-        .args(["--admin-addr", &format!("127.0.0.1:{}", ports.admin)])
-        .args(pki.service_args(name))
-        .args(["--log", "warn"])
-        .args(extra)
-        .kill_on_drop(true);
-    if name != "proxy" {
-        cmd.args(["--grpc-addr", &format!("127.0.0.1:{}", ports.grpc)]);
-    }
-    cmd.spawn().unwrap()
-}
-
-async fn ready(name: &str, ports: &Ports) {
-    let admin = ([127, 0, 0, 1], ports.admin).into();
-    assert!(
-        openwarn_sim::stack::wait_ready(admin, Duration::from_secs(60)).await,
-        "{name} did not become ready"
-    );
+fn spawn(name: &'static str, ports: &Ports, pki: &DevPki, extra: &[String]) -> ServiceProcess {
+    ServiceProcess::start(
+        env!("CARGO_BIN_EXE_openwarn"),
+        name,
+        *ports,
+        pki,
+        extra,
+        None,
+    )
 }
 
 #[tokio::test]
@@ -124,13 +97,8 @@ async fn the_whole_path_over_real_processes() {
                 ],
             ),
         ];
-        for (name, ports) in [
-            ("test-result", &tr),
-            ("verification", &v),
-            ("submission", &s),
-            ("proxy", &p),
-        ] {
-            ready(name, ports).await;
+        for child in &mut children {
+            child.ready().await;
         }
         // Each process exports what the alerts read: its certificate's expiry, and (the three
         // with a retention job) when that job last succeeded — it runs once at start.
@@ -287,21 +255,11 @@ async fn the_whole_path_over_real_processes() {
         }
 
         for child in &mut children {
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        for child in &mut children {
-            let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-                .await
-                .unwrap()
-                .unwrap();
+            let status = child.terminate().await;
             assert!(
                 status.success(),
-                "{label}: a service did not stop cleanly: {status}"
+                "{label}: {} did not stop cleanly: {status}",
+                child.name
             );
         }
     }
@@ -322,7 +280,7 @@ impl Published {
 }
 
 /// `openwarn service distribution run-once --now <hour + 1>` as its own process.
-async fn publish_once(pki: &openwarn_mtls::DevPki, submission_grpc: u16, hour: i64) -> Published {
+async fn publish_once(pki: &DevPki, submission_grpc: u16, hour: i64) -> Published {
     let dir = tempfile::tempdir().unwrap();
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let key = dir.path().join("signing.pem");

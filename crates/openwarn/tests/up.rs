@@ -1,5 +1,6 @@
 //! `openwarn up` as a user runs it: separate processes, endpoints printed, teleTAN issued through
-//! the CLI, a clean stop on SIGTERM, and the whole stack stopping when one service dies.
+//! the CLI, a clean stop on SIGTERM, and the whole stack stopping when one service dies — or,
+//! with `--restart`, that service started again on its own.
 
 #![allow(
     clippy::unwrap_used,
@@ -191,4 +192,62 @@ async fn up_runs_the_stack_and_stops_it_cleanly_or_when_a_service_dies() {
     assert!(!status.success());
     // test-result was stopped too: its port is free again.
     assert!(std::net::TcpListener::bind(("127.0.0.1", 8030 + OFFSET)).is_ok());
+}
+
+/// `up --restart`: a service killed with SIGKILL is started again (its pid in
+/// `<data dir>/pids/<name>.pid`), and the stack answers again; the others kept running.
+#[tokio::test]
+async fn up_with_restart_starts_a_service_that_died_again() {
+    const OFFSET: u16 = 26_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = openwarn_testkit::launcher::up_with(
+        env!("CARGO_BIN_EXE_openwarn"),
+        dir.path(),
+        OFFSET,
+        &["--restart"],
+        &[],
+    );
+    let lines = stack.until("ready; Ctrl-C stops everything").await;
+    let pid_file = |name: &str| -> i32 {
+        std::fs::read_to_string(dir.path().join("pids").join(format!("{name}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let verification = pid_file("verification");
+    assert_eq!(verification, pid_of(&lines, "verification"));
+    let test_result = pid_file("test-result");
+    signal(verification, nix::sys::signal::Signal::SIGKILL);
+    stack.until("verification exited").await;
+    let lines = stack.until("started verification (pid ").await;
+    let again = pid_of(&lines, "verification");
+    assert_ne!(again, verification);
+    assert_eq!(pid_file("verification"), again);
+    assert_eq!(
+        pid_file("test-result"),
+        test_result,
+        "the others kept running"
+    );
+
+    // The stack answers again: a registration through the proxy reaches the new verification.
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], 8011 + OFFSET));
+    assert!(openwarn_testkit::process::wait_ready(admin, Duration::from_secs(60)).await);
+    let reply = openwarn_testkit::http_client()
+        .post(format!(
+            "http://127.0.0.1:{}/version/v1/registrationToken",
+            8000 + OFFSET
+        ))
+        .json(&json!({"key": openwarn_domain::sha256_hex("a GUID"), "keyType": "GUID"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 201);
+
+    let status = stack.stop().await;
+    assert!(status.success(), "{status}");
+    assert!(
+        !dir.path().join("pids").exists(),
+        "pid files removed at stop"
+    );
 }

@@ -27,9 +27,21 @@ pub fn up_with_env(
     offset: u16,
     env: &[(&str, &str)],
 ) -> Up {
+    up_with(exe, data_dir, offset, &[], env)
+}
+
+/// [`up_with_env`] with extra arguments of `up` (e.g. `--restart`).
+pub fn up_with(
+    exe: impl AsRef<Path>,
+    data_dir: &Path,
+    offset: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Up {
     let mut child = Command::new(exe.as_ref())
         .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -19,6 +19,9 @@
 
 pub mod launcher;
 pub mod oidc_provider;
+#[cfg(unix)]
+pub mod own;
+pub mod process;
 pub mod web;
 
 use diesel::connection::SimpleConnection;

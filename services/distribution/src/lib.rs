@@ -87,6 +87,10 @@ pub struct Config {
         default_value = "submission"
     )]
     pub submission_server_name: String,
+    /// How long a run holds the lease before another may take over: a run killed while holding
+    /// it blocks the others (and its own restart's runs) this long.
+    #[arg(long, env = "OPENWARN_RUN_LEASE_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub run_lease_ttl: Duration,
     /// Key-value store holding the run lease: `redis://…` when several processes may publish,
     /// `memory://` for one process.
     #[arg(long, env = "OPENWARN_KV_URL", hide_env_values = true)]
@@ -377,7 +381,7 @@ async fn publisher_with(
             hour_retention: config.hour_retention,
             day_retention: config.day_retention,
             padding_secret: padding_secret.into_bytes(),
-            lease_ttl: Duration::from_secs(15 * 60),
+            lease_ttl: config.run_lease_ttl,
             trl_encoding,
         },
         kv,

@@ -284,11 +284,17 @@ impl Publisher {
     #[tracing::instrument(name = "distribution.run", skip(self))]
     pub async fn run(&self, now: i64) -> Result<Report, PublishError> {
         let holder = uuid::Uuid::new_v4().to_string();
-        if !self
+        let leased = self
             .kv
             .try_lease(LEASE, &holder, self.settings.lease_ttl)
-            .await?
-        {
+            .await
+            .inspect_err(|e| {
+                // A failed run, as any other: counted and logged (the store may be restarting).
+                metrics::counter!("openwarn_distribution_runs_total", "outcome" => "error")
+                    .increment(1);
+                tracing::error!(error = %e, "cannot take the run lease; the next run resumes");
+            })?;
+        if !leased {
             let mut report = Report::new(now);
             report.skipped = Some("another run holds the lease".into());
             tracing::info!("another distribution run is in progress; skipped");

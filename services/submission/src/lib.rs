@@ -88,8 +88,9 @@ pub struct Config {
     /// Largest submission body, in bytes.
     #[arg(long, env = "OPENWARN_MAX_BODY_BYTES", default_value_t = 100 * 1024)]
     pub max_body_bytes: usize,
-    /// Keys are deleted once the day they refer to (their rolling start) is this long ago —
-    /// however recently they were submitted.
+    /// Keys are deleted once the day they refer to (their rolling start) was this long before
+    /// yesterday — however recently they were submitted. (A day's margin: a key as old as the
+    /// upload rules accept, uploaded late in the day, is still kept until it is published.)
     #[arg(long, env = "OPENWARN_KEY_RETENTION", default_value = "14d", value_parser = parse_duration)]
     pub key_retention: Duration,
     /// How often the retention job runs.
@@ -129,6 +130,15 @@ fn rules(config: &Config) -> Result<rules::Rules, ConfigError> {
         country: config.country.clone(),
         supported_countries: supported,
     })
+}
+
+/// The rolling start (in 10-minute intervals) below which keys are deleted at `now`, keeping
+/// `keep` seconds before the start of yesterday: the oldest key the rules accept today (its
+/// rolling start 14 days before today's midnight) is kept until the end of tomorrow, long past
+/// its publication — deleting on `now - keep` lost it before it was published.
+pub fn retention_cutoff(now: i64, keep: i64) -> i32 {
+    let day = now.saturating_sub(keep).div_euclid(86_400) - 1;
+    i32::try_from(day.saturating_mul(144)).unwrap_or(i32::MAX)
 }
 
 /// Starts the service: migrations, app REST, gRPC, admin port, retention job.
@@ -187,9 +197,7 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
     service.spawn_periodic(config.retention_interval, move || {
         let store = store.clone();
         async move {
-            // In 10-minute intervals, as rolling starts count.
-            let cutoff = openwarn_bootstrap::lifecycle::unix_now().saturating_sub(keep) / 600;
-            let cutoff = i32::try_from(cutoff).unwrap_or(i32::MAX);
+            let cutoff = retention_cutoff(openwarn_bootstrap::lifecycle::unix_now(), keep);
             match store.apply_retention(cutoff).await {
                 Ok(deleted) => {
                     metrics::counter!("openwarn_diagnosis_keys_deleted_total")
@@ -224,5 +232,31 @@ impl openwarn_bootstrap::cli::Service for SubmissionService {
     async fn migrate(config: Config) -> Result<Vec<String>, Error> {
         let db = Database::open(&config.database.url()?, 1).await?;
         Ok(db.migrate(MIGRATIONS_PG, MIGRATIONS_SQLITE).await?)
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    /// Every key the upload rules accept, at any time of day, survives the retention run of the
+    /// same moment and of the next day (it failed for the oldest accepted key: 14 days at
+    /// midnight, deleted at once by `now - 14d`).
+    #[test]
+    fn retention_keeps_every_key_the_rules_accept_until_it_is_published() {
+        let keep = 14 * 86_400;
+        let midnight = 20_000 * 86_400;
+        for now in (midnight..midnight + 86_400).step_by(1800) {
+            let today = i32::try_from(now / 600 / 144 * 144).unwrap();
+            let oldest = today - rules::MAX_KEY_AGE_DAYS * 144;
+            assert!(retention_cutoff(now, keep) <= oldest, "at {now}");
+            assert!(
+                retention_cutoff(now + 86_400, keep) <= oldest,
+                "a day after {now}"
+            );
+        }
+        // And older keys do go: two days later the oldest key of then is below the cutoff.
+        let oldest = i32::try_from(midnight / 600).unwrap() - rules::MAX_KEY_AGE_DAYS * 144;
+        assert!(retention_cutoff(midnight + 2 * 86_400, keep) > oldest);
     }
 }

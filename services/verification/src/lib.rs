@@ -242,7 +242,21 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
         .serve_internal_https_on("http", config.listen.http_addr, tls.https_server()?, app)
         .await?;
 
-    let router = grpc_router(store.clone(), kv.clone(), test_results.clone(), &config);
+    // Marks queued when the service stops are still sent within the grace period.
+    let marks_to = test_results.clone();
+    let (redeem, sender) = redeem::RedeemMarks::until(
+        move |ids| {
+            let test_results = marks_to.clone();
+            async move { test_results.mark_redeemed(ids).await }
+        },
+        service.token().cancelled_owned(),
+        openwarn_bootstrap::lifecycle::SHUTDOWN_GRACE,
+    );
+    service.spawn(async move {
+        sender.await;
+        Ok(())
+    });
+    let router = grpc_router(store.clone(), kv.clone(), redeem, &config);
     service
         .serve_grpc_on(config.grpc.grpc_addr, tls.grpc_server()?, router)
         .await?;
@@ -272,16 +286,13 @@ pub async fn start(config: Config) -> Result<RunningService, Error> {
 fn grpc_router(
     store: Store,
     kv: Arc<dyn openwarn_kv::KvStore>,
-    test_results: testresults::TestResults,
+    redeem: redeem::RedeemMarks,
     config: &Config,
 ) -> tonic::transport::server::Router<openwarn_bootstrap::lifecycle::GrpcLayers> {
     openwarn_bootstrap::lifecycle::grpc_server().add_service(grpc::server(
         store,
         kv,
-        redeem::RedeemMarks::start(move |ids| {
-            let test_results = test_results.clone();
-            async move { test_results.mark_redeemed(ids).await }
-        }),
+        redeem,
         grpc::GrpcLimits {
             reservation_ttl: config.tan_reservation_ttl,
             tele_tan_validity: config.tele_tan_validity,
