@@ -75,7 +75,7 @@ impl TestResults {
         })
     }
 
-    /// Marks results redeemed, all in one call (see [`crate::redeem`]).
+    /// Marks results redeemed, all in one call (queued by the `redeem` module).
     pub async fn mark_redeemed(&self, hashed_guids: Vec<String>) -> Result<(), tonic::Status> {
         openwarn_bootstrap::grpc_metrics::client_call(
             "/openwarn.testresult.v1.TestResultService/MarkRedeemed",
