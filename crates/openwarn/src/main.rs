@@ -308,6 +308,8 @@ mod tests {
             "openwarn bench-distribution OPENWARN_BENCH_POSTGRES_URL",
             "openwarn bench-polling OPENWARN_BENCH_POSTGRES_URL",
             "openwarn bench-polling OPENWARN_BENCH_REDIS_URL",
+            "openwarn up OPENWARN_UP_POSTGRES_URL",
+            "openwarn up OPENWARN_UP_REDIS_URL",
         ] {
             assert!(checked.iter().any(|c| c == expected), "{checked:#?}");
         }

@@ -39,14 +39,14 @@ pub struct UpArgs {
     /// Run on PostgreSQL instead of SQLite files: the server (a user that may create databases)
     /// where each service gets its own database, `<prefix>_<service>`, created if missing and
     /// kept between runs.
-    #[arg(long, env = "OPENWARN_UP_POSTGRES_URL")]
+    #[arg(long, env = "OPENWARN_UP_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
     /// The prefix of the services' database names on `--postgres-url` (letters, digits, `_`).
     #[arg(long, env = "OPENWARN_UP_POSTGRES_PREFIX", default_value = "openwarn")]
     pub postgres_prefix: String,
     /// Share short-lived state through this Redis (each service under its own namespace) instead
     /// of each process's memory.
-    #[arg(long, env = "OPENWARN_UP_REDIS_URL")]
+    #[arg(long, env = "OPENWARN_UP_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Start a service that exits again (after 1 s, doubling up to 30 s while it keeps exiting
     /// within a minute) instead of stopping the whole stack.
