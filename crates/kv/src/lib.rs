@@ -490,6 +490,44 @@ mod tests {
         assert_eq!(won, 1, "{store:?}");
     }
 
+    /// A connection Redis dropped (a restart, a timeout, `CLIENT KILL`) costs the caller nothing:
+    /// each command is tried once more over the reconnected connection, instead of the first
+    /// request after every drop failing (the first publishing run after a Redis restart did).
+    #[tokio::test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "tests only: OPENWARN_TEST_REDIS_URL names the Redis under test"
+    )]
+    async fn a_dropped_connection_is_reconnected_for_the_same_command() {
+        let Ok(url) = std::env::var("OPENWARN_TEST_REDIS_URL") else {
+            return; // `stores()` fails the run under CI without it.
+        };
+        let namespace = format!("test-{}", uuid::Uuid::new_v4());
+        let store = RedisStore::connect(&url, &namespace).await.unwrap();
+        store.incr("k", 2, Duration::from_secs(60)).await.unwrap();
+        for round in 0..3 {
+            let id: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut store.conn.clone())
+                .await
+                .unwrap();
+            let mut admin = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            assert_eq!(killed, 1, "round {round}");
+            assert_eq!(store.get("k").await.unwrap(), 2, "round {round}");
+        }
+    }
+
     #[tokio::test]
     async fn unknown_urls_are_refused_and_a_down_redis_is_unavailable() {
         assert!(matches!(

@@ -66,48 +66,42 @@ fn invalid_settings_are_named() {
         ),
         "cannot connect to PostgreSQL",
     );
-    assert_refused(
-        &run(
+    // One setting out of range each: (service, flag, value, what the error names).
+    for (name, flag, value, named) in [
+        ("verification", "--tan-validity", "5w", "--tan-validity"),
+        (
             "verification",
-            &["--database-url", &sqlite, "--tan-validity", "5w"],
+            "--kv-url",
+            "memcached://x",
+            "OPENWARN_KV_URL",
         ),
-        "--tan-validity",
-    );
-    assert_refused(
-        &run(
+        (
             "verification",
-            &["--database-url", &sqlite, "--kv-url", "memcached://x"],
+            "--tans-per-registration",
+            "0",
+            "OPENWARN_TANS_PER_REGISTRATION",
         ),
-        "OPENWARN_KV_URL",
-    );
-    assert_refused(
-        &run(
+        (
             "verification",
-            &["--database-url", &sqlite, "--tans-per-registration", "0"],
+            "--uploads-per-registration",
+            "0",
+            "OPENWARN_UPLOADS_PER_REGISTRATION",
         ),
-        "OPENWARN_TANS_PER_REGISTRATION",
-    );
-    assert_refused(
-        &run(
+        (
             "verification",
-            &["--database-url", &sqlite, "--uploads-per-registration", "0"],
+            "--tls-reload-interval",
+            "0",
+            "--tls-reload-interval",
         ),
-        "OPENWARN_UPLOADS_PER_REGISTRATION",
-    );
-    assert_refused(
-        &run(
-            "verification",
-            &["--database-url", &sqlite, "--tls-reload-interval", "0"],
-        ),
-        "--tls-reload-interval",
-    );
-    assert_refused(
-        &run(
+        (
             "submission",
-            &["--database-url", &sqlite, "--commit-retry-interval", "0"],
+            "--commit-retry-interval",
+            "0",
+            "--commit-retry-interval",
         ),
-        "--commit-retry-interval",
-    );
+    ] {
+        assert_refused(&run(name, &["--database-url", &sqlite, flag, value]), named);
+    }
     assert_refused(
         &run("test-result", &["--database-url", &sqlite]),
         "OPENWARN_LAB_TLS_CERT",

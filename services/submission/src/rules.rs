@@ -3,11 +3,11 @@
 //! Checked in order, each with its own machine-readable reason: 1 to `max_keys` keys; `key_data`
 //! exactly 16 bytes; no key twice; `rolling_start_interval_number` a multiple of 144 (UTC
 //! midnight); `rolling_period` 1..144 (144 when absent); transmission risk 1..8 and days since
-//! onset -15..4000 (CWA's `DiagnosisKey` bounds), at least one of the two present; `report_type`, when present, one of the
-//! export format's report types (0..5); `submission_type`, when present, PCR (0) or rapid test
-//! (1); `origin` empty or our country; every visited country supported (the origin is added to
-//! them, as CWA does). Keys whose start lies in the future or more than 14 days back are then
-//! dropped silently. The missing one of transmission risk and days since onset is derived with
+//! onset -15..4000 (CWA's `DiagnosisKey` bounds), at least one of the two present;
+//! `report_type`, when present, one of the export format's report types (0..5);
+//! `submission_type`, when present, PCR (0) or rapid test (1); `origin` empty or our country;
+//! every visited country supported (the origin is added to them, as CWA does). Keys whose start
+//! lies in the future or more than 14 days back are then dropped silently. The missing one of transmission risk and days since onset is derived with
 //! [`trl_from_dsos`] / [`dsos_from_trl`].
 
 use openwarn_domain::{CountryCode, VisitedCountries};

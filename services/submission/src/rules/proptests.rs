@@ -34,7 +34,9 @@ fn assert_in_range(valid: &ValidSubmission) -> Result<(), TestCaseError> {
         );
         prop_assert!((1..=INTERVALS_PER_DAY).contains(&k.rolling_period));
         prop_assert!((1..=8).contains(&k.transmission_risk_level));
-        prop_assert!((-15..=4000).contains(&k.days_since_onset_of_symptoms));
+        prop_assert!(
+            (MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET).contains(&k.days_since_onset_of_symptoms)
+        );
         prop_assert!(
             ReportType::try_from(k.report_type).is_ok(),
             "{}",
@@ -53,7 +55,7 @@ prop_compose! {
         days_back in 0..=MAX_KEY_AGE_DAYS,
         period in proptest::option::of(1..=INTERVALS_PER_DAY),
         trl in proptest::option::of(1..=8i32),
-        dsos in proptest::option::of(-15..=4000i32),
+        dsos in proptest::option::of(MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET),
         report_type in proptest::option::of(0..=5i32),
     ) -> TemporaryExposureKey {
         // At least one of risk and onset.
@@ -117,7 +119,7 @@ fn a_break() -> impl Strategy<Value = Break> {
             .prop_map(Break::Start),
         outside(1..=INTERVALS_PER_DAY).prop_map(Break::Period),
         outside(1..=8).prop_map(Break::Risk),
-        outside(-15..=4000).prop_map(Break::Onset),
+        outside(MIN_DAYS_SINCE_ONSET..=MAX_DAYS_SINCE_ONSET).prop_map(Break::Onset),
         outside(0..=5).prop_map(Break::Report),
         outside(0..=1).prop_map(Break::Submission),
         "[A-Z]{2}|\\PC{0,4}"
